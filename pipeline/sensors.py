@@ -1,0 +1,395 @@
+"""The sensor table: bands, PAN/MS ratio, radiometry and MTF gains, as data.
+
+Values for the VHR sensors follow ``METHOD.md`` (MS and PAN Nyquist gains as used by the standard
+pansharpening toolboxes). Entries without published per-band Nyquist gains use the conventional
+default 0.3 (MS) / 0.15 (PAN) and say so in ``source``.
+
+Users add sensors from a YAML file (``load_sensor_file``) whose top level maps names to the
+fields of :class:`SensorSpec`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SensorError
+
+DEFAULT_MS_GAIN = 0.3
+DEFAULT_PAN_GAIN = 0.15
+
+
+@dataclass(frozen=True, kw_only=True)
+class SensorSpec:
+    """One sensor's facts, validated at construction.
+
+    Attributes
+    ----------
+    name
+        Canonical name (lower case, e.g. ``"wv3"``).
+    title
+        Human-readable name.
+    bands
+        MS band names, in file order.
+    rgb
+        0-based indices of the red, green and blue bands in ``bands``.
+    ratio
+        PAN/MS pixel-size ratio (integer, e.g. 4).
+    bit_depth
+        Radiometric resolution of the DN values.
+    dn_max
+        The DN value mapped to 1.0 when scaling to float (``2**bit_depth - 1`` unless stated).
+    mtf_ms
+        MS MTF gains at Nyquist, one per band.
+    mtf_pan
+        PAN MTF gain at Nyquist.
+    aliases
+        Other accepted names.
+    source
+        Where the numbers come from.
+    """
+
+    name: str
+    title: str
+    bands: tuple[str, ...]
+    rgb: tuple[int, int, int]
+    ratio: int
+    bit_depth: int
+    mtf_ms: tuple[float, ...]
+    mtf_pan: float
+    dn_max: float = 0.0
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.bands:
+            raise SensorError(f"Sensor {self.name!r} has no bands.", fix="list its MS bands.")
+        if len(self.mtf_ms) != len(self.bands):
+            raise SensorError(
+                f"Sensor {self.name!r}: one MS MTF gain per band is required.",
+                expected=f"{len(self.bands)} gains",
+                got=f"{len(self.mtf_ms)}",
+                fix="give mtf_ms as a list as long as bands.",
+            )
+        if any(not 0.0 < g < 1.0 for g in (*self.mtf_ms, self.mtf_pan)):
+            raise SensorError(
+                f"Sensor {self.name!r}: MTF gains must lie strictly between 0 and 1.",
+                got=f"mtf_ms={self.mtf_ms}, mtf_pan={self.mtf_pan}",
+                fix="use Nyquist gains such as 0.3.",
+            )
+        if self.ratio < 2:
+            raise SensorError(
+                f"Sensor {self.name!r}: ratio must be an integer >= 2.", got=self.ratio
+            )
+        if any(not 0 <= i < len(self.bands) for i in self.rgb):
+            raise SensorError(
+                f"Sensor {self.name!r}: RGB indices must be 0-based band indices.",
+                expected=f"0..{len(self.bands) - 1}",
+                got=self.rgb,
+            )
+        if self.dn_max <= 0:
+            object.__setattr__(self, "dn_max", float(2**self.bit_depth - 1))
+
+    @property
+    def n_bands(self) -> int:
+        """Number of MS bands."""
+        return len(self.bands)
+
+
+_VHR = "METHOD.md (toolbox Nyquist gains)"
+_DEFAULT = "no published per-band Nyquist gains: toolbox defaults 0.3 (MS) / 0.15 (PAN)"
+_BGRN = ("blue", "green", "red", "nir")
+_WV8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
+
+_BUILTIN: tuple[SensorSpec, ...] = (
+    SensorSpec(
+        name="wv2",
+        title="WorldView-2",
+        bands=_WV8,
+        rgb=(4, 2, 1),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.35,) * 7 + (0.27,),
+        mtf_pan=0.11,
+        aliases=("worldview-2", "worldview2"),
+        source=_VHR,
+    ),
+    SensorSpec(
+        name="wv3",
+        title="WorldView-3",
+        bands=_WV8,
+        rgb=(4, 2, 1),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315),
+        mtf_pan=0.14,
+        aliases=("worldview-3", "worldview3"),
+        source=_VHR,
+    ),
+    SensorSpec(
+        name="wv4",
+        title="WorldView-4",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.23,) * 4,
+        mtf_pan=0.16,
+        aliases=("worldview-4", "worldview4"),
+        source=_VHR,
+    ),
+    SensorSpec(
+        name="qb",
+        title="QuickBird",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.34, 0.32, 0.30, 0.22),
+        mtf_pan=0.15,
+        aliases=("quickbird",),
+        source=_VHR,
+    ),
+    SensorSpec(
+        name="ge1",
+        title="GeoEye-1",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.23,) * 4,
+        mtf_pan=0.16,
+        aliases=("geoeye-1", "geoeye1", "geoeye"),
+        source=_VHR,
+    ),
+    SensorSpec(
+        name="ikonos",
+        title="IKONOS",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.26, 0.28, 0.29, 0.28),
+        mtf_pan=0.17,
+        aliases=("ik",),
+        source=_VHR,
+    ),
+    SensorSpec(
+        name="pleiades",
+        title="Pléiades 1A/1B",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=12,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("phr", "pleiades-1"),
+        source=_DEFAULT,
+    ),
+    SensorSpec(
+        name="gf1",
+        title="GaoFen-1",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=10,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("gaofen-1", "gaofen1"),
+        source=_DEFAULT,
+    ),
+    SensorSpec(
+        name="gf2",
+        title="GaoFen-2",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=10,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("gaofen-2", "gaofen2"),
+        source=_DEFAULT,
+    ),
+    SensorSpec(
+        name="landsat7",
+        title="Landsat-7 ETM+",
+        bands=("blue", "green", "red", "nir", "swir1", "swir2"),
+        rgb=(2, 1, 0),
+        ratio=2,
+        bit_depth=8,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 6,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("l7", "le07", "etm+", "landsat-7"),
+        source="USGS Landsat 7 Data Users Handbook (bands 1-5,7 at 30 m, band 8 PAN at 15 m, "
+        "8-bit DN); " + _DEFAULT,
+    ),
+    SensorSpec(
+        name="landsat8",
+        title="Landsat-8/9 OLI",
+        bands=("coastal", "blue", "green", "red", "nir", "swir1", "swir2"),
+        rgb=(3, 2, 1),
+        ratio=2,
+        bit_depth=16,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 7,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("l8", "l9", "lc08", "lc09", "landsat9", "landsat-8", "landsat-9", "oli"),
+        source="USGS Landsat 8 Data Users Handbook (bands 1-7 at 30 m, band 8 PAN at 15 m, "
+        "L1 products as 16-bit DN); " + _DEFAULT,
+    ),
+    SensorSpec(
+        name="s2-20m",
+        title="Sentinel-2 MSI, 20 m bands sharpened by a 10 m band",
+        bands=("b05", "b06", "b07", "b8a", "b11", "b12"),
+        rgb=(2, 1, 0),
+        ratio=2,
+        bit_depth=14,
+        dn_max=10000.0,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 6,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("sentinel-2", "sentinel2", "s2"),
+        source="ESA Sentinel-2 User Handbook (L1C reflectance x 10000; 20 m bands B5-B7, B8A, "
+        "B11, B12; the 'PAN' is a 10 m band, e.g. B08); " + _DEFAULT,
+    ),
+    SensorSpec(
+        name="s2-10m",
+        title="Sentinel-2 MSI, 10 m bands (B2, B3, B4, B8)",
+        bands=("b02", "b03", "b04", "b08"),
+        rgb=(2, 1, 0),
+        ratio=2,
+        bit_depth=14,
+        dn_max=10000.0,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        source="ESA Sentinel-2 User Handbook (10 m bands, reflectance x 10000); " + _DEFAULT,
+    ),
+)
+
+_REGISTRY: dict[str, SensorSpec] = {}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def register_sensor(spec: SensorSpec, *, replace: bool = False) -> None:
+    """Add ``spec`` to the table under its name and aliases."""
+    for key in (spec.name, *spec.aliases):
+        k = _key(key)
+        if k in _REGISTRY and not replace and _REGISTRY[k].name != spec.name:
+            raise SensorError(
+                f"Sensor name {key!r} is already taken by {_REGISTRY[k].title}.",
+                fix="choose another name or pass replace=True.",
+            )
+        _REGISTRY[k] = spec
+
+
+for _spec in _BUILTIN:
+    register_sensor(_spec)
+
+
+def sensor_names() -> list[str]:
+    """Canonical names of all known sensors, sorted."""
+    return sorted({s.name for s in _REGISTRY.values()})
+
+
+def get_sensor(name: str | SensorSpec) -> SensorSpec:
+    """Look a sensor up by name or alias (case-insensitive).
+
+    Raises
+    ------
+    SensorError
+        If the name is unknown; the message lists the closest known names.
+    """
+    if isinstance(name, SensorSpec):
+        return name
+    spec = _REGISTRY.get(_key(name))
+    if spec is not None:
+        return spec
+    close = difflib.get_close_matches(_key(name), list(_REGISTRY), n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise SensorError(
+        f"Unknown sensor {name!r}.",
+        expected="one of " + ", ".join(sensor_names()),
+        got=repr(name),
+        fix=f"{hint}Pass a known --sensor or add yours with a sensor YAML file (--sensor-file).",
+    )
+
+
+def load_sensor_file(path: str | Path) -> list[SensorSpec]:
+    """Register the sensors defined in a YAML file and return them.
+
+    The file maps each sensor name to the fields of :class:`SensorSpec`, e.g.::
+
+        mysat:
+          title: MySat-1
+          bands: [blue, green, red, nir]
+          rgb: [2, 1, 0]
+          ratio: 4
+          bit_depth: 12
+          mtf_ms: [0.3, 0.3, 0.3, 0.3]
+          mtf_pan: 0.15
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SensorError(
+            "Cannot read the sensor file.",
+            path=path,
+            got=str(exc),
+            fix="give a readable YAML file mapping sensor names to their fields.",
+        ) from exc
+    if not isinstance(raw, Mapping):
+        raise SensorError(
+            "The sensor file must map sensor names to their fields.",
+            path=path,
+            expected="a YAML mapping",
+            got=type(raw).__name__,
+            fix="see pipeline.sensors.load_sensor_file for an example.",
+        )
+    allowed = {f.name for f in fields(SensorSpec)}
+    specs = []
+    for name, body in raw.items():
+        if not isinstance(body, Mapping):
+            raise SensorError(f"Sensor {name!r} must be a mapping.", path=path, got=body)
+        unknown = set(body) - allowed
+        if unknown:
+            raise SensorError(
+                f"Sensor {name!r} has unknown fields.",
+                path=path,
+                expected="fields among " + ", ".join(sorted(allowed - {"name"})),
+                got=", ".join(sorted(unknown)),
+                fix="remove or rename them.",
+            )
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in body.items()
+        }
+        kwargs.setdefault("title", str(name))
+        try:
+            spec = SensorSpec(name=str(name).lower(), **kwargs)
+        except TypeError as exc:
+            raise SensorError(
+                f"Sensor {name!r} is incomplete.",
+                path=path,
+                got=str(exc),
+                fix="give title, bands, rgb, ratio, bit_depth, mtf_ms and mtf_pan.",
+            ) from exc
+        register_sensor(spec, replace=True)
+        specs.append(spec)
+    return specs
+
+
+__all__ = [
+    "DEFAULT_MS_GAIN",
+    "DEFAULT_PAN_GAIN",
+    "SensorSpec",
+    "get_sensor",
+    "load_sensor_file",
+    "register_sensor",
+    "sensor_names",
+]
