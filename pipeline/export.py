@@ -1,0 +1,343 @@
+"""Store array -> Cloud-Optimized GeoTIFF, streaming.
+
+The array is copied tile by tile into a temporary tiled GeoTIFF next to the target, which GDAL's
+COG driver then turns into the final layout (tiled, compressed with a predictor, internal
+overviews); GDAL streams both steps, so memory does not depend on the scene size. The COG is
+written under a temporary name and renamed at the end: a failed export never looks complete.
+
+Values are written in DN: outputs stored ``"normalised"`` are multiplied by ``dn_max``. The
+default output dtype is the MS source dtype (rounded and clipped; NaN becomes nodata).
+
+``ms_up`` names the MS replicated onto the PAN grid (nearest neighbour, ``ratio`` x ``ratio``
+blocks): the placeholder product before any fusion has run. It is computed on the fly unless the
+store holds an array of that name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ConfigError, StoreError
+from .grid import Window
+from .store import INPUT_ARRAYS, SceneStore
+
+log = logging.getLogger(__name__)
+
+MS_UP = "ms_up"
+COMPRESSIONS = ("deflate", "zstd", "lzw")
+RESAMPLINGS = ("average", "nearest", "bilinear", "cubic", "mode")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CogOptions:
+    """How the COG is written.
+
+    Attributes
+    ----------
+    dtype
+        Output dtype; ``None`` = the MS source dtype (the PAN's for ``pan``).
+    compress
+        ``"deflate"``, ``"zstd"`` or ``"lzw"`` (always with a predictor).
+    level
+        Compression level, ``None`` = GDAL's default.
+    blocksize
+        Internal tile edge in pixels (a multiple of 16, at least 128).
+    overview_resampling
+        Resampling of the internal overviews.
+    cache_mb
+        GDAL block cache during the export, MiB (bounds memory; GDAL's default is 5% of RAM).
+    """
+
+    dtype: str | None = None
+    compress: str = "deflate"
+    level: int | None = None
+    blocksize: int = 512
+    overview_resampling: str = "average"
+    cache_mb: int = 256
+
+    def __post_init__(self) -> None:
+        if self.compress not in COMPRESSIONS:
+            raise ConfigError(
+                "Unknown compression.", expected=" or ".join(COMPRESSIONS), got=self.compress
+            )
+        if self.blocksize < 128 or self.blocksize % 16:
+            raise ConfigError(
+                "The COG block size must be a multiple of 16, at least 128 (GDAL's COG driver).",
+                got=self.blocksize,
+                fix="use 256 or 512.",
+            )
+        if self.overview_resampling not in RESAMPLINGS:
+            raise ConfigError(
+                "Unknown overview resampling.",
+                expected=", ".join(RESAMPLINGS),
+                got=self.overview_resampling,
+            )
+        if self.dtype is not None:
+            np.dtype(self.dtype)  # raises TypeError on nonsense; checked again in export_cog
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Source:
+    """A readable (B, H, W) band stack with its grid."""
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype[Any]
+    transform: tuple[float, ...]
+    scale: float  # multiply to get DN
+    step: int  # rows/cols per read
+    read: Callable[[Window], NDArray[Any]]
+
+
+def ms_up_window(store: SceneStore, window: Window) -> NDArray[Any]:
+    """MS replicated onto the PAN grid in ``window`` (PAN pixels): ``(B, H', W')``, source DN."""
+    r = store.meta.ratio
+    ms_win = Window(window.y0 // r, -(-window.y1 // r), window.x0 // r, -(-window.x1 // r))
+    ms = store.read_ms(ms_win)
+    up = np.repeat(np.repeat(ms, r, axis=1), r, axis=2)
+    inner = window.relative_to(ms_win.scaled(r))
+    return up[(slice(None), *inner.slices)]
+
+
+def _source(store: SceneStore, name: str) -> _Source:
+    meta = store.meta
+    t = meta.tile
+    if name == MS_UP and MS_UP not in store.array_names:
+        return _Source(
+            shape=(meta.n_bands, *meta.pan_shape_yx),
+            dtype=np.dtype(meta.dtype),
+            transform=meta.pan_transform,
+            scale=1.0,
+            step=t,
+            read=lambda w: ms_up_window(store, w),
+        )
+    arr = store.array(name)
+    if name == "pan":
+        return _Source(
+            shape=(1, *meta.pan_shape_yx),
+            dtype=np.dtype(meta.pan_dtype),
+            transform=meta.pan_transform,
+            scale=1.0,
+            step=t,
+            read=lambda w: store.read_pan(w)[None],
+        )
+    on_ms = name == "ms"
+    units = store.units(name)
+    return _Source(
+        shape=tuple(int(s) for s in arr.shape),  # type: ignore[arg-type]
+        dtype=np.dtype(arr.dtype) if name in INPUT_ARRAYS else np.dtype(meta.dtype),
+        transform=meta.ms_transform if on_ms else meta.pan_transform,
+        scale=meta.dn_max if units == "normalised" else 1.0,
+        step=t // meta.ratio if on_ms else t,
+        read=lambda w: np.asarray(arr[(slice(None), *w.slices)]),
+    )
+
+
+def _windows(shape_yx: tuple[int, int], step: int) -> Iterator[Window]:
+    h, w = shape_yx
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            yield Window(y0, min(y0 + step, h), x0, min(x0 + step, w))
+
+
+def _convert(
+    block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
+) -> NDArray[Any]:
+    """Scale to DN, round and clip to ``dtype``; NaN -> ``nodata``."""
+    if scale == 1.0 and block.dtype == dtype:
+        if np.issubdtype(dtype, np.floating) and nodata is not None and not np.isnan(nodata):
+            return np.where(np.isnan(block), dtype.type(nodata), block)
+        return block
+    x = np.asarray(block, dtype=np.float64) * scale if scale != 1.0 else block
+    if np.issubdtype(dtype, np.integer):
+        x = np.asarray(x, dtype=np.float64)
+        nan = np.isnan(x)
+        info = np.iinfo(dtype)
+        x = np.clip(np.rint(np.where(nan, 0.0, x)), info.min, info.max)
+        if nan.any():
+            x[nan] = 0 if nodata is None else nodata
+        return x.astype(dtype)
+    x = np.asarray(x, dtype=dtype)
+    if nodata is not None:
+        x[np.isnan(x)] = nodata
+    return x
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise StoreError(
+            "The output file already exists.",
+            path=out,
+            expected="a path that does not exist yet",
+            got="an existing file",
+            fix="choose another -o path or pass --overwrite.",
+        )
+    if not out.parent.is_dir():
+        raise StoreError(
+            "The output folder does not exist.",
+            path=out.parent,
+            expected="an existing folder",
+            got="no such folder",
+            fix="create it first.",
+        )
+
+
+def _output_dtype(opts: CogOptions, src: _Source, path: Path) -> np.dtype[Any]:
+    try:
+        return np.dtype(opts.dtype) if opts.dtype else src.dtype
+    except TypeError as exc:
+        raise ConfigError(
+            "Unknown output dtype.", path=path, got=opts.dtype, fix="use e.g. uint16 or float32."
+        ) from exc
+
+
+def _write_intermediate(
+    src: _Source,
+    tmp: Path,
+    profile: dict[str, Any],
+    dtype: np.dtype[Any],
+    nodata: float | None,
+    describe: Callable[[Any], None],
+) -> None:
+    import rasterio
+
+    with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        dst = rasterio.open(tmp, "w", **profile)
+    with dst:
+        describe(dst)
+        for w in _windows(src.shape[1:], src.step):
+            block = _convert(src.read(w), src.scale, dtype, nodata)
+            win = rasterio.windows.Window(w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0)
+            dst.write(block, window=win)
+
+
+def export_cog(
+    store_path: str | Path,
+    array_name: str,
+    out_path: str | Path,
+    *,
+    options: CogOptions | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a store array as a Cloud-Optimized GeoTIFF.
+
+    Parameters
+    ----------
+    store_path
+        A complete scene store.
+    array_name
+        ``ms_up``, an output name, or ``pan``/``ms``/``gt``. Outputs and ``ms_up`` are
+        ``(B, H, W)`` on the PAN grid; ``ms`` is written on the MS grid.
+    out_path
+        Target ``.tif``.
+    options
+        Dtype, compression, block size, overview resampling (:class:`CogOptions`).
+    overwrite
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+    """
+    import rasterio
+    import rasterio.shutil
+
+    opts = options or CogOptions()
+    out = Path(out_path)
+    _check_out(out, overwrite)
+    store = SceneStore.open(store_path)
+    src = _source(store, array_name)
+    dtype = _output_dtype(opts, src, out)
+    meta = store.meta
+    nodata = meta.nodata
+    if nodata is None and np.issubdtype(dtype, np.floating):
+        nodata = float("nan")
+    profile = _profile(src, dtype, nodata, meta.crs, opts)
+    tag = uuid.uuid4().hex[:8]
+    tmp = out.with_name(f".{out.name}.{tag}.stage.tif")
+    part = out.with_name(f".{out.name}.{tag}.partial.tif")
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):
+            _write_intermediate(
+                src, tmp, profile, dtype, nodata, lambda d: _describe(d, store, array_name)
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                rasterio.shutil.copy(tmp, part, driver="COG", **_cog_creation(opts, dtype))
+        os.replace(part, out)
+    finally:
+        for p in (tmp, part):
+            p.unlink(missing_ok=True)
+    log.info("exported %s/%s -> %s (%s)", store.path, array_name, out, dtype)
+    return out
+
+
+def _profile(
+    src: _Source, dtype: np.dtype[Any], nodata: float | None, crs: str | None, opts: CogOptions
+) -> dict[str, Any]:
+    from affine import Affine
+
+    b, h, w = src.shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": b,
+        "dtype": dtype.name,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": opts.blocksize,
+        "blockysize": opts.blocksize,
+        "compress": "zstd",
+        "zstd_level": 1,
+        "bigtiff": "if_safer",
+        "interleave": "pixel",
+    }
+    if crs is not None:
+        profile["crs"] = crs
+        profile["transform"] = Affine(*src.transform[:6])
+    else:
+        log.warning("the scene is not georeferenced: exporting without CRS or geotransform")
+    return profile
+
+
+def _cog_creation(opts: CogOptions, dtype: np.dtype[Any]) -> dict[str, Any]:
+    co: dict[str, Any] = {
+        "COMPRESS": opts.compress.upper(),
+        "PREDICTOR": "YES",
+        "BLOCKSIZE": opts.blocksize,
+        "OVERVIEWS": "AUTO",
+        "OVERVIEW_RESAMPLING": opts.overview_resampling.upper(),
+        "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+    if opts.level is not None:
+        co["LEVEL"] = opts.level
+    return co
+
+
+def _describe(dst: Any, store: SceneStore, array_name: str) -> None:
+    """Band names and provenance tags on the open intermediate (the COG copy keeps them)."""
+    names = ["pan"] if array_name == "pan" else list(store.meta.bands)
+    for i, name in enumerate(names[: dst.count], start=1):
+        dst.set_band_description(i, name)
+    dst.update_tags(
+        pantailor_version=store.meta.version,
+        sensor=store.meta.sensor,
+        array=array_name,
+        dn_max=str(store.meta.dn_max),
+    )
+
+
+__all__ = ["MS_UP", "CogOptions", "export_cog", "ms_up_window"]

@@ -1,0 +1,337 @@
+"""Physics-aware unsupervised losses for fitting on the test scene alone (no reference).
+
+All inputs are normalised (``DN / dn_max``) torch tensors; every loss takes an optional validity
+mask (``True`` = valid pixel) and averages over valid pixels only.
+
+- **Spectral**: the output, MTF-filtered band by band with the sensor's MS Nyquist gains and
+  decimated by the ratio, must equal the observed MS: ``mean |D(out) - ms|``.
+- **Spatial**: ``1 -`` the local (windowed) correlation between each output band and PAN.
+- **Consistency**: scale invariance: the model run on the scene degraded by the ratio (MS and PAN
+  MTF-filtered with their own gains and decimated, :func:`degrade_inputs`) must give back the
+  observed MS: ``mean |model(D(ms), D(pan)) - ms|``.
+- **Penalty**: ``mean T(F)^2``, keeps the tailored features close to the pretrained ones.
+
+Each is a function plus an ``nn.Module`` holding its constants. :func:`degrade` is the MTF
+degradation computed only at the kept samples (strided), the same values as
+:func:`pipeline.mtf.degrade_torch` at a sixteenth of the cost for ratio 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .mtf import kernels_1d
+from .sensors import SensorSpec
+
+EPS = 1e-8
+LCC_WINDOW = 8  # PAN pixels: two MS pixels at ratio 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossWeights:
+    """Weights of the loss terms (measured defaults, see ``benchmarks/results/cross_sensor.md``).
+
+    Attributes
+    ----------
+    spectral, spatial, consistency, penalty
+        Non-negative weights; a zero weight skips the term's computation.
+    lcc_window
+        Window edge (PAN pixels) of the local correlation in the spatial term.
+    """
+
+    spectral: float = 1.0
+    spatial: float = 0.01
+    consistency: float = 1.0
+    penalty: float = 0.0
+    lcc_window: int = LCC_WINDOW
+
+    def __post_init__(self) -> None:
+        for name in ("spectral", "spatial", "consistency", "penalty"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Loss weight {name!r} must be >= 0.", got=getattr(self, name))
+        if self.spectral + self.spatial + self.consistency == 0:
+            raise ConfigError(
+                "At least one of the spectral, spatial and consistency weights must be > 0.",
+                fix="e.g. spectral=1, consistency=1.",
+            )
+        if self.lcc_window < 2:
+            raise ConfigError("lcc_window must be >= 2 pixels.", got=self.lcc_window)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` over the pixels where ``mask`` (broadcastable, bool or 0/1) is true.
+
+    Returns 0 (with gradient) when nothing is valid.
+    """
+    if mask is None:
+        return x.mean()
+    m = mask.to(x.dtype).expand_as(x)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def mtf_taps(gains: tuple[float, ...] | list[float], ratio: int) -> torch.Tensor:
+    """1-D MTF taps per band ``(len(gains), 41)`` float32, from :func:`pipeline.mtf.kernels_1d`."""
+    return torch.from_numpy(kernels_1d(list(gains), ratio)).to(torch.float32)
+
+
+def degrade(x: torch.Tensor, taps: torch.Tensor, ratio: int) -> torch.Tensor:
+    """MTF-filter (replicate edges) and decimate by ``ratio``, computing only the kept samples.
+
+    Parameters
+    ----------
+    x
+        ``(N, C, H, W)`` with ``H, W`` multiples of ``ratio``.
+    taps
+        ``(C, K)`` 1-D taps per channel (``K`` odd), or ``(1, K)`` shared by all channels.
+    ratio
+        Decimation factor; the kept sample of each block is ``ratio // 2``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, H / ratio, W / ratio)``, equal to ``pipeline.mtf.degrade_torch(x, taps, ratio)``.
+    """
+    _, c, h, w = x.shape
+    if h % ratio or w % ratio:
+        raise ConfigError("degrade needs H and W divisible by the ratio.", got=(h, w))
+    k = taps.shape[-1]
+    t = taps.to(dtype=x.dtype, device=x.device)
+    if t.shape[0] == 1 and c > 1:
+        t = t.expand(c, k)
+    pad = k // 2
+    o = ratio // 2
+    xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")[..., o:, o:]
+    y = F.conv2d(xp, t.reshape(c, 1, k, 1), stride=(ratio, 1), groups=c)
+    y = F.conv2d(y, t.reshape(c, 1, 1, k), stride=(1, ratio), groups=c)
+    return y[..., : h // ratio, : w // ratio]
+
+
+def degrade_inputs(
+    ms: torch.Tensor, pan: torch.Tensor, sensor: SensorSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scene degraded by the ratio for the consistency loss (Wald protocol).
+
+    Parameters
+    ----------
+    ms
+        ``(N, B, h, w)`` observed MS (normalised).
+    pan
+        ``(N, 1, H, W)`` PAN, ``H = ratio * h``.
+    sensor
+        Gives the ratio and the MS (per band) and PAN MTF gains.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``ms_d`` ``(N, B, h/r, w/r)`` and ``pan_d`` ``(N, 1, h, w)``.
+    """
+    r = sensor.ratio
+    ms_d = degrade(ms, mtf_taps(sensor.mtf_ms, r), r)
+    pan_d = degrade(pan, mtf_taps((sensor.mtf_pan,), r), r)
+    return ms_d, pan_d
+
+
+def spectral_loss(
+    out: torch.Tensor,
+    ms: torch.Tensor,
+    taps: torch.Tensor,
+    ratio: int,
+    mask_ms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``mean |degrade(out) - ms|`` over valid MS pixels.
+
+    Parameters
+    ----------
+    out
+        ``(N, B, H, W)`` fused output.
+    ms
+        ``(N, B, H/r, W/r)`` observed MS.
+    taps
+        ``(B, K)`` MS MTF taps (:func:`mtf_taps` of the sensor's ``mtf_ms``).
+    ratio
+        PAN/MS ratio.
+    mask_ms
+        ``(N, 1, H/r, W/r)`` validity at MS resolution.
+    """
+    return masked_mean((degrade(out, taps, ratio) - ms).abs(), mask_ms)
+
+
+def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over ``window x window`` boxes, stride 1, no padding, as two 1-D passes.
+
+    ``(N, C, H, W) -> (N, C, H - window + 1, W - window + 1)``; equals
+    ``F.avg_pool2d(x, window, stride=1)`` at ``2 / window`` of its cost.
+    """
+    return F.avg_pool2d(F.avg_pool2d(x, (window, 1), stride=1), (1, window), stride=1)
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Windowed mean and variance of a fixed image (e.g. PAN), reused across fit steps."""
+
+    image: torch.Tensor
+    mean: torch.Tensor
+    var: torch.Tensor
+    window: int
+
+    @classmethod
+    def of(cls, image: torch.Tensor, window: int) -> WindowStats:
+        """Statistics of ``image`` ``(N, 1 or C, H, W)`` over ``window``-pixel boxes."""
+        mean = box_mean(image, window)
+        var = (box_mean(image * image, window) - mean**2).clamp_min(0.0)
+        return cls(image, mean, var, window)
+
+
+def local_correlation(
+    a: torch.Tensor, b: torch.Tensor | WindowStats, window: int = LCC_WINDOW
+) -> torch.Tensor:
+    """Windowed Pearson correlation of each channel of ``a`` with ``b`` (valid windows).
+
+    Parameters
+    ----------
+    a
+        ``(N, C, H, W)``.
+    b
+        ``(N, 1, H, W)`` (broadcast over channels) or ``(N, C, H, W)``, or its precomputed
+        :class:`WindowStats` (then its window is used).
+    window
+        Window edge in pixels; stride 1, no padding.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, H - window + 1, W - window + 1)`` in ``[-1, 1]`` (0 where either is flat).
+    """
+    st = b if isinstance(b, WindowStats) else WindowStats.of(b, window)
+    w = st.window
+    mean_a = box_mean(a, w)
+    cov = box_mean(a * st.image, w) - mean_a * st.mean
+    var_a = (box_mean(a * a, w) - mean_a**2).clamp_min(0.0)
+    return cov / torch.sqrt(var_a * st.var + EPS)
+
+
+def spatial_loss(
+    out: torch.Tensor,
+    pan: torch.Tensor | WindowStats,
+    window: int = LCC_WINDOW,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``mean (1 - local_correlation(out_b, pan))`` over bands and fully valid windows.
+
+    Parameters
+    ----------
+    out
+        ``(N, B, H, W)`` fused output.
+    pan
+        ``(N, 1, H, W)`` PAN, or its :class:`WindowStats` (then its window is used).
+    window
+        Correlation window edge (PAN pixels).
+    mask
+        ``(N, 1, H, W)`` validity; a window counts only if all its pixels are valid.
+    """
+    if isinstance(pan, WindowStats):
+        window = pan.window
+    lcc = local_correlation(out, pan, window)
+    wmask = None
+    if mask is not None:
+        wmask = box_mean(mask.to(out.dtype), window) > 1.0 - 1e-6
+    return masked_mean(1.0 - lcc, wmask)
+
+
+def consistency_loss(
+    out_degraded: torch.Tensor, ms: torch.Tensor, mask_ms: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``mean |out_degraded - ms|``: the model's output on the degraded scene vs the observed MS.
+
+    Parameters
+    ----------
+    out_degraded
+        ``(N, B, h, w)``: the model run on ``degrade_inputs(ms, pan)`` (its PAN is ``h x w``).
+    ms
+        ``(N, B, h, w)`` observed MS.
+    mask_ms
+        ``(N, 1, h, w)`` validity.
+    """
+    return masked_mean((out_degraded - ms).abs(), mask_ms)
+
+
+def tailor_penalty(delta: torch.Tensor) -> torch.Tensor:
+    """``mean T(F)^2`` of the tailor's residual ``(N, C, H, W)``."""
+    return delta.pow(2).mean()
+
+
+class SpectralLoss(nn.Module):
+    """Module form of :func:`spectral_loss` for one sensor (holds the MTF taps as a buffer).
+
+    Parameters
+    ----------
+    sensor
+        Gives the MS MTF gains and the ratio.
+    """
+
+    taps: torch.Tensor
+
+    def __init__(self, sensor: SensorSpec) -> None:
+        super().__init__()
+        self.ratio = sensor.ratio
+        self.register_buffer("taps", mtf_taps(sensor.mtf_ms, sensor.ratio), persistent=False)
+
+    def forward(
+        self, out: torch.Tensor, ms: torch.Tensor, mask_ms: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """See :func:`spectral_loss`."""
+        return spectral_loss(out, ms, self.taps, self.ratio, mask_ms)
+
+
+class SpatialLoss(nn.Module):
+    """Module form of :func:`spatial_loss`.
+
+    Parameters
+    ----------
+    window
+        Correlation window edge (PAN pixels).
+    """
+
+    def __init__(self, window: int = LCC_WINDOW) -> None:
+        super().__init__()
+        self.window = window
+
+    def forward(
+        self, out: torch.Tensor, pan: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """See :func:`spatial_loss`."""
+        return spatial_loss(out, pan, self.window, mask)
+
+
+class ConsistencyLoss(nn.Module):
+    """Module form of :func:`consistency_loss`."""
+
+    def forward(
+        self, out_degraded: torch.Tensor, ms: torch.Tensor, mask_ms: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """See :func:`consistency_loss`."""
+        return consistency_loss(out_degraded, ms, mask_ms)
+
+
+__all__ = [
+    "ConsistencyLoss",
+    "LossWeights",
+    "SpatialLoss",
+    "SpectralLoss",
+    "WindowStats",
+    "box_mean",
+    "consistency_loss",
+    "degrade",
+    "degrade_inputs",
+    "local_correlation",
+    "masked_mean",
+    "mtf_taps",
+    "spatial_loss",
+    "spectral_loss",
+    "tailor_penalty",
+]

@@ -1,0 +1,269 @@
+"""Full-resolution (no-reference) indices: Khan's D_lambda, D_S, HQNR and the classic QNR.
+
+With ``F`` the fused image ``(B, H, W)``, ``MS`` the observed MS ``(B, h, w)``, ``P`` the PAN
+``(H, W)``, ``r`` the ratio and ``S`` the block size (32), all in DN:
+
+* ``MS~``: the MS interpolated to the PAN grid (23-tap polynomial, :func:`pipeline.backbones.upsample`).
+* Khan's spectral distortion ``D_lambda^K = 1 - Q2n(MTF(F), MS~)``: each fused band filtered with
+  the sensor's MS MTF kernel (:func:`mtf_filter`, no decimation), compared with
+  ``MS~`` (the reference of the Q2n normalisation) on ``S x S`` blocks.
+* Spatial distortion ``D_S = mean_b |Q(F_b, P) - Q(MS~_b, P_LP)|`` with the block UQI
+  (:func:`pipeline.quality.indices.uqi`, ``S x S``), ``P_LP`` the PAN filtered with the sensor's
+  PAN MTF gain, decimated by ``r`` and re-interpolated with the same interpolator.
+* ``HQNR = (1 - D_lambda^K)(1 - D_S)``.
+* Classic ``D_lambda = mean_{i != j} |Q(F_i, F_j) - Q(MS_i, MS_j)|`` (blocks ``S`` on ``F``,
+  ``S / r`` on ``MS``) and ``QNR = (1 - D_lambda)(1 - D_S)``.
+
+``edge`` PAN pixels (``edge // r`` MS pixels) are cut from every side after filtering and
+interpolation, before any index is computed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..mtf import filter_torch, kernels_1d
+from ..sensors import SensorSpec, get_sensor
+from .indices import DEFAULT_BLOCK, q2n, uqi
+from .inputs import FloatArray, as_bands, as_plane, cut_edges
+
+DEFAULT_UPSAMPLER = "poly23"
+
+
+def interpolate(ms: FloatArray, ratio: int, method: str = DEFAULT_UPSAMPLER) -> FloatArray:
+    """``(B, h, w)`` -> ``(B, r*h, r*w)`` with the project's LMS upsampler.
+
+    Runs in float32 (several times faster than float64 on CPU; deviations below 1e-3 DN on
+    11-bit data) and returns float64.
+    """
+    from ..backbones import upsample
+
+    x = torch.from_numpy(np.ascontiguousarray(ms, dtype=np.float32))[None]
+    with torch.no_grad():
+        up = upsample(x, ratio, method)[0]
+    return np.asarray(up.numpy(), dtype=np.float64)
+
+
+def mtf_filter(img: FloatArray, gains: Sequence[float], ratio: int) -> FloatArray:
+    """Filter each band of ``(B, H, W)`` with its MTF kernel (float32 torch, edges replicated).
+
+    The float32 twin of :func:`pipeline.mtf.filter_np`, several times faster on CPU.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
+    taps = torch.from_numpy(kernels_1d(gains, ratio))
+    with torch.no_grad():
+        y = filter_torch(x, taps)[0]
+    return np.asarray(y.numpy(), dtype=np.float64)
+
+
+def mtf_degrade(img: FloatArray, gains: Sequence[float], ratio: int) -> FloatArray:
+    """:func:`mtf_filter` then keep pixel ``ratio // 2`` of each block: ``(B, H/r, W/r)``.
+
+    Computes only the kept samples (strided convolutions, ``ratio**2`` times fewer products);
+    equals :func:`pipeline.mtf.degrade_np` to float32 precision.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
+    taps = torch.from_numpy(kernels_1d(gains, ratio)).to(torch.float32)
+    c, k = taps.shape
+    pad, o = k // 2, ratio // 2
+    with torch.no_grad():
+        xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")[..., o:, o:]
+        y = F.conv2d(xp, taps.view(c, 1, k, 1), stride=(ratio, 1), groups=c)
+        y = F.conv2d(y, taps.view(c, 1, 1, k), stride=(1, ratio), groups=c)
+    h, w = -(-x.shape[-2] // ratio), -(-x.shape[-1] // ratio)
+    return np.asarray(y[0, :, :h, :w].numpy(), dtype=np.float64)
+
+
+def _inputs(fused: Any, ms: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
+    f, m = as_bands(fused, "fused"), as_bands(ms, "ms")
+    r = spec.ratio
+    if f.shape[0] != m.shape[0] or f.shape[1:] != (r * m.shape[1], r * m.shape[2]):
+        raise InputError(
+            "Fused image and MS do not match.",
+            expected=f"fused (B, {r}h, {r}w) for MS {tuple(m.shape)}",
+            got=tuple(f.shape),
+            fix=f"pass the fused product and the MS it was made from (ratio {r}).",
+        )
+    if len(spec.mtf_ms) != f.shape[0]:
+        raise InputError(
+            f"Sensor {spec.name!r} has {spec.n_bands} bands.",
+            expected=f"{spec.n_bands} bands",
+            got=f"{f.shape[0]} bands",
+            fix="pass the sensor the images come from.",
+        )
+    return f, m
+
+
+def _ms_up(m: FloatArray, ms_up: Any, spec: SensorSpec, upsampler: str) -> FloatArray:
+    if ms_up is None:
+        return interpolate(m, spec.ratio, upsampler)
+    up = as_bands(ms_up, "ms_up")
+    want = (m.shape[0], spec.ratio * m.shape[1], spec.ratio * m.shape[2])
+    if up.shape != want:
+        raise InputError("ms_up has the wrong shape.", expected=want, got=tuple(up.shape))
+    return up
+
+
+def d_lambda_khan(
+    fused: Any,
+    ms: Any,
+    sensor: str | SensorSpec,
+    *,
+    block: int = DEFAULT_BLOCK,
+    edge: int = 0,
+    ms_up: Any = None,
+    upsampler: str = DEFAULT_UPSAMPLER,
+) -> float:
+    """Khan's spectral distortion ``1 - Q2n(MTF(F), MS~)`` in ``[0, 1]``; 0 is best.
+
+    Parameters
+    ----------
+    fused
+        ``(B, H, W)`` fused image in DN.
+    ms
+        ``(B, H/r, W/r)`` observed MS in DN.
+    sensor
+        Sensor name or spec (ratio and MS MTF gains).
+    block, edge
+        Q2n block edge and the pixels cut from every side (PAN pixels).
+    ms_up
+        ``MS~`` if already computed, ``(B, H, W)``.
+    upsampler
+        ``"poly23"`` (the definition) or ``"bicubic"``.
+    """
+    spec = get_sensor(sensor)
+    f, m = _inputs(fused, ms, spec)
+    up = _ms_up(m, ms_up, spec, upsampler)
+    lp = mtf_filter(f, spec.mtf_ms, spec.ratio)
+    return 1.0 - q2n(cut_edges(lp, edge), cut_edges(up, edge), block)
+
+
+def pan_low_pass(
+    pan: Any, sensor: str | SensorSpec, upsampler: str = DEFAULT_UPSAMPLER
+) -> FloatArray:
+    """``P_LP``: PAN ``(H, W)`` MTF-filtered (PAN gain), decimated by ``r``, re-interpolated."""
+    spec = get_sensor(sensor)
+    p = as_plane(pan, "pan")
+    low = mtf_degrade(p[None], [spec.mtf_pan], spec.ratio)
+    return np.asarray(interpolate(low, spec.ratio, upsampler)[0])
+
+
+def d_s(
+    fused: Any,
+    ms: Any,
+    pan: Any,
+    sensor: str | SensorSpec,
+    *,
+    block: int = DEFAULT_BLOCK,
+    edge: int = 0,
+    ms_up: Any = None,
+    upsampler: str = DEFAULT_UPSAMPLER,
+) -> float:
+    """Spatial distortion ``mean_b |Q(F_b, P) - Q(MS~_b, P_LP)|`` in ``[0, 1]``; 0 is best.
+
+    Parameters are those of :func:`d_lambda_khan` plus ``pan`` ``(H, W)`` in DN.
+    """
+    spec = get_sensor(sensor)
+    f, m = _inputs(fused, ms, spec)
+    p = as_plane(pan, "pan")
+    if p.shape != f.shape[1:]:
+        raise InputError("PAN and fused grids differ.", expected=f.shape[1:], got=p.shape)
+    up = _ms_up(m, ms_up, spec, upsampler)
+    p_lp = pan_low_pass(p, spec, upsampler)
+    f, up, p, p_lp = (cut_edges(a, edge) for a in (f, up, p, p_lp))
+    diffs = [abs(uqi(f[b], p, block) - uqi(up[b], p_lp, block)) for b in range(f.shape[0])]
+    return float(np.mean(diffs))
+
+
+def d_lambda_qnr(
+    fused: Any,
+    ms: Any,
+    sensor: str | SensorSpec,
+    *,
+    block: int = DEFAULT_BLOCK,
+    edge: int = 0,
+) -> float:
+    """Classic QNR spectral distortion ``mean_{i != j} |Q(F_i, F_j) - Q(MS_i, MS_j)|``.
+
+    Band-pair UQIs on ``block`` blocks for the fused image and ``block // r`` (at least 2) for
+    the MS; 0 for a single band.
+    """
+    spec = get_sensor(sensor)
+    f, m = _inputs(fused, ms, spec)
+    f, m = cut_edges(f, edge), cut_edges(m, edge // spec.ratio)
+    ms_block = max(2, block // spec.ratio)
+    pairs = list(itertools.combinations(range(f.shape[0]), 2))
+    if not pairs:
+        return 0.0
+    diffs = [abs(uqi(f[i], f[j], block) - uqi(m[i], m[j], ms_block)) for i, j in pairs]
+    return float(np.mean(diffs))
+
+
+def full_resolution(
+    fused: Any,
+    ms: Any,
+    pan: Any,
+    sensor: str | SensorSpec,
+    *,
+    block: int = DEFAULT_BLOCK,
+    edge: int = 0,
+    upsampler: str = DEFAULT_UPSAMPLER,
+) -> dict[str, float]:
+    """All no-reference indices of a fused product.
+
+    Parameters
+    ----------
+    fused
+        ``(B, H, W)`` fused image in DN (NumPy, xarray, Dask or torch).
+    ms
+        ``(B, H/r, W/r)`` observed MS in DN.
+    pan
+        ``(H, W)`` PAN in DN.
+    sensor
+        Sensor name or spec: ratio, MS and PAN MTF gains.
+    block
+        Block edge ``S`` (32).
+    edge
+        PAN pixels cut from every side (``edge // r`` MS pixels).
+    upsampler
+        Interpolator for ``MS~`` and ``P_LP`` (``"poly23"`` by definition).
+
+    Returns
+    -------
+    dict
+        ``{"d_lambda_k", "d_s", "hqnr", "d_lambda", "qnr"}``, floats; distortions 0 and
+        quality indices 1 are best.
+    """
+    spec = get_sensor(sensor)
+    f, m = _inputs(fused, ms, spec)
+    up = interpolate(m, spec.ratio, upsampler)
+    kw: dict[str, Any] = {"block": block, "edge": edge}
+    dk = d_lambda_khan(f, m, spec, ms_up=up, upsampler=upsampler, **kw)
+    ds = d_s(f, m, pan, spec, ms_up=up, upsampler=upsampler, **kw)
+    dl = d_lambda_qnr(f, m, spec, **kw)
+    return {
+        "d_lambda_k": dk,
+        "d_s": ds,
+        "hqnr": (1.0 - dk) * (1.0 - ds),
+        "d_lambda": dl,
+        "qnr": (1.0 - dl) * (1.0 - ds),
+    }
+
+
+__all__ = [
+    "d_lambda_khan",
+    "d_lambda_qnr",
+    "d_s",
+    "full_resolution",
+    "interpolate",
+    "mtf_degrade",
+    "mtf_filter",
+    "pan_low_pass",
+]

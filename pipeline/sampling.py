@@ -1,0 +1,364 @@
+"""Choose the patches a tailor is fitted on: a seeded fraction of the scene, nodata-aware.
+
+The candidate patches are the full cells of a regular patch grid over the scene
+(:func:`patch_grid`, a :class:`~pipeline.grid.TileGrid` whose tile is the patch edge); partial
+edge cells are not candidates. :func:`sample_keys` visits the candidates in a seeded random order
+and keeps those whose no-data share is at most ``max_nodata``; in ``"texture"`` mode it scores a
+seeded pool of valid candidates by the mean gradient magnitude of their MS window and draws
+equally from ``strata`` texture quantiles (so flat water and busy town are both represented).
+Only the visited windows are read, so this works on a large Zarr store as well as on arrays.
+
+:func:`sample_patches` reads the chosen windows into a :class:`PatchBatch` of normalised torch
+tensors (``DN / dn_max``) with validity masks, ready for :func:`pipeline.fit.fit_tailor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .errors import ConfigError, InputError
+from .grid import TileGrid, TileKey, Window
+
+log = logging.getLogger(__name__)
+
+MODES = ("random", "texture")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    """How many and which patches to fit on.
+
+    Attributes
+    ----------
+    fraction
+        Share of the candidate patches to use, in (0, 1].
+    patch
+        Patch edge in PAN pixels (a multiple of the ratio; 4 * ratio at least).
+    mode
+        ``"random"`` or ``"texture"`` (stratified by MS gradient energy).
+    min_patches, max_patches
+        Bounds on the number of patches after applying ``fraction``.
+    max_nodata
+        Largest no-data share (0..1) a patch may hold.
+    strata
+        Number of texture quantiles in ``"texture"`` mode.
+    """
+
+    fraction: float = 0.1
+    patch: int = 64
+    mode: str = "random"
+    min_patches: int = 4
+    max_patches: int = 8
+    max_nodata: float = 0.0
+    strata: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction <= 1.0:
+            raise ConfigError("fraction must lie in (0, 1].", got=self.fraction, fix="use 0.1.")
+        if self.mode not in MODES:
+            raise ConfigError("Unknown sampling mode.", expected=MODES, got=self.mode)
+        if not 1 <= self.min_patches <= self.max_patches:
+            raise ConfigError(
+                "Need 1 <= min_patches <= max_patches.",
+                got=(self.min_patches, self.max_patches),
+            )
+        if not 0.0 <= self.max_nodata < 1.0:
+            raise ConfigError("max_nodata must lie in [0, 1).", got=self.max_nodata)
+        if self.strata < 1:
+            raise ConfigError("strata must be >= 1.", got=self.strata)
+
+
+class PatchSource(Protocol):
+    """Anything patches can be read from: arrays (:class:`ArraySource`) or a ``SceneStore``."""
+
+    def read_pan(self, window: Window) -> NDArray[Any]:
+        """``(H', W')`` PAN DN."""
+        ...
+
+    def read_ms(self, window: Window) -> NDArray[Any]:
+        """``(B, h', w')`` MS DN (window in MS pixels)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ArraySource:
+    """In-memory scene: ``pan`` ``(H, W)`` and ``ms`` ``(B, H/r, W/r)`` in DN."""
+
+    pan: NDArray[Any]
+    ms: NDArray[Any]
+
+    def read_pan(self, window: Window) -> NDArray[Any]:
+        """``(H', W')`` PAN DN of ``window``."""
+        return np.asarray(self.pan[window.slices])
+
+    def read_ms(self, window: Window) -> NDArray[Any]:
+        """``(B, h', w')`` MS DN of ``window`` (MS pixels)."""
+        return np.asarray(self.ms[(slice(None), *window.slices)])
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """Fit patches as normalised torch tensors.
+
+    Attributes
+    ----------
+    ms
+        ``(N, B, h, w)`` MS, ``DN / dn_max``, float32.
+    pan
+        ``(N, 1, H, W)`` PAN, ``H = ratio * h``.
+    valid
+        ``(N, 1, H, W)`` bool, or ``None`` when every pixel is valid.
+    valid_ms
+        ``(N, 1, h, w)`` bool, or ``None``.
+    keys
+        The patch-grid keys the patches came from.
+    ratio
+        PAN/MS ratio.
+    """
+
+    ms: torch.Tensor
+    pan: torch.Tensor
+    valid: torch.Tensor | None
+    valid_ms: torch.Tensor | None
+    keys: tuple[TileKey, ...]
+    ratio: int
+
+    def __len__(self) -> int:
+        return int(self.ms.shape[0])
+
+    def to(self, device: torch.device | str) -> PatchBatch:
+        """The same batch on ``device``."""
+
+        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return PatchBatch(
+            self.ms.to(device),
+            self.pan.to(device),
+            mv(self.valid),
+            mv(self.valid_ms),
+            self.keys,
+            self.ratio,
+        )
+
+
+def patch_grid(pan_shape_yx: tuple[int, int], ratio: int, patch: int) -> TileGrid:
+    """The grid of candidate patches (edge ``patch`` PAN pixels) over a scene."""
+    return TileGrid(pan_shape_yx, ratio, patch)
+
+
+def _full_keys(grid: TileGrid) -> list[TileKey]:
+    t = grid.ms_tile
+    keys = grid.keys()
+    return [k for k in keys if grid.ms_window(k).shape_yx == (t, t)]
+
+
+def _invalid(pan: NDArray[Any], ms: NDArray[Any], ratio: int, nodata: float | None) -> NDArray[Any]:
+    """``(H', W')`` bool: PAN no-data/NaN, or an MS pixel whose bands are all no-data/NaN."""
+    bad_pan = ~np.isfinite(pan) if pan.dtype.kind == "f" else np.zeros(pan.shape, bool)
+    bad_ms = (
+        np.any(~np.isfinite(ms), axis=0) if ms.dtype.kind == "f" else np.zeros(ms.shape[1:], bool)
+    )
+    if nodata is not None:
+        bad_pan |= pan == nodata
+        bad_ms |= np.all(ms == nodata, axis=0)
+    up = np.repeat(np.repeat(bad_ms, ratio, axis=0), ratio, axis=1)
+    return np.asarray(bad_pan | up)
+
+
+def _texture(ms: NDArray[Any]) -> float:
+    """Mean gradient magnitude of an MS window ``(B, h, w)`` (DN, NaN-safe)."""
+    a = np.nan_to_num(np.asarray(ms, dtype=np.float64))
+    gy, gx = np.diff(a, axis=1), np.diff(a, axis=2)
+    return float(np.abs(gy).mean() + np.abs(gx).mean())
+
+
+def _count(cfg: SampleConfig, n_candidates: int) -> int:
+    want = max(cfg.min_patches, math.ceil(cfg.fraction * n_candidates))
+    return min(want, cfg.max_patches, n_candidates)
+
+
+def sample_keys(
+    source: PatchSource,
+    grid: TileGrid,
+    cfg: SampleConfig,
+    seed: int,
+    *,
+    nodata: float | None = None,
+) -> list[TileKey]:
+    """Choose patch keys on ``grid`` (a :func:`patch_grid`), seeded and nodata-aware.
+
+    Parameters
+    ----------
+    source
+        Arrays or a store to read windows from (only visited windows are read).
+    grid
+        Candidate patch grid; its tile is the patch edge.
+    cfg
+        Fraction, mode and bounds.
+    seed
+        Same seed, same keys.
+    nodata
+        No-data DN, if any (NaN always counts as no-data).
+
+    Returns
+    -------
+    list of TileKey
+        Sorted keys; fewer than asked only when fewer valid patches exist.
+
+    Raises
+    ------
+    InputError
+        If no patch of the scene is valid.
+    """
+    candidates = _full_keys(grid)
+    if not candidates:
+        raise InputError(
+            "The scene is smaller than one fit patch.",
+            expected=f"PAN of at least {grid.tile} x {grid.tile}",
+            got=grid.pan_shape_yx,
+            fix="use a smaller --fit-patch.",
+        )
+    rng = np.random.default_rng(seed)
+    order = [candidates[i] for i in rng.permutation(len(candidates))]
+    k = _count(cfg, len(candidates))
+    pool_size = k if cfg.mode == "random" else min(len(order), k * 4)
+    pool: list[tuple[TileKey, float]] = []
+    for key in order:
+        ms = source.read_ms(grid.ms_window(key))
+        pan = source.read_pan(grid.pan_window(key))
+        if _invalid(pan, ms, grid.ratio, nodata).mean() > cfg.max_nodata:
+            continue
+        pool.append((key, _texture(ms) if cfg.mode == "texture" else 0.0))
+        if len(pool) >= pool_size:
+            break
+    if not pool:
+        raise InputError(
+            "No fit patch has few enough no-data pixels.",
+            expected=f"a {grid.tile}-pixel patch with <= {cfg.max_nodata:.0%} no-data",
+            got=f"{len(candidates)} candidates, all rejected",
+            fix="raise max_nodata, use a smaller patch, or check the nodata value.",
+        )
+    chosen = [key for key, _ in pool] if cfg.mode == "random" else _stratified(pool, k, cfg, rng)
+    if len(chosen) < k:
+        log.warning("only %d valid fit patches (wanted %d)", len(chosen), k)
+    return sorted(chosen[:k])
+
+
+def _stratified(
+    pool: list[tuple[TileKey, float]], k: int, cfg: SampleConfig, rng: np.random.Generator
+) -> list[TileKey]:
+    """Draw ``k`` keys round-robin from ``strata`` texture quantiles of ``pool``."""
+    ranked = sorted(pool, key=lambda kv: (kv[1], kv[0]))
+    n_strata = min(cfg.strata, len(ranked))
+    bins = np.array_split(np.arange(len(ranked)), n_strata)
+    queues = [[ranked[i][0] for i in rng.permutation(b)] for b in bins]
+    chosen: list[TileKey] = []
+    while len(chosen) < min(k, len(ranked)):
+        for q in queues:
+            if q and len(chosen) < k:
+                chosen.append(q.pop())
+    return chosen
+
+
+def read_patches(
+    source: PatchSource,
+    grid: TileGrid,
+    keys: list[TileKey],
+    *,
+    dn_max: float,
+    nodata: float | None = None,
+) -> PatchBatch:
+    """Read ``keys``' windows into a :class:`PatchBatch` (``DN / dn_max``, no-data set to 0)."""
+    if not keys:
+        raise ConfigError("No patch keys to read.", fix="sample at least one patch.")
+    pans, mss, bads = [], [], []
+    for key in keys:
+        ms = np.asarray(source.read_ms(grid.ms_window(key)))
+        pan = np.asarray(source.read_pan(grid.pan_window(key)))
+        bads.append(_invalid(pan, ms, grid.ratio, nodata))
+        pans.append(np.nan_to_num(pan.astype(np.float32)) / np.float32(dn_max))
+        mss.append(np.nan_to_num(ms.astype(np.float32)) / np.float32(dn_max))
+    bad = np.stack(bads)[:, None]
+    pan_t = torch.from_numpy(np.stack(pans)[:, None])
+    ms_t = torch.from_numpy(np.stack(mss))
+    valid = valid_ms = None
+    if bad.any():
+        r = grid.ratio
+        valid = torch.from_numpy(~bad)
+        valid_ms = torch.from_numpy(~bad[..., r // 2 :: r, r // 2 :: r])
+        pan_t = pan_t * valid
+        ms_t = ms_t * valid_ms
+    return PatchBatch(ms_t, pan_t, valid, valid_ms, tuple(keys), grid.ratio)
+
+
+def sample_patches(
+    source: PatchSource | tuple[NDArray[Any], NDArray[Any]],
+    cfg: SampleConfig,
+    seed: int,
+    *,
+    ratio: int | None = None,
+    dn_max: float | None = None,
+    nodata: float | None = None,
+) -> PatchBatch:
+    """Sample and read fit patches from a ``SceneStore`` or ``(pan, ms)`` arrays.
+
+    Parameters
+    ----------
+    source
+        A :class:`pipeline.store.SceneStore` (ratio, dn_max, nodata from its metadata), an
+        :class:`ArraySource`, or a ``(pan (H, W), ms (B, H/r, W/r))`` tuple of DN arrays.
+    cfg
+        Sampling configuration.
+    seed
+        Random seed.
+    ratio, dn_max, nodata
+        Required for arrays; for a store they default to its metadata (given values override).
+
+    Returns
+    -------
+    PatchBatch
+        ``N`` patches of ``cfg.patch`` PAN pixels.
+    """
+    meta = getattr(source, "meta", None)
+    if isinstance(source, tuple):
+        source = ArraySource(*source)
+    ratio = ratio if ratio is not None else getattr(meta, "ratio", None)
+    dn_max = dn_max if dn_max is not None else getattr(meta, "dn_max", None)
+    nodata = nodata if nodata is not None else getattr(meta, "nodata", None)
+    if ratio is None or dn_max is None:
+        raise ConfigError(
+            "sample_patches needs the ratio and dn_max for array input.",
+            fix="pass ratio=sensor.ratio, dn_max=sensor.dn_max.",
+        )
+    shape = getattr(meta, "pan_shape_yx", None) or _pan_shape(source)
+    grid = patch_grid(shape, ratio, cfg.patch)
+    keys = sample_keys(source, grid, cfg, seed, nodata=nodata)
+    return read_patches(source, grid, keys, dn_max=dn_max, nodata=nodata)
+
+
+def _pan_shape(source: PatchSource) -> tuple[int, int]:
+    pan = getattr(source, "pan", None)
+    if pan is None:
+        raise ConfigError("Cannot tell the scene size of this source.", got=type(source).__name__)
+    return (int(pan.shape[0]), int(pan.shape[1]))
+
+
+__all__ = [
+    "MODES",
+    "ArraySource",
+    "PatchBatch",
+    "PatchSource",
+    "SampleConfig",
+    "patch_grid",
+    "read_patches",
+    "sample_keys",
+    "sample_patches",
+]

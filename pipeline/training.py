@@ -1,0 +1,380 @@
+"""``pantailor train-backbone``: the project's own backbone weights from permissive data only.
+
+Training pairs follow Wald's protocol at ratio 4, cut from scenes whose licences allow it:
+
+* **Landsat-7 FuseBox** (USGS, public domain; 30 crops, PAN 800² at 15 m, MS 400²x6 at 30 m,
+  8-bit). Landsat is 1:2, so ratio-4 pairs are *simulated*: the **target** is the original
+  30 m MS; the **MS input** is that MS MTF-filtered (Nyquist gain ``ms_gain`` at ratio 4) and
+  decimated by 4 (120 m, offset ``ratio // 2`` as :func:`pipeline.mtf.decimate`); the **PAN
+  input** is the 15 m PAN MTF-filtered (gain ``pan_gain`` at ratio 2) and reduced by 2 with a
+  2x2 block mean, so that its pixels coincide with the 30 m target pixels (corner-aligned
+  grids: PAN pixels ``2k, 2k+1`` lie under MS pixel ``k``). PAN/MS is then exactly 4.
+* **SpaceNet-6 WorldView-2** (CC BY-SA 4.0; 3 scenes, PAN 600² at 0.5 m, 4-band MS stored
+  nearest-upsampled x2: the native 150² at 2 m is ``ms[:, ::2, ::2]``), native ratio 4: target
+  = native MS, MS input = MS degraded by 4, PAN input = PAN degraded by 4 (MTF + 4x4 mean).
+
+Band sets: 4 bands = (blue, green, red, NIR) from both sources. There is **no permissive 8-band
+data**, so the 8-band set is *synthesised* from the six Landsat bands by spectral interpolation
+(WorldView order: coastal = 1.25 blue - 0.25 green, blue, green, yellow = (green + red) / 2,
+red, red-edge = 0.4 red + 0.6 NIR, NIR1 = NIR, NIR2 = 0.9 NIR + 0.1 SWIR1). It teaches the
+network to inject PAN detail into 8 correlated bands; it is not real 8-band radiometry.
+
+Values are ``DN / dn_max`` (255 for Landsat-7, 2047 for SpaceNet). ``lms`` is made once per
+scene with the network's upsampler on the whole degraded scene and cropped with the patches.
+Patches are random aligned crops (``patch`` target pixels, a multiple of 4) with random
+flips/rot90 (seeded), loss L1, Adam with a step decay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from . import quality
+from .backbones import Backbone, build, upsample
+from .config import data_dir
+from .errors import ConfigError, InputError
+from .mtf import filter_np
+
+log = logging.getLogger(__name__)
+
+RATIO = 4
+FUSEBOX = "landsat/fusebox_landsat7/cropped"
+SPACENET = "vhr/spacenet_wv2"
+_FB_RGBN = (2, 1, 0, 3)  # FuseBox band order is R, G, B, NIR, SWIR1, SWIR2
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Training recipe (validated at construction).
+
+    Attributes
+    ----------
+    name
+        Backbone to train (``"fusionnet"``, ...).
+    n_bands
+        4 or 8 (see the module docstring for how each band set is built).
+    steps, batch, patch
+        Optimiser steps, patches per step, patch edge in target (PAN-input) pixels.
+    lr
+        Adam learning rate; multiplied by 0.2 after ``decay_at`` of the steps.
+    seed
+        Seeds weights, patch positions and augmentation.
+    ms_gain, pan_gain
+        MTF Nyquist gains of the simulated degradations.
+    val_scenes
+        FuseBox scene numbers held out for validation (never trained on).
+    fusebox_scenes
+        FuseBox scene numbers used at all (1..30).
+    spacenet
+        Add the three SpaceNet WV2 scenes to the 4-band training set.
+    """
+
+    name: str = "fusionnet"
+    n_bands: int = 4
+    steps: int = 1500
+    batch: int = 8
+    patch: int = 64
+    lr: float = 1e-3
+    decay_at: float = 0.7
+    seed: int = 0
+    ms_gain: float = 0.3
+    pan_gain: float = 0.15
+    val_scenes: tuple[int, ...] = (26, 27, 28, 29, 30)
+    fusebox_scenes: tuple[int, ...] = tuple(range(1, 31))
+    spacenet: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_bands not in (4, 8):
+            raise ConfigError(
+                "train-backbone builds 4- or 8-band weights.", got=self.n_bands, fix="--bands 4"
+            )
+        if self.patch % RATIO or self.patch < 4 * RATIO:
+            raise ConfigError(
+                "The patch must be a multiple of 4 of at least 16 pixels.", got=self.patch
+            )
+        if not set(self.val_scenes) <= set(self.fusebox_scenes):
+            raise ConfigError(
+                "Validation scenes must be among the FuseBox scenes used.",
+                expected=f"a subset of {self.fusebox_scenes}",
+                got=self.val_scenes,
+            )
+        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
+            raise ConfigError(
+                "steps, batch and lr must be positive.", got=(self.steps, self.batch, self.lr)
+            )
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """One Wald-protocol scene: inputs at ratio 4 and the target, all ``DN / dn_max``.
+
+    Attributes
+    ----------
+    name
+        Source label.
+    ms
+        ``(B, h, w)`` degraded MS.
+    lms
+        ``(B, 4h, 4w)`` ``ms`` upsampled by the network's upsampler (whole scene).
+    pan
+        ``(4h, 4w)`` degraded PAN.
+    gt
+        ``(B, 4h, 4w)`` target (the original MS).
+    """
+
+    name: str
+    ms: NDArray[np.float32]
+    lms: NDArray[np.float32]
+    pan: NDArray[np.float32]
+    gt: NDArray[np.float32]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: Backbone
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+
+
+def parse_scenes(text: str) -> tuple[int, ...]:
+    """``"1-3,7"`` -> ``(1, 2, 3, 7)``: FuseBox scene numbers (1..30)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    except ValueError as exc:
+        raise ConfigError(
+            "Bad scene list.", got=repr(text), fix="write e.g. 1-25 or 1,2,26."
+        ) from exc
+    if not out or any(not 1 <= i <= 30 for i in out):
+        raise ConfigError("FuseBox scenes are numbered 1..30.", got=repr(text), fix="e.g. 1-30.")
+    return tuple(out)
+
+
+def _block_mean(img: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    h, w = img.shape[-2] // k * k, img.shape[-1] // k * k
+    a = img[..., :h, :w]
+    return np.asarray(a.reshape(*a.shape[:-2], h // k, k, w // k, k).mean(axis=(-3, -1)))
+
+
+def wald_pair(
+    name: str,
+    ms: NDArray[np.floating],
+    pan: NDArray[np.floating],
+    native_ratio: int,
+    cfg: TrainConfig,
+    upsampler: str,
+) -> TrainingPair:
+    """Simulate one ratio-4 training pair from a native pair (see the module docstring).
+
+    Parameters
+    ----------
+    ms
+        ``(B, h0, w0)`` native MS in [0, 1]: the target.
+    pan
+        ``(native_ratio * h0, native_ratio * w0)`` native PAN in [0, 1].
+    native_ratio
+        The source's own PAN/MS ratio (2 for Landsat, 4 for WorldView).
+    """
+    b = ms.shape[0]
+    h, w = ms.shape[-2] // RATIO * RATIO, ms.shape[-1] // RATIO * RATIO
+    gt = np.asarray(ms[:, :h, :w], dtype=np.float64)
+    pan_f = filter_np(np.asarray(pan, dtype=np.float64)[None], [cfg.pan_gain], native_ratio)
+    pan_t = _block_mean(pan_f[0], native_ratio)[:h, :w]
+    o = RATIO // 2
+    ms_lr = filter_np(gt, [cfg.ms_gain] * b, RATIO)[:, o::RATIO, o::RATIO]
+    lms = upsample(torch.from_numpy(ms_lr)[None], RATIO, upsampler)[0].numpy()
+    f32 = np.float32
+    return TrainingPair(name, ms_lr.astype(f32), lms.astype(f32), pan_t.astype(f32), gt.astype(f32))
+
+
+def landsat_bands(ms6: NDArray[np.floating], n_bands: int) -> NDArray[np.float64]:
+    """FuseBox ``(6, h, w)`` (R, G, B, NIR, SWIR1, SWIR2) -> 4 (BGRN) or 8 synthetic bands."""
+    r, g, b, nir, sw1 = (np.asarray(ms6[i], dtype=np.float64) for i in range(5))
+    if n_bands == 4:
+        return np.stack([b, g, r, nir])
+    coastal = np.clip(1.25 * b - 0.25 * g, 0.0, 1.0)
+    return np.stack(
+        [coastal, b, g, (g + r) / 2, r, 0.4 * r + 0.6 * nir, nir, 0.9 * nir + 0.1 * sw1]
+    )
+
+
+def _load_mat(path: Path, key: str) -> NDArray[Any]:
+    import scipy.io as sio
+
+    if not path.is_file():
+        raise InputError(
+            "Training scene not found.",
+            path=path,
+            expected="the permissive training data under PANTAILOR_DATA",
+            got="no such file",
+            fix="set PANTAILOR_DATA to the data folder.",
+        )
+    return np.asarray(sio.loadmat(path)[key])
+
+
+def load_pairs(cfg: TrainConfig, root: Path | None = None) -> tuple[list[TrainingPair], ...]:
+    """All training and validation pairs for ``cfg`` as ``(train, val)``."""
+    root = data_dir() if root is None else root
+    up = build(cfg.name, cfg.n_bands).upsampler
+    train: list[TrainingPair] = []
+    val: list[TrainingPair] = []
+    for i in cfg.fusebox_scenes:
+        pan = _load_mat(root / FUSEBOX / f"{i}_pan.mat", "cropped_gray") / 255.0
+        ms6 = _load_mat(root / FUSEBOX / f"{i}_ms.mat", "cropped_im").transpose(2, 0, 1) / 255.0
+        pair = wald_pair(f"fusebox-{i}", landsat_bands(ms6, cfg.n_bands), pan, 2, cfg, up)
+        (val if i in cfg.val_scenes else train).append(pair)
+    if cfg.n_bands == 4 and cfg.spacenet:
+        train += _spacenet_pairs(root, cfg, up)
+    return train, val
+
+
+def _spacenet_pairs(root: Path, cfg: TrainConfig, upsampler: str) -> list[TrainingPair]:
+    import rasterio
+
+    pairs = []
+    for i in (1, 2, 3):
+        with rasterio.open(root / SPACENET / f"pan{i}.tif") as src:
+            pan = src.read(1).astype(np.float64) / 2047.0
+        with rasterio.open(root / SPACENET / f"ms{i}.tif") as src:
+            ms = src.read().astype(np.float64)[:, ::2, ::2] / 2047.0
+        pairs.append(wald_pair(f"spacenet-{i}", ms, pan, 4, cfg, upsampler))
+    return pairs
+
+
+def _augment(arrs: list[NDArray[np.float32]], k: int, flip: bool) -> list[NDArray[np.float32]]:
+    out = [np.rot90(a, k, axes=(-2, -1)) for a in arrs]
+    return [np.ascontiguousarray(a[..., ::-1] if flip else a) for a in out]
+
+
+def sample_batch(
+    pairs: Sequence[TrainingPair], rng: np.random.Generator, batch: int, patch: int
+) -> tuple[torch.Tensor, ...]:
+    """Random aligned crops with flips/rot90: ``(ms, lms, pan, gt)`` as NCHW float32 tensors."""
+    areas = np.array([p.gt.shape[-2] * p.gt.shape[-1] for p in pairs], dtype=np.float64)
+    idx = rng.choice(len(pairs), size=batch, p=areas / areas.sum())
+    q = patch // RATIO
+    cols: list[list[NDArray[np.float32]]] = [[], [], [], []]
+    for i in idx:
+        p = pairs[int(i)]
+        y = int(rng.integers(0, p.ms.shape[-2] - q + 1))
+        x = int(rng.integers(0, p.ms.shape[-1] - q + 1))
+        big = (slice(RATIO * y, RATIO * y + patch), slice(RATIO * x, RATIO * x + patch))
+        crops = [p.ms[:, y : y + q, x : x + q], p.lms[:, big[0], big[1]]]
+        crops += [p.pan[None, big[0], big[1]], p.gt[:, big[0], big[1]]]
+        aug = _augment(crops, int(rng.integers(0, 4)), bool(rng.integers(0, 2)))
+        for c, a in zip(cols, aug, strict=True):
+            c.append(a)
+    return tuple(torch.from_numpy(np.stack(c)) for c in cols)
+
+
+def train(cfg: TrainConfig, pairs: Sequence[TrainingPair]) -> TrainResult:
+    """Fit a fresh backbone on ``pairs`` (CPU or the first CUDA device)."""
+    if not pairs:
+        raise InputError("No training pairs.", fix="check PANTAILOR_DATA.")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build(cfg.name, cfg.n_bands).to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, int(cfg.decay_at * cfg.steps) or 1, gamma=0.2)
+    res = TrainResult(model=model)
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        ms, lms, pan, gt = (t.to(dev) for t in sample_batch(pairs, rng, cfg.batch, cfg.patch))
+        loss = torch.nn.functional.l1_loss(model(ms, lms, pan), gt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        res.losses.append(loss.item())
+        if step % 100 == 0:
+            log.info("step %d/%d loss %.5f", step, cfg.steps, res.losses[-1])
+    res.seconds = time.perf_counter() - t0
+    res.steps = cfg.steps
+    model.eval().requires_grad_(False)
+    res.model = model.cpu()
+    return res
+
+
+def reduced_resolution_scores(
+    model: Backbone, pairs: Sequence[TrainingPair]
+) -> dict[str, dict[str, float]]:
+    """Mean SAM (deg) and ERGAS of ``model`` and of its ``lms`` (the EXP baseline) on ``pairs``."""
+    out: dict[str, list[tuple[float, float]]] = {"model": [], "lms": []}
+    for p in pairs:
+        with torch.no_grad():
+            t = [torch.from_numpy(a)[None] for a in (p.ms, p.lms, p.pan[None])]
+            fused = model(*t)[0].double().numpy()
+        gt = p.gt.astype(np.float64)
+        for key, img in (("model", fused), ("lms", p.lms.astype(np.float64))):
+            out[key].append((quality.sam(img, gt), quality.ergas(img, gt, RATIO)))
+    return {
+        k: {"sam": float(np.mean([s for s, _ in v])), "ergas": float(np.mean([e for _, e in v]))}
+        for k, v in out.items()
+    }
+
+
+def train_and_save(cfg: TrainConfig, out: str | Path, root: Path | None = None) -> dict[str, Any]:
+    """Load the permissive pairs, train, score on the held-out scenes, save; return a summary.
+
+    The summary (also stored in the checkpoint's ``meta``) holds the recipe, the training time
+    in seconds, the number of training/validation scenes and the validation SAM/ERGAS of the
+    model and of its ``lms`` input.
+    """
+    from .backbones import checksum, save_backbone
+
+    t0 = time.perf_counter()
+    train_pairs, val_pairs = load_pairs(cfg, root)
+    prep = time.perf_counter() - t0
+    res = train(cfg, train_pairs)
+    scores = reduced_resolution_scores(res.model, val_pairs)
+    summary: dict[str, Any] = {
+        "name": cfg.name,
+        "n_bands": cfg.n_bands,
+        "steps": cfg.steps,
+        "batch": cfg.batch,
+        "patch": cfg.patch,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "threads": torch.get_num_threads(),
+        "prepare_seconds": round(prep, 2),
+        "train_seconds": round(res.seconds, 2),
+        "train_scenes": len(train_pairs),
+        "val_scenes": [p.name for p in val_pairs],
+        "final_loss": float(np.mean(res.losses[-50:])),
+        "val": scores,
+    }
+    meta = {k: str(v) for k, v in summary.items()}
+    save_backbone(res.model, out, meta)
+    summary["checksum"] = checksum(res.model)
+    summary["path"] = str(out)
+    return summary
+
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingPair",
+    "landsat_bands",
+    "load_pairs",
+    "parse_scenes",
+    "reduced_resolution_scores",
+    "sample_batch",
+    "train",
+    "train_and_save",
+    "wald_pair",
+]

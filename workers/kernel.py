@@ -1,0 +1,214 @@
+"""The tile task: read a tile plus halo from the store, one forward, crop, write its own chunk.
+
+:func:`infer_tile` is what every inference task runs on a worker. It receives a
+:class:`TileTask` (store path, output name, tile key, model spec: keys and paths, never arrays or
+models), reads the tile's PAN/MS windows plus the halo the model needs (clipped at the scene
+edges, where the network pads exactly as on the whole image), normalises by ``dn_max``, upsamples
+MS to LMS, runs one forward under ``torch.inference_mode`` (channels_last on CPU, optional AMP
+on GPU), crops to the tile and writes exactly the tile's output chunk. It returns a small
+:class:`TileResult` (timings, peak memory, a digest of what it wrote) for the driver's journal.
+
+Fault injection (tests only): when ``PANTAILOR_FAULT_TILE`` names a tile (``"row-col"``) and the
+file ``PANTAILOR_FAULT_MARKER`` does not exist yet, the task creates the marker, writes garbage
+into the top half of its chunk and kills its worker process with ``os._exit`` - once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from pipeline.backbones import upsample
+from pipeline.grid import TileKey, TileRead, Window
+from pipeline.store import SceneStore
+
+from .device import inference, memory_format
+from .plugin import LoadedModel, ModelSpec, current_cache
+
+FAULT_TILE_ENV = "PANTAILOR_FAULT_TILE"
+FAULT_MARKER_ENV = "PANTAILOR_FAULT_MARKER"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileTask:
+    """Everything one tile task needs, by reference.
+
+    Attributes
+    ----------
+    store
+        Path of the scene store.
+    output
+        Output array name (created by the driver before the tasks run).
+    key
+        The tile.
+    model
+        The model to run.
+    amp
+        Mixed precision on GPU.
+    """
+
+    store: str
+    output: str
+    key: TileKey
+    model: ModelSpec
+    amp: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileResult:
+    """What a finished tile task reports back (small; the pixels stay in the store).
+
+    Attributes
+    ----------
+    key
+        The tile.
+    sha256
+        Digest of the float32 bytes written.
+    seconds
+        ``{"read", "forward", "write"}`` wall times in seconds.
+    peak_rss
+        The worker process's peak resident memory during the task, bytes.
+    pid
+        The worker process id.
+    """
+
+    key: TileKey
+    sha256: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss: int = 0
+    pid: int = 0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux); whether it worked."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    """Peak RSS of this process in bytes (since the last reset on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil  # type: ignore[import-untyped]
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def forward_window(
+    loaded: LoadedModel,
+    ms_dn: NDArray[Any],
+    pan_dn: NDArray[Any],
+    *,
+    dn_max: float,
+    ratio: int,
+    amp: bool = False,
+) -> NDArray[np.float32]:
+    """Run the model on one window: ms ``(B, h, w)`` DN, pan ``(r*h, r*w)`` DN -> ``(B, r*h, r*w)``.
+
+    Values are normalised ``DN / dn_max`` in and out (float32). The same function serves whole
+    images and tiles; tiles are whole images of their window plus halo.
+    """
+    dev, fmt = loaded.device, memory_format(loaded.device)
+    scale = np.float32(1.0 / dn_max)
+    ms = torch.from_numpy(np.ascontiguousarray(ms_dn, dtype=np.float32) * scale)[None].to(dev)
+    pan = torch.from_numpy(np.ascontiguousarray(pan_dn, dtype=np.float32) * scale)[None, None]
+    pan = pan.to(dev)
+    with inference(dev, amp):
+        lms = upsample(ms, ratio, loaded.backbone.upsampler)
+        out = loaded.module(
+            ms.contiguous(memory_format=fmt),
+            lms.contiguous(memory_format=fmt),
+            pan.contiguous(memory_format=fmt),
+        )
+    return np.ascontiguousarray(out[0].float().cpu().numpy(), dtype=np.float32)
+
+
+def _nodata_mask(
+    ms_dn: NDArray[Any], pan_dn: NDArray[Any], nodata: float | None, ratio: int
+) -> NDArray[np.bool_] | None:
+    if nodata is None:
+        return None
+    ms_bad = np.repeat(np.repeat((ms_dn == nodata).any(axis=0), ratio, 0), ratio, 1)
+    bad: NDArray[np.bool_] = ms_bad | (pan_dn == nodata)
+    return bad if bad.any() else None
+
+
+def read_window(store: SceneStore, read: TileRead) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The tile's MS ``(B, h', w')`` and PAN ``(H', W')`` windows with halo, source DN."""
+    return store.read_ms(read.ms), store.read_pan(read.pan)
+
+
+def _maybe_fail(store: SceneStore, task: TileTask, out: Window) -> None:
+    """Test-only fault injection (see the module docstring)."""
+    target, marker = os.environ.get(FAULT_TILE_ENV), os.environ.get(FAULT_MARKER_ENV)
+    if not target or not marker or str(task.key) != target or Path(marker).exists():
+        return
+    Path(marker).write_text(str(os.getpid()))
+    half = Window(out.y0, out.y0 + max(1, (out.y1 - out.y0) // 2), out.x0, out.x1)
+    store.write_region(task.output, half, np.zeros((store.meta.n_bands, *half.shape_yx)))
+    os._exit(17)
+
+
+def infer_tile(task: TileTask) -> TileResult:
+    """Compute one output tile and write it into the store (runs on a worker).
+
+    Parameters
+    ----------
+    task
+        Store path, output name, tile key and model spec.
+
+    Returns
+    -------
+    TileResult
+        Digest of the written data, timings and the task's peak memory.
+    """
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    store = SceneStore.open(task.store)
+    meta = store.meta
+    loaded = current_cache().get(task.model)
+    read = store.grid.read(task.key, loaded.halo_ms)
+    ms_dn, pan_dn = read_window(store, read)
+    t1 = time.perf_counter()
+    full = forward_window(loaded, ms_dn, pan_dn, dn_max=meta.dn_max, ratio=meta.ratio, amp=task.amp)
+    mask = _nodata_mask(ms_dn, pan_dn, meta.nodata, meta.ratio)
+    if mask is not None:
+        full[:, mask] = np.nan
+    tile = np.ascontiguousarray(full[(slice(None), *read.crop.slices)])
+    t2 = time.perf_counter()
+    _maybe_fail(store, task, read.out)
+    store.write_region(task.output, read.out, tile)
+    t3 = time.perf_counter()
+    return TileResult(
+        key=task.key,
+        sha256=hashlib.sha256(tile.tobytes()).hexdigest(),
+        seconds={"read": t1 - t0, "forward": t2 - t1, "write": t3 - t2},
+        peak_rss=_peak_rss(),
+        pid=os.getpid(),
+    )
+
+
+__all__ = [
+    "FAULT_MARKER_ENV",
+    "FAULT_TILE_ENV",
+    "TileResult",
+    "TileTask",
+    "forward_window",
+    "infer_tile",
+    "read_window",
+]
