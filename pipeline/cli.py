@@ -417,6 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:  # distributed logs every worker start at INFO; keep that for -vv
+        import dask
+
+        dask.config.set({"logging.distributed": "warning"})
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -145,6 +145,10 @@ class TileGrid:
         rows, cols = self.shape
         return rows * cols
 
+    def __iter__(self) -> Iterator[TileKey]:
+        """Iterate over all tile keys in row-major order (same as :meth:`keys`)."""
+        return self.keys()
+
     def keys(self) -> Iterator[TileKey]:
         """All tile keys in row-major order."""
         rows, cols = self.shape

@@ -162,12 +162,18 @@ def spectral_loss(
 
 
 def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over ``window x window`` boxes, stride 1, no padding, as two 1-D passes.
+    """Mean over ``window x window`` boxes, stride 1, no padding, from running sums.
 
     ``(N, C, H, W) -> (N, C, H - window + 1, W - window + 1)``; equals
-    ``F.avg_pool2d(x, window, stride=1)`` at ``2 / window`` of its cost.
+    ``F.avg_pool2d(x, window, stride=1)`` (to float rounding) at a third of its cost with its
+    backward on CPU (the pooling backward was the fit's most expensive op, see
+    ``benchmarks/results/fit_speed.md``). Meant for patch-sized inputs (float32 running sums).
     """
-    return F.avg_pool2d(F.avg_pool2d(x, (window, 1), stride=1), (1, window), stride=1)
+    w = window
+    c = F.pad(x, (0, 0, 1, 0)).cumsum(-2)
+    y = c[..., w:, :] - c[..., :-w, :]
+    c = F.pad(y, (1, 0, 0, 0)).cumsum(-1)
+    return (c[..., w:] - c[..., :-w]) / float(w * w)
 
 
 @dataclass(frozen=True)

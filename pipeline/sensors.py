@@ -120,6 +120,18 @@ _BUILTIN: tuple[SensorSpec, ...] = (
         source=_VHR,
     ),
     SensorSpec(
+        name="wv2-4band",
+        title="WorldView-2, 4-band product (B, G, R, NIR1)",
+        bands=_BGRN,
+        rgb=(2, 1, 0),
+        ratio=4,
+        bit_depth=11,
+        mtf_ms=(0.35,) * 4,
+        mtf_pan=0.11,
+        aliases=("wv2-4", "spacenet-wv2"),
+        source=_VHR + "; the four WV-2 bands of 4-band products such as SpaceNet 6",
+    ),
+    SensorSpec(
         name="wv3",
         title="WorldView-3",
         bands=_WV8,

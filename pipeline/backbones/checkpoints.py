@@ -197,6 +197,12 @@ def load(
         )
     if weights is None:
         path = default_weights(model.name, n_bands)
+        if n_bands == 8:
+            log.warning(
+                "using the shipped 8-band weights, trained on synthetic 8-band data (see "
+                "pipeline/weights/MODEL_CARD.md): on real WorldView-3 they are worse than plain "
+                "interpolation in SAM/ERGAS; pass --weights (e.g. dlpan:wv3) where you can"
+            )
     elif isinstance(weights, str) and weights.lower().startswith("dlpan:"):
         path = dlpan_checkpoint(model.name, weights.split(":", 1)[1])
     else:
