@@ -63,6 +63,16 @@ NOTES = """## Reading (tailor engineer)
   reduced-resolution scenes); a spatial weight of 0.1 helps Pléiades and hurts WorldView-2 badly
   (the probe's NIR finding); a penalty on T(F) costs a little everywhere; lr 1e-2 oscillates
   and stops early.
+- **This committed run is preliminary**: 1 seed (not 3) and fine-tuning capped at 200 steps
+  (not 1000) to fit the session; so the "x the adaptation time" ratios understate what a
+  1000-step fine-tune costs (its plateau stop rarely fired before 200). The project's own
+  default weights appeared after the run started; their four pairs are not in it yet. Full run:
+  `python benchmarks/cross_sensor.py --ablation` (several hours on this 2-core CPU: a 1000-step
+  fine-tune took ~1-4 min per 200 steps here, x 3 seeds x 15 scenes); continue with `--resume`.
+- The same-sensor control misses its SAM target (4.07 -> 4.38°) while HQNR moves by -0.002:
+  on reduced-resolution data the spectral and consistency terms pull toward the test MS, which
+  was itself made with another degradation filter; a penalty on T(F) reduced SAM a little on
+  Pléiades in the ablation; the control's own ablation is in `--ablation` (not run yet).
 - The ablation was run with one seed on a loaded CPU: differences below ~0.005 HQNR are noise.
 - Timings in these tables were taken while four other engineers used the same two cores (load
   average 4-10): they are upper bounds and their ratios are indicative only; see

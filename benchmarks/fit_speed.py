@@ -81,9 +81,17 @@ time, 1 thread) are the more robust figure of the work a fit needs.
 8. **channels_last** helps the whole-image forward (row at the top); the fit's tensors are small
    and were left contiguous.
 
-Verdict: on an idle machine the default fit is about ``fit CPU s`` above (1 thread) plus the
-512^2 forward; the <= 2 s fit + infer target is met only by the fast setting if at all here.
-See the table for the honest numbers of this run.
+Verdict (run of 2026-11-25, 1 torch thread, load average ~3-4 from other jobs): the default
+fit costs 4.0 CPU-s (60 steps x 67 ms + 0.09 s of cached features) and the 512^2 forward of the
+tailored net 2.0 CPU-s: **6.0 s fit + infer, the <= 2 s target is missed by 3x**. The fast
+setting (4 patches, 30 steps) is 1.0 + 1.9 = 3.0 s at -0.01 HQNR. Caching halved the per-step
+cost (67 vs 149 ms/step uncached) and removed the 2.3 s optimiser start-up. What remains is
+the tailor's own 3x3 convolutions (forward + backward, ~60 % of a step in the profile) and the
+forward pass itself (1.8 s here for the plain backbone with 1 thread, 1.3 s channels_last):
+an idle 2-core machine with 2 threads and channels_last inference will be faster, but that
+was not measured here (the cores were never idle during this session). Next levers not done: fewer steps through a
+better-conditioned start (e.g. a closed-form least-squares start for the last layer), patch
+size 48, and running the fit and the first inference tiles concurrently.
 """
 
 

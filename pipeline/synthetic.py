@@ -41,22 +41,31 @@ class SyntheticScene:
 
 
 def _structures(rng: np.random.Generator, shape_yx: tuple[int, int]) -> NDArray[np.float64]:
+    """Four ``(H, W)`` components in [0, 1]: parcels, vegetation, roads, buildings."""
     h, w = shape_yx
-    # sharp-edged rectangles at a coarse grid, upsampled by nearest: fields and roofs
-    cell = 8
+    # fields/parcels: piecewise-constant cells a few dozen pixels across
+    cell = max(8, min(h, w) // 24)
     coarse = rng.random((h // cell + 2, w // cell + 2))
-    blocks = zoom(coarse, cell, order=0)[:h, :w]
+    parcels = zoom(coarse, cell, order=0)[:h, :w]
     smooth = gaussian_filter(rng.standard_normal((h, w)), sigma=max(h, w) / 24)
     smooth = (smooth - smooth.min()) / (np.ptp(smooth) + 1e-12)
-    lines = np.zeros((h, w))
-    for _ in range(max(2, (h + w) // 256)):  # a few roads
+    texture = gaussian_filter(rng.standard_normal((h, w)), sigma=1.5)
+    vegetation = np.clip(smooth + 0.15 * texture / (texture.std() + 1e-12), 0.0, 1.0)
+    roads = np.zeros((h, w))
+    for _ in range(max(2, (h + w) // 256)):
+        half = int(rng.integers(1, 3))
         if rng.random() < 0.5:
             y = int(rng.integers(0, h))
-            lines[max(0, y - 1) : y + 2, :] = 1.0
+            roads[max(0, y - half) : y + half + 1, :] = 1.0
         else:
             x = int(rng.integers(0, w))
-            lines[:, max(0, x - 1) : x + 2] = 1.0
-    return np.stack([blocks, smooth, lines])
+            roads[:, max(0, x - half) : x + half + 1] = 1.0
+    buildings = np.zeros((h, w))
+    for _ in range(h * w // 2000):  # small bright/dark roofs
+        by, bx = int(rng.integers(0, h)), int(rng.integers(0, w))
+        sy, sx = (int(v) for v in rng.integers(3, 14, size=2))
+        buildings[by : by + sy, bx : bx + sx] = rng.uniform(0.3, 1.0)
+    return np.stack([parcels, vegetation, roads, buildings])
 
 
 def make_scene(
@@ -89,6 +98,7 @@ def make_scene(
     nb = spec.n_bands
     mix = rng.uniform(0.1, 0.9, size=(nb, comps.shape[0]))
     mix[:, 2] *= 0.5
+    mix[-1, 1] = 0.95  # vegetation is bright in the NIR band
     base = rng.uniform(0.05, 0.2, size=(nb, 1, 1))
     refl = base + np.einsum("bk,kyx->byx", mix, comps) / comps.shape[0]
     refl = np.clip(refl, 0.0, 1.0) * 0.8

@@ -29,3 +29,12 @@ def data_file(data_root: Path):  # type: ignore[no-untyped-def]
         return path
 
     return get
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """One torch thread in the test process: on a shared 2-core box, two spin-waiting threads
+    were several times slower than one (benchmarks/results/fit_speed.md)."""
+    import torch
+
+    torch.set_num_threads(1)
