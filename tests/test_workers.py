@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,20 @@ def test_shipped_deploy_configs_load(name: str) -> None:
         assert jobs >= 1 and "--gres=gpu:1" in kwargs["job_extra_directives"]
     else:
         assert kubernetes_kwargs(cfg)["n_workers"] >= 1
+
+
+def test_local_workers_are_spawned_without_distributed_malloc_trim_threshold() -> None:
+    # distributed's MALLOC_TRIM_THRESHOLD_ made the tailor fit 3-4x slower inside workers
+    from distributed import Client
+
+    cluster = make_cluster(
+        ClusterConfig(kind="local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+    )
+    try:
+        with Client(cluster) as client:
+            env = client.run(lambda: dict(os.environ))
+    finally:
+        cluster.close()
+    (worker_env,) = env.values()
+    assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
+    assert worker_env.get("OMP_NUM_THREADS") == "1"  # the other pre-spawn settings stay
