@@ -25,13 +25,37 @@ published definitions:
     spread of ``P_LP,i``), ``out_i = LMS_i * P_i / P_LP,i`` with ``P_LP,i`` the same affine map
     of the MTF low-pass above (additive fallback where ``P_LP,i`` vanishes).
 
-The gains are global (one per band, from the whole scene).
+Every method is split in two halves so the whole image and a tiled, distributed run share code:
+
+:func:`fit_coefficients` (once per scene)
+    The *global* coefficients as a small JSON-able dict: Brovey band weights; GSA regression
+    weights, PAN mean/scale, intensity mean and injection gains; GLP regression gains; HPM PAN
+    mean, per-band scales and means. They are computed from the whole scene, exactly as the
+    whole-image definitions above, never from a sample of tiles: the weight regressions use the
+    same subsampled design (every ``step``-th MS pixel in raster order with the PAN degraded to
+    the MS grid) and the means, standard deviations and covariances are accumulated block by
+    block (Chan's pairwise update of means and co-moments, float64) over the scene's tiles read
+    with a halo that makes each block's LMS / ``P_LP`` equal to the whole image's
+    (:func:`fit_halo_ms`). Memory is bounded by one block; the result equals the whole-image
+    fit to float rounding. :func:`fit_coefficients_tiled` does this from any window reader
+    (e.g. a scene store on a worker).
+:func:`apply_coefficients` (per tile)
+    The pixelwise fusion of one window (a tile plus :func:`apply_halo_ms` MS pixels of halo:
+    the LMS upsampler's support, plus the 41-tap MTF filter's ``ceil(20 / r)`` MS pixels for
+    the GLP methods), cropped by the caller like the network kernel's output.
+
+:func:`pansharpen` is fit + apply on the whole image (one block; the LMS and low-passes are
+computed once and shared by both halves).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +63,8 @@ from numpy.typing import NDArray
 from scipy.optimize import nnls
 
 from .errors import ConfigError, InputError
+from .grid import TileGrid, TileRead, Window
+from .mtf import DEFAULT_SIZE
 from .quality.full_resolution import DEFAULT_UPSAMPLER, interpolate, mtf_degrade
 from .quality.inputs import as_bands, as_plane
 from .sensors import SensorSpec, get_sensor
@@ -46,8 +72,26 @@ from .sensors import SensorSpec, get_sensor
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
+#: The global coefficients of one method on one scene (JSON-able; see :func:`fit_coefficients`).
+Coefficients = dict[str, Any]
+#: Reads one tile's windows: ``TileRead -> (MS (B, h', w'), PAN (r h', r w'))`` in DN.
+Reader = Callable[[TileRead], tuple[Any, Any]]
+
 _FIT_SAMPLES = 1 << 18  # MS pixels used at most by the weight regressions
 _EPS = 1e-12
+_KEYS = ("brovey", "gsa", "mtf-glp", "mtf-glp-hpm")
+
+
+def _key(method: str) -> str:
+    key = method.strip().lower().replace("_", "-")
+    if key not in _KEYS:
+        raise ConfigError(
+            "Unknown classical pansharpening method.",
+            expected=" or ".join(_KEYS),
+            got=repr(method),
+            fix="choose one of the listed methods.",
+        )
+    return key
 
 
 def _check(ms: Any, pan: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
@@ -63,6 +107,16 @@ def _check(ms: Any, pan: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]
     return m, p
 
 
+def _check_bands(key: str, n_bands: int, spec: SensorSpec) -> None:
+    if key in ("mtf-glp", "mtf-glp-hpm") and len(spec.mtf_ms) != n_bands:
+        raise InputError(
+            f"Sensor {spec.name!r} has {spec.n_bands} bands.",
+            expected=f"{spec.n_bands} MS bands",
+            got=n_bands,
+            fix="pass the sensor the images come from.",
+        )
+
+
 def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> FloatArray:
     if lms is None:
         return interpolate(m, spec.ratio, upsampler)
@@ -73,23 +127,409 @@ def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> FloatArra
     return up
 
 
-def _design(m: FloatArray, p: FloatArray, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
-    """MS pixels ``(N, B)`` and the PAN degraded to the MS grid ``(N,)`` (subsampled)."""
-    p_low = mtf_degrade(p[None], [spec.mtf_pan], spec.ratio)[0]
-    x, y = m.reshape(m.shape[0], -1).T, p_low.ravel()
-    step = max(1, y.size // _FIT_SAMPLES)
-    return x[::step], y[::step]
+def _mtf_reach_ms(ratio: int) -> int:
+    """MS pixels each side a PAN sample degraded to the MS grid depends on (41 taps -> 20 px)."""
+    return math.ceil((DEFAULT_SIZE // 2) / ratio)
 
 
-def fit_weights(ms: Any, pan: Any, sensor: str | SensorSpec) -> FloatArray:
-    """Non-negative band weights ``(B,)`` with ``degraded PAN ~ sum_i w_i MS_i`` (no offset)."""
+def fit_halo_ms(method: str, sensor: str | SensorSpec, upsampler: str = DEFAULT_UPSAMPLER) -> int:
+    """MS-pixel halo the per-block statistics of :func:`fit_coefficients_tiled` read."""
+    from .backbones import support_ms
+
     spec = get_sensor(sensor)
-    x, y = _design(*_check(ms, pan, spec), spec)
+    reach = _mtf_reach_ms(spec.ratio)
+    return reach if _key(method) == "brovey" else support_ms(upsampler, spec.ratio) + reach
+
+
+def apply_halo_ms(method: str, sensor: str | SensorSpec, upsampler: str = DEFAULT_UPSAMPLER) -> int:
+    """MS-pixel halo a tile needs for :func:`apply_coefficients` to equal the whole image.
+
+    The LMS upsampler's support, plus the MTF filter's reach (``ceil(20 / r)``) where the
+    fusion uses the PAN low-pass ``P_LP`` (MTF-GLP and HPM).
+    """
+    from .backbones import support_ms
+
+    spec = get_sensor(sensor)
+    halo = support_ms(upsampler, spec.ratio)
+    return halo if _key(method) in ("brovey", "gsa") else halo + _mtf_reach_ms(spec.ratio)
+
+
+class _Block:
+    """One window of the scene (a tile plus halo, or the whole scene) and its derived images.
+
+    ``own`` is the part this block stands for, in MS pixels relative to the window; ``origin``
+    is the scene MS position of its top-left pixel. Derived images are computed once per block.
+    """
+
+    def __init__(
+        self,
+        m: FloatArray,
+        p: FloatArray,
+        spec: SensorSpec,
+        upsampler: str,
+        *,
+        own: Window | None = None,
+        origin: tuple[int, int] = (0, 0),
+        lms: Any = None,
+    ) -> None:
+        self.m, self.p, self.spec, self.upsampler = m, p, spec, upsampler
+        self.own = own if own is not None else Window(0, m.shape[1], 0, m.shape[2])
+        self.origin = origin
+        self._lms_given = lms
+        self._up: FloatArray | None = None
+        self._low: dict[float, FloatArray] = {}
+        self._lp: dict[float, FloatArray] = {}
+
+    @classmethod
+    def read(
+        cls, grid: TileGrid, key: Any, halo: int, reader: Reader, spec: SensorSpec, upsampler: str
+    ) -> _Block:
+        tr = grid.read(key, halo)
+        ms, pan = reader(tr)
+        m, p = _check(ms, pan, spec)
+        own = grid.ms_window(key)
+        return cls(m, p, spec, upsampler, own=own.relative_to(tr.ms), origin=(own.y0, own.x0))
+
+    @property
+    def up(self) -> FloatArray:
+        """LMS of the window ``(B, H', W')``."""
+        if self._up is None:
+            self._up = _lms(self.m, self._lms_given, self.spec, self.upsampler)
+        return self._up
+
+    def low(self, gain: float) -> FloatArray:
+        """The PAN MTF-filtered (``gain`` at Nyquist) and decimated to the MS grid ``(h', w')``."""
+        if gain not in self._low:
+            self._low[gain] = mtf_degrade(self.p[None], [gain], self.spec.ratio)[0]
+        return self._low[gain]
+
+    def lp(self, gain: float) -> FloatArray:
+        """``P_LP``: :meth:`low` re-interpolated to the PAN grid ``(H', W')``."""
+        if gain not in self._lp:
+            self._lp[gain] = interpolate(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
+        return self._lp[gain]
+
+    def own_ms(self, x: FloatArray) -> FloatArray:
+        """``x``'s pixels (last two axes, MS grid) inside :attr:`own`."""
+        return x[(..., *self.own.slices)]
+
+    def own_pan(self, x: FloatArray) -> FloatArray:
+        """``x``'s pixels (last two axes, PAN grid) inside :attr:`own`."""
+        return x[(..., *self.own.scaled(self.spec.ratio).slices)]
+
+
+BlockSource = Callable[[int], Iterable[_Block]]
+
+
+def _design(
+    blocks: Iterable[_Block], shape_ms: tuple[int, int], spec: SensorSpec
+) -> tuple[FloatArray, FloatArray]:
+    """MS pixels ``(N, B)`` and the PAN degraded to the MS grid ``(N,)``.
+
+    Every ``step``-th MS pixel of the scene in raster order, ``step = max(1, h w // 2**18)``,
+    whatever the blocks are.
+    """
+    h, w = shape_ms
+    step = max(1, (h * w) // _FIT_SAMPLES)
+    idx, xs, ys = [], [], []
+    for b in blocks:
+        x, y = b.own_ms(b.m), b.own_ms(b.low(spec.mtf_pan))
+        iy = np.arange(y.shape[0]) + b.origin[0]
+        ix = np.arange(y.shape[1]) + b.origin[1]
+        flat = (iy[:, None] * w + ix[None, :]).ravel()
+        keep = flat % step == 0
+        idx.append(flat[keep])
+        xs.append(x.reshape(x.shape[0], -1).T[keep])
+        ys.append(y.ravel()[keep])
+    order = np.argsort(np.concatenate(idx), kind="stable")
+    return np.concatenate(xs)[order], np.concatenate(ys)[order]
+
+
+def _nnls_weights(x: FloatArray, y: FloatArray) -> FloatArray:
     w, _ = nnls(x, y)
     if not np.any(w > 0):
         log.warning("Brovey weight fit gave all zeros; using equal weights.")
         w = np.full(x.shape[1], 1.0 / x.shape[1])
     return np.asarray(w, dtype=np.float64)
+
+
+class _Moments:
+    """Means and co-moments of ``k`` variables accumulated over blocks (Chan et al.'s update)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: FloatArray = np.zeros(0)
+        self.comoment: FloatArray = np.zeros((0, 0))
+
+    def add(self, x: FloatArray) -> None:
+        """Add the pixels of ``x`` ``(k, n)``."""
+        nb = x.shape[1]
+        if nb == 0:
+            return
+        mb = x.mean(axis=1)
+        xc = x - mb[:, None]
+        cb = xc @ xc.T
+        if self.n == 0:
+            self.n, self.mean, self.comoment = nb, mb, cb
+            return
+        n = self.n + nb
+        d = mb - self.mean
+        self.mean = self.mean + d * (nb / n)
+        self.comoment = self.comoment + cb + np.outer(d, d) * (self.n * nb / n)
+        self.n = n
+
+    @property
+    def cov(self) -> FloatArray:
+        """Population covariance matrix (``ddof = 0``, as ``np.std``)."""
+        return self.comoment / max(self.n, 1)
+
+
+def _gain(cov: FloatArray, i: int, ref: int) -> float:
+    """``cov(x_i, x_ref) / var(x_ref)``."""
+    return float(cov[i, ref] / max(float(cov[ref, ref]), _EPS))
+
+
+def _std(cov: FloatArray, i: int) -> float:
+    return math.sqrt(max(float(cov[i, i]), 0.0))
+
+
+def _fit_blocks(
+    key: str,
+    blocks: BlockSource,
+    shape_ms: tuple[int, int],
+    n_bands: int,
+    spec: SensorSpec,
+    upsampler: str,
+    weights: Sequence[float] | None = None,
+) -> Coefficients:
+    _check_bands(key, n_bands, spec)
+    coeffs: Coefficients = {
+        "method": key,
+        "sensor": spec.name,
+        "ratio": spec.ratio,
+        "n_bands": n_bands,
+        "upsampler": upsampler,
+        "halo_ms": apply_halo_ms(key, spec, upsampler),
+    }
+    if key == "brovey":
+        if weights is None:
+            w = _nnls_weights(*_design(blocks(fit_halo_ms(key, spec)), shape_ms, spec))
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n_bands,):
+            raise ConfigError("One Brovey weight per band is required.", expected=n_bands, got=w)
+        return {**coeffs, "weights": [float(v) for v in w]}
+    halo = fit_halo_ms(key, spec, upsampler)
+    acc = _Moments()
+    if key == "gsa":
+        x, y = _design(blocks(fit_halo_ms("brovey", spec)), shape_ms, spec)
+        coef, *_ = np.linalg.lstsq(np.column_stack([x, np.ones(len(y))]), y, rcond=None)
+        for b in blocks(halo):
+            up = b.own_pan(b.up).reshape(n_bands, -1)
+            inten = np.einsum("b,bn->n", coef[:-1], up) + coef[-1]
+            p = b.own_pan(b.p).ravel()
+            lp = b.own_pan(b.lp(spec.mtf_pan)).ravel()
+            acc.add(np.vstack([up, inten, p, lp]))
+        cov, i_, p_, lp_ = acc.cov, n_bands, n_bands + 1, n_bands + 2
+        return {
+            **coeffs,
+            "weights": [float(v) for v in coef[:-1]],
+            "offset": float(coef[-1]),
+            "pan_mean": float(acc.mean[p_]),
+            "pan_scale": _std(cov, i_) / max(_std(cov, lp_), _EPS),
+            "intensity_mean": float(acc.mean[i_]),
+            "gains": [_gain(cov, i, i_) for i in range(n_bands)],
+        }
+    gains = list(dict.fromkeys(spec.mtf_ms))  # distinct MTF gains, in band order
+    row = {g: n_bands + j for j, g in enumerate(gains)}
+    for b in blocks(halo):
+        up = b.own_pan(b.up).reshape(n_bands, -1)
+        lps = [b.own_pan(b.lp(g)).ravel() for g in gains]
+        acc.add(np.vstack([up, *lps, b.own_pan(b.p).ravel()]))
+    cov = acc.cov
+    if key == "mtf-glp":
+        return {**coeffs, "gains": [_gain(cov, i, row[g]) for i, g in enumerate(spec.mtf_ms)]}
+    return {
+        **coeffs,
+        "pan_mean": float(acc.mean[-1]),
+        "scales": [_std(cov, i) / max(_std(cov, row[g]), _EPS) for i, g in enumerate(spec.mtf_ms)],
+        "band_means": [float(acc.mean[i]) for i in range(n_bands)],
+    }
+
+
+def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
+    """The fusion of the whole window of ``b`` with the global ``coeffs``."""
+    key, spec, up, p = coeffs["method"], b.spec, b.up, b.p
+    if key == "brovey":
+        pseudo = np.einsum("b,byx->yx", np.asarray(coeffs["weights"]), up)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(pseudo != 0, p / pseudo, 0.0)
+        return (up * ratio).astype(np.float32)
+    if key == "gsa":
+        inten = np.einsum("b,byx->yx", np.asarray(coeffs["weights"]), up) + coeffs["offset"]
+        detail = (p - coeffs["pan_mean"]) * coeffs["pan_scale"] + coeffs["intensity_mean"] - inten
+        g = coeffs["gains"]
+        return np.stack([band + g[i] * detail for i, band in enumerate(up)]).astype(np.float32)
+    if key == "mtf-glp":
+        g = coeffs["gains"]
+        out = [band + g[i] * (p - b.lp(spec.mtf_ms[i])) for i, band in enumerate(up)]
+        return np.stack(out).astype(np.float32)
+    res = np.empty_like(up)
+    for i, band in enumerate(up):
+        scale, mean = coeffs["scales"][i], coeffs["band_means"][i]
+        p_i = (p - coeffs["pan_mean"]) * scale + mean
+        lp_i = (b.lp(spec.mtf_ms[i]) - coeffs["pan_mean"]) * scale + mean
+        small = np.abs(lp_i) < _EPS
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res[i] = np.where(small, band + p_i - lp_i, band * p_i / lp_i)
+    return res.astype(np.float32)
+
+
+def _tiled_source(grid: TileGrid, reader: Reader, spec: SensorSpec, upsampler: str) -> BlockSource:
+    def blocks(halo: int) -> Iterator[_Block]:
+        for k in grid.keys():  # noqa: SIM118
+            yield _Block.read(grid, k, halo, reader, spec, upsampler)
+
+    return blocks
+
+
+def fit_coefficients(
+    method: str,
+    ms: Any,
+    pan: Any,
+    sensor: str | SensorSpec,
+    *,
+    upsampler: str = DEFAULT_UPSAMPLER,
+    weights: Sequence[float] | None = None,
+    tile: int | None = None,
+) -> Coefficients:
+    """The global coefficients of ``method`` on a scene held in memory.
+
+    Parameters
+    ----------
+    method
+        A key of :data:`METHODS`.
+    ms, pan
+        ``(B, h, w)`` MS and ``(H, W)`` PAN in DN.
+    sensor
+        Sensor name or spec.
+    upsampler
+        LMS interpolator, ``"poly23"`` or ``"bicubic"``.
+    weights
+        Brovey only: explicit band weights (nothing is fitted).
+    tile
+        Fit block by block over tiles of this edge (PAN pixels, a multiple of the ratio), as
+        :func:`fit_coefficients_tiled` does from a store; ``None``: one block.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``method``, ``sensor``, ``ratio``, ``n_bands``, ``upsampler``, ``halo_ms``
+        (the tile halo :func:`apply_coefficients` needs) and the method's coefficients.
+    """
+    key, spec = _key(method), get_sensor(sensor)
+    m, p = _check(ms, pan, spec)
+    if tile is not None:
+        grid = TileGrid((p.shape[0], p.shape[1]), spec.ratio, tile)
+
+        def reader(tr: TileRead) -> tuple[FloatArray, FloatArray]:
+            return m[(slice(None), *tr.ms.slices)], p[tr.pan.slices]
+
+        return fit_coefficients_tiled(key, grid, reader, spec, upsampler=upsampler, weights=weights)
+    whole = _Block(m, p, spec, upsampler)
+    return _fit_blocks(key, lambda _: [whole], m.shape[1:], m.shape[0], spec, upsampler, weights)
+
+
+def fit_coefficients_tiled(
+    method: str,
+    grid: TileGrid,
+    reader: Reader,
+    sensor: str | SensorSpec,
+    *,
+    upsampler: str = DEFAULT_UPSAMPLER,
+    weights: Sequence[float] | None = None,
+) -> Coefficients:
+    """:func:`fit_coefficients` streaming over ``grid``'s tiles read by ``reader`` (with halo).
+
+    Memory is bounded by one tile plus halo; the result equals the whole-image fit to float
+    rounding (see the module docstring). GSA reads the scene twice (regression, then
+    statistics), the other methods once.
+    """
+    key, spec = _key(method), get_sensor(sensor)
+    if grid.ratio != spec.ratio:
+        raise ConfigError(
+            "The grid's ratio is not the sensor's.", expected=spec.ratio, got=grid.ratio
+        )
+    first = _Block.read(grid, next(iter(grid.keys())), 0, reader, spec, upsampler)
+    source = _tiled_source(grid, reader, spec, upsampler)
+    return _fit_blocks(key, source, grid.ms_shape_yx, first.m.shape[0], spec, upsampler, weights)
+
+
+def apply_coefficients(
+    method: str,
+    ms_window: Any,
+    pan_window: Any,
+    coeffs: Mapping[str, Any],
+    sensor: str | SensorSpec,
+) -> NDArray[np.float32]:
+    """Fuse one window with the scene's global ``coeffs`` -> ``(B, H', W')`` float32 DN.
+
+    The window is a tile plus ``coeffs["halo_ms"]`` MS pixels of halo each side (clipped at the
+    scene edges, :meth:`pipeline.grid.TileGrid.read`); crop the result to the tile
+    (``TileRead.crop``) to get exactly the whole-image output there.
+    """
+    key, spec = _key(method), get_sensor(sensor)
+    if coeffs.get("method") != key or int(coeffs.get("ratio", -1)) != spec.ratio:
+        raise ConfigError(
+            "The coefficients were fitted for another method or sensor.",
+            expected=f"{key} / ratio {spec.ratio}",
+            got=f"{coeffs.get('method')} / ratio {coeffs.get('ratio')}",
+            fix="fit the coefficients for this method and scene (fit_coefficients).",
+        )
+    m, p = _check(ms_window, pan_window, spec)
+    if m.shape[0] != int(coeffs["n_bands"]):
+        raise InputError(
+            "Band count differs from the fit.", expected=coeffs["n_bands"], got=m.shape[0]
+        )
+    return _apply_block(_Block(m, p, spec, str(coeffs["upsampler"])), coeffs)
+
+
+def save_coefficients(coeffs: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``coeffs`` as JSON atomically (floats round-trip exactly)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(dict(coeffs), indent=1, sort_keys=True))
+    os.replace(tmp, out)
+    return out
+
+
+def load_coefficients(path: str | Path) -> Coefficients:
+    """Inverse of :func:`save_coefficients`."""
+    data: Coefficients = json.loads(Path(path).read_text())
+    return data
+
+
+def _run(
+    key: str,
+    ms: Any,
+    pan: Any,
+    sensor: str | SensorSpec,
+    upsampler: str,
+    lms: Any,
+    weights: Sequence[float] | None = None,
+) -> NDArray[np.float32]:
+    """Fit + apply on the whole image (one block: LMS and low-passes computed once)."""
+    spec = get_sensor(sensor)
+    m, p = _check(ms, pan, spec)
+    whole = _Block(m, p, spec, upsampler, lms=lms)
+    coeffs = _fit_blocks(key, lambda _: [whole], m.shape[1:], m.shape[0], spec, upsampler, weights)
+    return _apply_block(whole, coeffs)
+
+
+def fit_weights(ms: Any, pan: Any, sensor: str | SensorSpec) -> FloatArray:
+    """Non-negative band weights ``(B,)`` with ``degraded PAN ~ sum_i w_i MS_i`` (no offset)."""
+    return np.asarray(fit_coefficients("brovey", ms, pan, sensor)["weights"], dtype=np.float64)
 
 
 def brovey(
@@ -123,22 +563,7 @@ def brovey(
     numpy.ndarray
         ``(B, H, W)`` float32 in DN.
     """
-    spec = get_sensor(sensor)
-    m, p = _check(ms, pan, spec)
-    w = fit_weights(m, p, spec) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (m.shape[0],):
-        raise ConfigError("One Brovey weight per band is required.", expected=m.shape[0], got=w)
-    up = _lms(m, lms, spec, upsampler)
-    pseudo = np.einsum("b,byx->yx", w, up)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(pseudo != 0, p / pseudo, 0.0)
-    return (up * ratio).astype(np.float32)
-
-
-def _cov_gain(x: FloatArray, ref: FloatArray) -> float:
-    """``cov(x, ref) / var(ref)`` over all pixels."""
-    rc = ref - ref.mean()
-    return float(np.mean((x - x.mean()) * rc) / max(float(np.mean(rc * rc)), _EPS))
+    return _run("brovey", ms, pan, sensor, upsampler, lms, weights)
 
 
 def gsa(
@@ -150,42 +575,7 @@ def gsa(
     lms: Any = None,
 ) -> NDArray[np.float32]:
     """Adaptive Gram–Schmidt (GSA) component substitution; arguments as for :func:`brovey`."""
-    spec = get_sensor(sensor)
-    m, p = _check(ms, pan, spec)
-    x, y = _design(m, p, spec)
-    coef, *_ = np.linalg.lstsq(np.column_stack([x, np.ones(len(y))]), y, rcond=None)
-    up = _lms(m, lms, spec, upsampler)
-    intensity = np.einsum("b,byx->yx", coef[:-1], up) + coef[-1]
-    p_lp = interpolate(mtf_degrade(p[None], [spec.mtf_pan], spec.ratio), spec.ratio, upsampler)[0]
-    p_eq = (p - p.mean()) * (intensity.std() / max(float(p_lp.std()), _EPS)) + intensity.mean()
-    detail = p_eq - intensity
-    out = np.stack([band + _cov_gain(band, intensity) * detail for band in up])
-    return out.astype(np.float32)
-
-
-def _pan_low_passes(p: FloatArray, spec: SensorSpec, upsampler: str) -> list[FloatArray]:
-    """``P_LP,i`` for every band (computed once per distinct MTF gain)."""
-    cache: dict[float, FloatArray] = {}
-    for g in spec.mtf_ms:
-        if g not in cache:
-            low = mtf_degrade(p[None], [g], spec.ratio)
-            cache[g] = interpolate(low, spec.ratio, upsampler)[0]
-    return [cache[g] for g in spec.mtf_ms]
-
-
-def _glp_inputs(
-    ms: Any, pan: Any, sensor: str | SensorSpec, upsampler: str, lms: Any
-) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
-    spec = get_sensor(sensor)
-    m, p = _check(ms, pan, spec)
-    if len(spec.mtf_ms) != m.shape[0]:
-        raise InputError(
-            f"Sensor {spec.name!r} has {spec.n_bands} bands.",
-            expected=f"{spec.n_bands} MS bands",
-            got=m.shape[0],
-            fix="pass the sensor the images come from.",
-        )
-    return _lms(m, lms, spec, upsampler), p, _pan_low_passes(p, spec, upsampler)
+    return _run("gsa", ms, pan, sensor, upsampler, lms)
 
 
 def mtf_glp(
@@ -197,11 +587,7 @@ def mtf_glp(
     lms: Any = None,
 ) -> NDArray[np.float32]:
     """MTF-GLP with regression injection gains; arguments as for :func:`brovey`."""
-    up, p, lows = _glp_inputs(ms, pan, sensor, upsampler, lms)
-    out = np.stack(
-        [band + _cov_gain(band, lp) * (p - lp) for band, lp in zip(up, lows, strict=True)]
-    )
-    return out.astype(np.float32)
+    return _run("mtf-glp", ms, pan, sensor, upsampler, lms)
 
 
 def mtf_glp_hpm(
@@ -213,16 +599,7 @@ def mtf_glp_hpm(
     lms: Any = None,
 ) -> NDArray[np.float32]:
     """MTF-GLP with high-pass modulation; arguments as for :func:`brovey`."""
-    up, p, lows = _glp_inputs(ms, pan, sensor, upsampler, lms)
-    out = np.empty_like(up)
-    for i, (band, lp) in enumerate(zip(up, lows, strict=True)):
-        scale = band.std() / max(float(lp.std()), _EPS)
-        p_i = (p - p.mean()) * scale + band.mean()
-        lp_i = (lp - p.mean()) * scale + band.mean()
-        small = np.abs(lp_i) < _EPS
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[i] = np.where(small, band + p_i - lp_i, band * p_i / lp_i)
-    return out.astype(np.float32)
+    return _run("mtf-glp-hpm", ms, pan, sensor, upsampler, lms)
 
 
 Method = Callable[..., NDArray[np.float32]]
@@ -237,16 +614,28 @@ METHODS: dict[str, Method] = {
 def pansharpen(
     method: str, ms: Any, pan: Any, sensor: str | SensorSpec, **options: Any
 ) -> NDArray[np.float32]:
-    """Run the classical ``method`` (a key of :data:`METHODS`) -> ``(B, H, W)`` float32 DN."""
-    key = method.strip().lower().replace("_", "-")
-    if key not in METHODS:
-        raise ConfigError(
-            "Unknown classical pansharpening method.",
-            expected=" or ".join(METHODS),
-            got=repr(method),
-            fix="choose one of the listed methods.",
-        )
-    return METHODS[key](ms, pan, sensor, **options)
+    """Run the classical ``method`` (a key of :data:`METHODS`) -> ``(B, H, W)`` float32 DN.
+
+    :func:`fit_coefficients` + :func:`apply_coefficients` on the whole image.
+    """
+    return METHODS[_key(method)](ms, pan, sensor, **options)
 
 
-__all__ = ["METHODS", "brovey", "fit_weights", "gsa", "mtf_glp", "mtf_glp_hpm", "pansharpen"]
+__all__ = [
+    "METHODS",
+    "Coefficients",
+    "Reader",
+    "apply_coefficients",
+    "apply_halo_ms",
+    "brovey",
+    "fit_coefficients",
+    "fit_coefficients_tiled",
+    "fit_halo_ms",
+    "fit_weights",
+    "gsa",
+    "load_coefficients",
+    "mtf_glp",
+    "mtf_glp_hpm",
+    "pansharpen",
+    "save_coefficients",
+]

@@ -11,7 +11,11 @@ starting a cluster.
 
 Files of a run writing ``OUT.tif``: ``OUT.report.json``, ``OUT.quicklook.png`` beside it and the
 work dir ``OUT.work/`` (``scene.zarr`` unless the input is a store, ``journal.json``, the fitted
-``adapter.pt``).
+``adapter.pt``, or a classical method's global ``coefficients.json``).
+
+Classical methods run through the same tile map as networks: their "fit" stage computes the
+scene's global coefficients once on one worker (:func:`stage_classical_fit`), then every tile
+applies them with a halo (:func:`workers.kernel.classical_tile`), for any scene size.
 """
 
 from __future__ import annotations
@@ -143,6 +147,7 @@ class RunPaths:
     store: Path
     journal: Path
     adapter: Path
+    coefficients: Path
     cog: Path
     report: Path
     quicklook: Path
@@ -160,6 +165,7 @@ class RunPaths:
             store=given.resolve() if is_store else work / "scene.zarr",
             journal=work / "journal.json",
             adapter=work / "adapter.pt",
+            coefficients=work / "coefficients.json",
             cog=cog,
             report=cog.with_suffix(".report.json"),
             quicklook=cog.with_suffix(".quicklook.png"),
@@ -359,22 +365,42 @@ def stage_infer(
     amp: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Infer every tile not yet in the journal; journal each as it completes."""
-    from workers.kernel import TileTask
+    """Infer every tile not yet in the journal; journal each as it completes.
+
+    ``spec`` is a :class:`workers.plugin.ModelSpec` (a network) or a :class:`ClassicalSpec` (a
+    classical method's fitted coefficients); both run through the same tile map.
+    """
+    from workers.kernel import ClassicalTileTask, TileTask, classical_tile, infer_tile
 
     store.create_output(OUTPUT, "float32", overwrite=not journal.tiles)
     grid = store.grid
     todo = [k for k in grid.keys() if str(k) not in journal.tiles]  # noqa: SIM118
-    tasks = [
-        TileTask(store=str(store.path), output=OUTPUT, key=k, model=spec, amp=amp) for k in todo
-    ]
+    tasks: list[Any]
+    if isinstance(spec, ClassicalSpec):
+        fn: Callable[[Any], Any] = classical_tile
+        tasks = [
+            ClassicalTileTask(
+                store=str(store.path),
+                output=OUTPUT,
+                key=k,
+                method=spec.method,
+                coefficients=spec.path,
+                sha256=spec.sha256,
+            )
+            for k in todo
+        ]
+    else:
+        fn = infer_tile
+        tasks = [
+            TileTask(store=str(store.path), output=OUTPUT, key=k, model=spec, amp=amp) for k in todo
+        ]
     total, done = len(grid), len(grid) - len(todo)
     _report_progress(progress, "infer", done, total)
     t0 = time.perf_counter()
     peak: dict[int, int] = {}
     forward = 0.0
     try:
-        for res in engine.map_tiles(tasks):
+        for res in engine.map_tiles(tasks, fn):
             journal.finish_tile(res.key, res.sha256)
             peak[res.pid] = max(peak.get(res.pid, 0), res.peak_rss)
             forward += res.seconds.get("forward", 0.0)
@@ -449,7 +475,14 @@ def _check_target(cfg: RunConfig, paths: RunPaths) -> Journal | None:
     if cfg.overwrite:
         if cfg.dry_run:
             return None
-        for p in (paths.journal, paths.adapter, paths.cog, paths.report, paths.quicklook):
+        for p in (
+            paths.journal,
+            paths.adapter,
+            paths.coefficients,
+            paths.cog,
+            paths.report,
+            paths.quicklook,
+        ):
             p.unlink(missing_ok=True)
         if paths.own_store and paths.store.exists():
             shutil.rmtree(paths.store)
@@ -482,7 +515,10 @@ def plan(cfg: RunConfig) -> dict[str, Any]:
         journal = Journal.open(paths.journal, cfg.fingerprint())
     done = set(journal.tiles) if journal else set()
     stages = ["ingest"] if paths.own_store else []
-    stages += ["sample", "fit"] if cfg.effective_adapt != "none" else []
+    if cfg.method in CLASSICAL:
+        stages += ["fit"]  # the global coefficients
+    elif cfg.effective_adapt != "none":
+        stages += ["sample", "fit"]
     stages += ["infer", "quality", "export", "report"]
     if journal:
         stages = [s for s in stages if journal.stage(s) is None or s == "infer"]
@@ -576,46 +612,38 @@ def run_scene(
     return summary
 
 
-def stage_classical(
-    journal: Journal, engine: Any, store: SceneStore, method: str
-) -> dict[str, Any]:
-    """A classical method: whole scene on one worker (global gains), up to ~2048² PAN pixels."""
-    from workers.scene_tasks import CLASSICAL_MAX_PIXELS, ClassicalJob, classical_scene
+@dataclass(frozen=True)
+class ClassicalSpec:
+    """A classical method's fitted global coefficients, by reference (what its tiles apply)."""
 
-    h, w = store.meta.pan_shape_yx
-    if h * w > CLASSICAL_MAX_PIXELS:
-        raise ConfigError(
-            f"The classical method {method!r} runs in one process, for scenes up to "
-            f"{CLASSICAL_MAX_PIXELS} PAN pixels.",
-            expected=f"<= {CLASSICAL_MAX_PIXELS} pixels",
-            got=f"{h} x {w}",
-            fix="use a network method (e.g. --method fusionnet) for large scenes.",
-        )
-    total = len(store.grid)
-    t0 = time.perf_counter()
-    if len(journal.tiles) < total:
-        store.create_output(OUTPUT, "float32", overwrite=True)
-        done = engine.run_once(
-            classical_scene,
-            ClassicalJob(store=str(store.path), output=OUTPUT, method=method),
-            name="classical",
-        )
-        for key, sha in done.items():
-            journal.finish_tile(TileKey.parse(key), sha)
-        journal.flush(force=True)
-        computed = total
-    else:
-        computed = 0
-    return {
-        "seconds": time.perf_counter() - t0,
-        "tiles": total,
-        "computed": computed,
-        "skipped": total - computed,
-        "forward_seconds": 0.0,
-        "peak_rss_bytes": 0,
-        "workers_used": 1,
-        "mode": "one process (global gains)",
-    }
+    method: str
+    path: str
+    sha256: str
+
+
+def stage_classical_fit(
+    paths: RunPaths, journal: Journal, engine: Any, store: SceneStore, method: str
+) -> tuple[ClassicalSpec, dict[str, Any]]:
+    """Fit a classical method's global coefficients once for the scene on one worker.
+
+    They are saved as JSON in the work dir (``coefficients.json``, beside the adapter) and
+    journalled with their digest; a missing or changed file is fitted again (and the tiles
+    recomputed).
+    """
+    from workers.plugin import file_sha256
+    from workers.scene_tasks import ClassicalFitJob, fit_classical
+
+    rec = journal.stage("fit")
+    file = paths.coefficients
+    if rec is None or not file.is_file() or file_sha256(file) != rec["sha256"]:
+        job = ClassicalFitJob(store=str(store.path), method=method, out=str(file))
+        outcome = engine.run_once(fit_classical, job, name="fit")
+        rec = asdict(outcome)
+        journal.drop_stages("infer", "quality", "export", "report")
+        journal.tiles.clear()
+        journal.finish_stage("fit", rec)
+        rec = {**rec, "ran": True}
+    return ClassicalSpec(method=method, path=rec["path"], sha256=rec["sha256"]), rec
 
 
 def _run_on(
@@ -628,9 +656,12 @@ def _run_on(
     progress: Progress | None,
 ) -> dict[str, Any]:
     if cfg.method in CLASSICAL:
-        infer = stage_classical(journal, eng, store, cfg.method)
+        t0 = time.perf_counter()
+        coeffs, fit = stage_classical_fit(paths, journal, eng, store, cfg.method)
+        timings["fit"] = time.perf_counter() - t0
+        infer = stage_infer(journal, eng, store, coeffs, progress=progress)
         metrics = stage_quality(cfg, eng, store, None, False)
-        return _finish(cfg, paths, eng, store, timings, {}, infer, metrics)
+        return _finish(cfg, paths, eng, store, timings, fit, infer, metrics)
     base = model_spec(cfg, store)
     eng.prepare(base)
     t0 = time.perf_counter()
@@ -716,6 +747,7 @@ __all__ = [
     "CLASSICAL",
     "NETWORKS",
     "OUTPUT",
+    "ClassicalSpec",
     "Journal",
     "RunConfig",
     "RunPaths",
@@ -723,6 +755,7 @@ __all__ = [
     "model_spec",
     "plan",
     "run_scene",
+    "stage_classical_fit",
     "stage_export",
     "stage_fit",
     "stage_infer",

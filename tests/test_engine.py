@@ -218,17 +218,32 @@ def test_cli_run_on_a_scheduler_address_with_json_and_overwrite(
     assert "other settings" in capsys.readouterr().err
 
 
-def test_classical_method_runs_through_the_engine(engine: Engine, tmp_path: Path) -> None:
-    from pipeline.classical import pansharpen
+@pytest.mark.parametrize("method", ["brovey", "gsa", "mtf-glp", "mtf-glp-hpm"])
+def test_classical_method_runs_through_the_engine(
+    method: str, engine: Engine, tmp_path: Path
+) -> None:
+    """The fit stage saves the global coefficients once; tiles (awkward scene, tile smaller than
+    the halo) apply them through the tile map and equal whole-image ``pansharpen``."""
+    from pipeline.classical import load_coefficients, pansharpen
 
     store = small_store(tmp_path / "s.zarr", (64, 96), 32)
-    cfg = RunConfig(inputs=(str(store.path),), output=str(tmp_path / "b.tif"), method="brovey")
+    cfg = RunConfig(
+        inputs=(str(store.path),),
+        output=str(tmp_path / "b.tif"),
+        method=method,
+        quality_tiles=1 if method == "brovey" else 0,
+    )
     summary = run_scene(cfg, engine=engine)
     assert summary["adapt"] == "none" and summary["infer"]["computed"] == 6
-    assert "hqnr" in summary["metrics"]["product"]
+    if method == "brovey":
+        assert "hqnr" in summary["metrics"]["product"]
+    coeffs = load_coefficients(RunPaths.of(cfg).coefficients)
+    assert coeffs["method"] == method and summary["fit"]["path"].endswith("coefficients.json")
     ms, pan = store.read_ms(Window(0, 16, 0, 24)), store.read_pan(Window(0, 64, 0, 96))
-    expected = pansharpen("brovey", ms, pan, "qb") / np.float32(2047.0)
-    np.testing.assert_allclose(read_all(store), expected, rtol=1e-6, atol=1e-6)
+    expected = pansharpen(method, ms, pan, "qb") / np.float32(2047.0)
+    np.testing.assert_allclose(read_all(store), expected, rtol=1e-5, atol=1e-6)
+    again = run_scene(cfg, engine=engine)  # resumes: nothing recomputed
+    assert again.get("already_complete")
 
 
 def test_worker_peak_memory_does_not_grow_with_scene_size(

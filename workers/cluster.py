@@ -271,7 +271,11 @@ def torch_friendly_worker_environ() -> Iterator[None]:
     import dask
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    injected = environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    # a nanny started earlier in this process (e.g. a plain LocalCluster) copied the variable into
+    # os.environ, from where every later worker would inherit it; a user's own value stays
+    if injected is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(injected):
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         yield
 

@@ -8,6 +8,10 @@ MS to LMS, runs one forward under ``torch.inference_mode`` (channels_last on CPU
 on GPU), crops to the tile and writes exactly the tile's output chunk. It returns a small
 :class:`TileResult` (timings, peak memory, a digest of what it wrote) for the driver's journal.
 
+:func:`classical_tile` is the same task for a classical method: the scene's global coefficients
+(fitted once, :func:`workers.scene_tasks.fit_classical`) are applied to the tile plus the halo
+they name, then cropped, masked and written exactly the same way.
+
 Fault injection (tests only): when ``PANTAILOR_FAULT_TILE`` names a tile (``"row-col"``) and the
 file ``PANTAILOR_FAULT_MARKER`` does not exist yet, the task creates the marker, writes garbage
 into the top half of its chunk and kills its worker process with ``os._exit`` - once.
@@ -27,11 +31,12 @@ import torch
 from numpy.typing import NDArray
 
 from pipeline.backbones import upsample
+from pipeline.errors import StoreError
 from pipeline.grid import TileKey, TileRead, Window
 from pipeline.store import SceneStore
 
 from .device import inference, memory_format
-from .plugin import LoadedModel, ModelSpec, current_cache
+from .plugin import LoadedModel, ModelSpec, current_cache, file_sha256
 
 FAULT_TILE_ENV = "PANTAILOR_FAULT_TILE"
 FAULT_MARKER_ENV = "PANTAILOR_FAULT_MARKER"
@@ -153,7 +158,7 @@ def read_window(store: SceneStore, read: TileRead) -> tuple[NDArray[Any], NDArra
     return store.read_ms(read.ms), store.read_pan(read.pan)
 
 
-def _maybe_fail(store: SceneStore, task: TileTask, out: Window) -> None:
+def _maybe_fail(store: SceneStore, task: TileTask | ClassicalTileTask, out: Window) -> None:
     """Test-only fault injection (see the module docstring)."""
     target, marker = os.environ.get(FAULT_TILE_ENV), os.environ.get(FAULT_MARKER_ENV)
     if not target or not marker or str(task.key) != target or Path(marker).exists():
@@ -186,6 +191,21 @@ def infer_tile(task: TileTask) -> TileResult:
     ms_dn, pan_dn = read_window(store, read)
     t1 = time.perf_counter()
     full = forward_window(loaded, ms_dn, pan_dn, dn_max=meta.dn_max, ratio=meta.ratio, amp=task.amp)
+    return _write_tile(store, task, read, full, ms_dn, pan_dn, t0, t1)
+
+
+def _write_tile(
+    store: SceneStore,
+    task: TileTask | ClassicalTileTask,
+    read: TileRead,
+    full: NDArray[np.float32],
+    ms_dn: NDArray[Any],
+    pan_dn: NDArray[Any],
+    t0: float,
+    t1: float,
+) -> TileResult:
+    """Mask nodata, crop the window's output to the tile, write it; the task's report."""
+    meta = store.meta
     mask = _nodata_mask(ms_dn, pan_dn, meta.nodata, meta.ratio)
     if mask is not None:
         full[:, mask] = np.nan
@@ -203,11 +223,77 @@ def infer_tile(task: TileTask) -> TileResult:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClassicalTileTask:
+    """One tile of a classical method with the scene's global coefficients, by reference.
+
+    Attributes
+    ----------
+    store, output, key
+        As for :class:`TileTask`.
+    method
+        A key of :data:`pipeline.classical.METHODS`.
+    coefficients, sha256
+        The JSON file :func:`workers.scene_tasks.fit_classical` wrote and its digest.
+    """
+
+    store: str
+    output: str
+    key: TileKey
+    method: str
+    coefficients: str
+    sha256: str
+
+
+_COEFFS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _coefficients(path: str, sha256: str) -> dict[str, Any]:
+    """The coefficients file, checked against its digest once per worker process."""
+    from pipeline.classical import load_coefficients
+
+    if (path, sha256) not in _COEFFS:
+        got = file_sha256(path)
+        if got != sha256:
+            raise StoreError(
+                "The classical coefficients file changed since the fit.",
+                path=path,
+                expected=sha256,
+                got=got,
+                fix="rerun the scene (the fit stage is redone).",
+            )
+        _COEFFS[(path, sha256)] = load_coefficients(path)
+    return _COEFFS[(path, sha256)]
+
+
+def classical_tile(task: ClassicalTileTask) -> TileResult:
+    """Apply a classical method's global coefficients to one tile plus halo; write the tile.
+
+    The halo is the one the coefficients name (upsampler support plus MTF reach); the window's
+    output is cropped exactly like :func:`infer_tile`'s, and values are normalised by ``dn_max``.
+    """
+    from pipeline.classical import apply_coefficients
+
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    store = SceneStore.open(task.store)
+    meta = store.meta
+    coeffs = _coefficients(task.coefficients, task.sha256)
+    read = store.grid.read(task.key, int(coeffs["halo_ms"]))
+    ms_dn, pan_dn = read_window(store, read)
+    t1 = time.perf_counter()
+    fused = apply_coefficients(task.method, ms_dn, pan_dn, coeffs, meta.sensor)
+    full = (fused / np.float32(meta.dn_max)).astype(np.float32)
+    return _write_tile(store, task, read, full, ms_dn, pan_dn, t0, t1)
+
+
 __all__ = [
     "FAULT_MARKER_ENV",
     "FAULT_TILE_ENV",
+    "ClassicalTileTask",
     "TileResult",
     "TileTask",
+    "classical_tile",
     "forward_window",
     "infer_tile",
     "read_window",

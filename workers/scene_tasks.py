@@ -7,6 +7,9 @@ atomically; the driver references it by path and SHA-256 in every tile task afte
 
 :func:`tile_quality` scores one tile of the written product against the pretrained backbone's
 output on the same tile (no-reference indices, and reference indices where the store has ``gt``).
+
+:func:`fit_classical` is the classical methods' fit: their global coefficients, computed once per
+scene on one worker and saved as JSON; :func:`workers.kernel.classical_tile` applies them per tile.
 """
 
 from __future__ import annotations
@@ -221,58 +224,67 @@ def tile_quality(job: QualityJob) -> dict[str, Any]:
     return result
 
 
-#: Largest scene (PAN pixels) a classical method runs on, in one worker process.
-CLASSICAL_MAX_PIXELS = 2048 * 2048
-
-
 @dataclass(frozen=True, kw_only=True)
-class ClassicalJob:
-    """A classical method on the whole scene (global gains), written tile by tile.
+class ClassicalFitJob:
+    """The per-scene fit of a classical method's global coefficients, by reference.
 
     Attributes
     ----------
-    store, output
-        Scene store path and output array (normalised units).
+    store
+        Scene store path.
     method
         A key of :data:`pipeline.classical.METHODS`.
+    out
+        JSON file the coefficients are saved to (in the work dir, beside the adapter).
     """
 
     store: str
-    output: str
     method: str
+    out: str
 
 
-def classical_scene(job: ClassicalJob) -> dict[str, str]:
-    """Run ``job.method`` on the whole scene in this worker; returns tile -> SHA-256 written."""
-    import hashlib
+@dataclass(frozen=True, kw_only=True)
+class ClassicalFitOutcome:
+    """What the classical fit reports back: the saved file, its digest, wall time, the values."""
 
-    from pipeline.classical import pansharpen
-    from pipeline.grid import Window
+    path: str
+    sha256: str
+    seconds: float
+    coefficients: dict[str, Any]
 
+
+def fit_classical(job: ClassicalFitJob) -> ClassicalFitOutcome:
+    """Fit ``job.method``'s global coefficients on the whole scene, streaming over its tiles.
+
+    Runs on one worker; memory is bounded by one tile plus halo
+    (:func:`pipeline.classical.fit_coefficients_tiled`). The file is written atomically.
+    """
+    from pipeline.classical import fit_coefficients_tiled, save_coefficients
+
+    t0 = time.perf_counter()
+    FIT_CALLS.append(job.store)
     store = SceneStore.open(job.store)
-    meta = store.meta
-    h, w = meta.pan_shape_yx
-    ms = store.read_ms(Window(0, h // meta.ratio, 0, w // meta.ratio))
-    fused = pansharpen(job.method, ms, store.read_pan(Window(0, h, 0, w)), meta.sensor)
-    fused = (fused / np.float32(meta.dn_max)).astype(np.float32)
-    done = {}
-    for key in store.grid.keys():  # noqa: SIM118
-        win = store.grid.pan_window(key)
-        tile = np.ascontiguousarray(fused[(slice(None), *win.slices)])
-        store.write_region(job.output, win, tile)
-        done[str(key)] = hashlib.sha256(tile.tobytes()).hexdigest()
-    return done
+    coeffs = fit_coefficients_tiled(
+        job.method, store.grid, lambda tr: read_window(store, tr), store.meta.sensor
+    )
+    save_coefficients(coeffs, job.out)
+    return ClassicalFitOutcome(
+        path=str(job.out),
+        sha256=file_sha256(job.out),
+        seconds=time.perf_counter() - t0,
+        coefficients=coeffs,
+    )
 
 
 __all__ = [
-    "CLASSICAL_MAX_PIXELS",
     "FIT_CALLS",
-    "ClassicalJob",
+    "ClassicalFitJob",
+    "ClassicalFitOutcome",
     "FitJob",
     "FitOutcome",
     "QualityJob",
-    "classical_scene",
     "fit_adapter",
     "fit_calls",
+    "fit_classical",
     "tile_quality",
 ]
