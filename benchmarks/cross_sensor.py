@@ -27,6 +27,7 @@ an interrupted run keeps what it finished; ``--resume`` skips pairs already in t
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import statistics
@@ -79,6 +80,8 @@ NOTES = """## Reading (tailor engineer)
   `fit_speed.md` for the controlled measurement of the fit's cost.
 """
 CLASSICAL = ("brovey", "gsa", "mtf-glp", "mtf-glp-hpm")
+SPACENET_NODATA = 0.0
+NODATA_TILE = 128  # PAN pixels: one 32-pixel Q block at MS scale
 FR_KEYS = ("hqnr", "d_lambda_k", "d_s")
 RR_KEYS = ("sam", "ergas", "q2n")
 
@@ -106,6 +109,7 @@ class Scene:
     gt: np.ndarray | None
     sensor: SensorSpec
     dn_max: float
+    nodata: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,8 @@ def load_target(target: str) -> list[Scene]:
             pan, ms = root / f"vhr/spacenet_wv2/pan{i}.tif", root / f"vhr/spacenet_wv2/ms{i}.tif"
             if pan.exists() and ms.exists():
                 s = _open([pan, ms], WV2_4, ms_decimate=2, dn_max=2047.0)
-                out.append(_scene(f"spacenet{i}", s))
+                # SpaceNet 6 fills outside the AOI with 0 (untagged): 32-39 % of scenes 2 and 3
+                out.append(_scene(f"spacenet{i}", s, nodata=SPACENET_NODATA))
         return out
     files = {
         "wv2": ("vhr/grip/imgWV2.mat", "wv2", None),
@@ -163,16 +168,46 @@ def load_target(target: str) -> list[Scene]:
     return [_scene(target, _open(root / rel, sensor, dn_max=dn_max))]
 
 
-def _scene(name: str, s: Any) -> Scene:
+def _scene(name: str, s: Any, nodata: float | None = None) -> Scene:
     gt = None if s.gt is None else np.asarray(s.gt, dtype=np.float64)
-    return Scene(name, np.asarray(s.pan), np.asarray(s.ms), gt, s.sensor, float(s.dn_max))
+    return Scene(name, np.asarray(s.pan), np.asarray(s.ms), gt, s.sensor, float(s.dn_max), nodata)
+
+
+def valid_tiles(
+    fused: np.ndarray, sc: Scene, tile: int = NODATA_TILE
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(fused, ms, pan)`` tiles of ``tile`` PAN pixels free of no-data (scored instead of the
+    whole scene when it has a no-data fill: the indices have no mask)."""
+    r = sc.sensor.ratio
+    bad = sc.pan == sc.nodata
+    bad |= np.repeat(np.repeat(np.all(sc.ms == sc.nodata, axis=0), r, 0), r, 1)
+    h, w = sc.pan.shape
+    out = []
+    for y in range(0, h - tile + 1, tile):
+        for x in range(0, w - tile + 1, tile):
+            if not bad[y : y + tile, x : x + tile].any():
+                my, mx, mt = y // r, x // r, tile // r
+                out.append(
+                    (
+                        fused[:, y : y + tile, x : x + tile],
+                        sc.ms[:, my : my + mt, mx : mx + mt],
+                        sc.pan[y : y + tile, x : x + tile],
+                    )
+                )
+    return out
 
 
 def scores(fused_dn: np.ndarray, sc: Scene) -> dict[str, float]:
     """Full-resolution indices, plus reduced-resolution ones where a reference exists."""
     from pipeline.quality import full_resolution, reduced_resolution
+    from pipeline.quality.tiles import full_resolution_tiles
 
-    out = {k: float(v) for k, v in full_resolution(fused_dn, sc.ms, sc.pan, sc.sensor).items()}
+    if sc.nodata is not None:
+        tiles = valid_tiles(fused_dn, sc)
+        fr = full_resolution_tiles(tiles, sc.sensor)
+    else:
+        fr = full_resolution(fused_dn, sc.ms, sc.pan, sc.sensor)
+    out = {k: float(v) for k, v in fr.items()}
     if sc.gt is not None:
         rr = reduced_resolution(fused_dn, sc.gt, sc.sensor)
         out.update({k: float(rr[k]) for k in RR_KEYS})
@@ -183,6 +218,7 @@ def infer(model: Backbone, sc: Scene) -> tuple[np.ndarray, float]:
     """Whole-image inference -> (fused DN (B, H, W), seconds)."""
     ms = torch.from_numpy(sc.ms.astype(np.float32) / np.float32(sc.dn_max))[None]
     pan = torch.from_numpy(sc.pan.astype(np.float32) / np.float32(sc.dn_max))[None, None]
+    model = copy.deepcopy(model).to(memory_format=torch.channels_last)  # as the workers do
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model(ms, upsample(ms, sc.sensor.ratio, model.upsampler), pan)
@@ -195,7 +231,9 @@ def run_adapt(
 ) -> dict[str, Any]:
     """Sample, adapt, infer and score once."""
     t0 = time.perf_counter()
-    patches = sample_patches((sc.pan, sc.ms), sample, seed, ratio=sc.sensor.ratio, dn_max=sc.dn_max)
+    patches = sample_patches(
+        (sc.pan, sc.ms), sample, seed, ratio=sc.sensor.ratio, dn_max=sc.dn_max, nodata=sc.nodata
+    )
     model, res = adapt(patches, bb, sc.sensor, dataclasses.replace(fit, seed=seed))
     fit_s = time.perf_counter() - t0 if fit.adapt != "none" else 0.0
     fused, infer_s = infer(model, sc)
@@ -227,9 +265,10 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> dict[str, Any] | None:
         rows: dict[str, Any] = {}
         rows["none"] = run_adapt(bb, sc, dataclasses.replace(fit, adapt="none"), sample, 0)
         for mode in ("tailor", "finetune"):
+            n_seeds = args.seeds if mode == "tailor" else args.finetune_seeds
             runs = [
                 run_adapt(bb, sc, dataclasses.replace(fit, adapt=mode), sample, s)
-                for s in range(args.seeds)
+                for s in range(n_seeds)
             ]
             rows[mode] = median_rows(runs)
             rows[mode]["per_seed"] = runs
@@ -263,9 +302,12 @@ def ablation_knobs(steps: int) -> list[Knob]:
     return [
         ("default", d, s),
         ("- spectral", rep(d, weights=rep(w, spectral=0.0)), s),
+        ("- angle", rep(d, weights=rep(w, angle=0.0)), s),
+        ("angle 1.0", rep(d, weights=rep(w, angle=1.0)), s),
         ("- spatial", rep(d, weights=rep(w, spatial=0.0)), s),
         ("- consistency", rep(d, weights=rep(w, consistency=0.0)), s),
         ("spatial 0.1", rep(d, weights=rep(w, spatial=0.1)), s),
+        ("spatial target PAN (1 - LCC)", rep(d, weights=rep(w, spatial_target="pan")), s),
         ("+ penalty 1.0", rep(d, weights=rep(w, penalty=1.0)), s),
         ("fraction 5 %", d, rep(frac, fraction=0.05)),
         ("fraction 10 %", d, rep(frac, fraction=0.10)),
@@ -352,10 +394,28 @@ def targets_check(pairs: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write(results: dict[str, Any]) -> None:
+def merge(parts: list[str]) -> None:
+    """Combine ``cross_sensor.part-*.json`` files (parallel runs) into the main result."""
+    loaded = [json.loads((RESULTS / f"cross_sensor.part-{p}.json").read_text()) for p in parts]
+    out = dict(loaded[0])
+    out["pairs"], out["ablation"] = {}, {}
+    for part in loaded:
+        out["pairs"].update(part["pairs"])
+        out["ablation"].update(part.get("ablation", {}))
+    out["command"] = " ; ".join(p["command"] for p in loaded)
+    out["wall_s"] = max(p.get("wall_s", 0.0) for p in loaded)
+    out["parallel_parts"] = len(loaded)
+    order = [p.key for p in PAIRS]
+    out["pairs"] = dict(sorted(out["pairs"].items(), key=lambda kv: order.index(kv[0])))
+    write(out)
+
+
+def write(results: dict[str, Any], name: str = "cross_sensor") -> None:
     """JSON + markdown."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cross_sensor.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if name != "cross_sensor":
+        return
     m = results["machine"]
     lines = [
         "# Cross-sensor benchmark: none / tailor / finetune / classical",
@@ -363,8 +423,15 @@ def write(results: dict[str, Any]) -> None:
         f"FusionNet, DLPan weights unless 'default'. Machine: {m['cpu_count']} CPUs, "
         f"{m['platform']}, torch {m['torch']}, {m['torch_threads']} threads, load average at "
         f"start {tuple(round(x, 1) for x in m['load_average_at_start'])}, {m['date']}. "
-        f"Fitted rows: median of {results['seeds']} seeds. Command: `{results['command']}` "
-        f"({results.get('wall_s', 0) / 60:.0f} min).",
+        f"Tailor rows: median of {results['seeds']} seeds; finetune rows: median of "
+        f"{results.get('finetune_seeds', results['seeds'])} seed(s). Command: "
+        f"`{results['command']}` ({results.get('wall_s', 0) / 60:.0f} min"
+        + (
+            f", {results['parallel_parts']} processes in parallel"
+            if results.get("parallel_parts")
+            else ""
+        )
+        + ").",
         "",
         "Full-resolution indices (HQNR, D_λ(K), D_S) on the whole scene in DN; SAM/ERGAS/Q2n "
         "against the reference where one exists. 'adapt s' = sampling + fit; 'infer s' = "
@@ -391,22 +458,42 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=FitConfig().steps, help="tailor step budget")
     ap.add_argument("--finetune-steps", type=int, default=1000)
+    ap.add_argument(
+        "--finetune-seeds",
+        type=int,
+        default=None,
+        help="seeds of the finetune rows (default: --seeds)",
+    )
+    ap.add_argument(
+        "--part",
+        help="write results/cross_sensor.part-PART.json instead (run pair subsets in parallel "
+        "processes, then --merge)",
+    )
+    ap.add_argument("--merge", nargs="*", help="merge these parts into cross_sensor.{json,md}")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ablation", action="store_true", help="also run the ablation")
     ap.add_argument("--ablation-only", action="store_true")
     ap.add_argument("--resume", action="store_true", help="keep pairs already in the JSON")
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the JSON")
     args = ap.parse_args()
+    if args.finetune_seeds is None:
+        args.finetune_seeds = args.seeds
+    if args.merge:
+        merge(args.merge)
+        return
     if args.report_only:
         write(json.loads((RESULTS / "cross_sensor.json").read_text()))
         return
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    path = RESULTS / "cross_sensor.json"
+    path = RESULTS / (
+        "cross_sensor.json" if not args.part else f"cross_sensor.part-{args.part}.json"
+    )
     old = json.loads(path.read_text()) if args.resume and path.exists() else {}
     results: dict[str, Any] = {
         "machine": machine_info(),
         "seeds": args.seeds,
+        "finetune_seeds": args.finetune_seeds,
         "command": "python benchmarks/cross_sensor.py " + " ".join(sys.argv[1:]),
         "fit_config": str(FitConfig(steps=args.steps, finetune_steps=args.finetune_steps)),
         "sample_config": str(SampleConfig()),
@@ -423,7 +510,7 @@ def main() -> None:
             if res is not None:
                 results["pairs"][pair.key] = res
                 results["wall_s"] = time.perf_counter() - t0
-                write(results)
+                write(results, path.stem)
     if args.ablation or args.ablation_only:
         abl: list[tuple[str, Callable[[], Any]]] = []
         for key in ("wv3-wv2", "qb-pleiades", "wv3-wv3 (control)"):
@@ -434,10 +521,10 @@ def main() -> None:
             if res is not None:
                 results["ablation"][key] = res
                 results["wall_s"] = time.perf_counter() - t0
-                write(results)
+                write(results, path.stem)
     results["wall_s"] = time.perf_counter() - t0
-    write(results)
-    print(f"wrote {RESULTS / 'cross_sensor.md'} in {results['wall_s'] / 60:.1f} min")
+    write(results, path.stem)
+    print(f"wrote {path} in {results['wall_s'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

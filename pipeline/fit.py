@@ -28,10 +28,14 @@ from .errors import ConfigError
 from .losses import (
     LossWeights,
     WindowStats,
+    angle_loss,
     consistency_loss,
+    degrade,
     degrade_inputs,
+    lowres_correlation,
     mtf_taps,
     spatial_loss,
+    spatial_match_loss,
     spectral_loss,
     tailor_penalty,
 )
@@ -164,6 +168,7 @@ class _Inputs:
     ms_d: torch.Tensor
     lms_d: torch.Tensor
     pan_d: torch.Tensor
+    upsampler: str
 
 
 def _inputs(
@@ -187,6 +192,7 @@ def _inputs(
         ms_d=ms_d,
         lms_d=upsample(ms_d, sensor.ratio, up),
         pan_d=pan_d,
+        upsampler=up,
     )
 
 
@@ -202,14 +208,27 @@ def _objective(
     """
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
     pan_stats = WindowStats.of(x.pan, w.lcc_window) if w.spatial > 0 else None  # fixed: once
+    target = None
+    if pan_stats is not None and w.spatial_target == "lowres":
+        pan_lp = upsample(x.pan_d, sensor.ratio, x.upsampler)
+        target = lowres_correlation(x.lms, pan_lp, w.lcc_window)  # fixed: once
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
         out, out_d, delta = forward(w.consistency > 0)
         terms: dict[str, torch.Tensor] = {}
-        if w.spectral > 0:
-            terms["spectral"] = spectral_loss(out, x.ms, taps, sensor.ratio, x.valid_ms)
+        if w.spectral > 0 or w.angle > 0:
+            deg = degrade(out, taps, sensor.ratio)  # shared by both terms
+            if w.spectral > 0:
+                terms["spectral"] = spectral_loss(
+                    out, x.ms, taps, sensor.ratio, x.valid_ms, degraded=deg
+                )
+            if w.angle > 0:
+                terms["angle"] = angle_loss(out, x.ms, taps, sensor.ratio, x.valid_ms, degraded=deg)
         if pan_stats is not None:
-            terms["spatial"] = spatial_loss(out, pan_stats, w.lcc_window, x.valid)
+            if target is None:
+                terms["spatial"] = spatial_loss(out, pan_stats, w.lcc_window, x.valid)
+            else:
+                terms["spatial"] = spatial_match_loss(out, pan_stats, target, w.lcc_window, x.valid)
         if w.consistency > 0 and out_d is not None:
             terms["consistency"] = consistency_loss(out_d, x.ms, x.valid_ms)
         if w.penalty > 0 and delta is not None:

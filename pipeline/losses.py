@@ -9,6 +9,9 @@ mask (``True`` = valid pixel) and averages over valid pixels only.
 - **Consistency**: scale invariance: the model run on the scene degraded by the ratio (MS and PAN
   MTF-filtered with their own gains and decimated, :func:`degrade_inputs`) must give back the
   observed MS: ``mean |model(D(ms), D(pan)) - ms|``.
+- **Angle**: the spectral direction of the degraded output must match the MS's, pixel by pixel:
+  ``mean || D(out)/|D(out)| - ms/|ms| ||`` (the chord between unit spectra, ``2 sin(SAM/2)``:
+  smooth where ``acos`` is not). It guards the band ratios, which the L1 term weighs little.
 - **Penalty**: ``mean T(F)^2``, keeps the tailored features close to the pretrained ones.
 
 Each is a function plus an ``nn.Module`` holding its constants. :func:`degrade` is the MTF
@@ -30,6 +33,7 @@ from .sensors import SensorSpec
 
 EPS = 1e-8
 LCC_WINDOW = 8  # PAN pixels: two MS pixels at ratio 4
+SPATIAL_TARGETS = ("pan", "lowres")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,29 +42,40 @@ class LossWeights:
 
     Attributes
     ----------
-    spectral, spatial, consistency, penalty
+    spectral, angle, spatial, consistency, penalty
         Non-negative weights; a zero weight skips the term's computation.
     lcc_window
         Window edge (PAN pixels) of the local correlation in the spatial term.
+    spatial_target
+        ``"pan"``: the spatial term is ``1 - LCC(out_b, PAN)`` (more PAN-like is always better);
+        ``"lowres"``: ``|LCC(out_b, PAN) - LCC(LMS_b, PAN_LP)|``, each band's local correlation
+        with PAN must equal the one its MS has with the low-passed PAN one scale down (the
+        relation HQNR's D_S checks; too much PAN is penalised as much as too little).
     """
 
     spectral: float = 1.0
+    angle: float = 0.3
     spatial: float = 0.01
     consistency: float = 1.0
     penalty: float = 0.0
     lcc_window: int = LCC_WINDOW
+    spatial_target: str = "lowres"
 
     def __post_init__(self) -> None:
-        for name in ("spectral", "spatial", "consistency", "penalty"):
+        for name in ("spectral", "angle", "spatial", "consistency", "penalty"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Loss weight {name!r} must be >= 0.", got=getattr(self, name))
-        if self.spectral + self.spatial + self.consistency == 0:
+        if self.spectral + self.angle + self.spatial + self.consistency == 0:
             raise ConfigError(
                 "At least one of the spectral, spatial and consistency weights must be > 0.",
                 fix="e.g. spectral=1, consistency=1.",
             )
         if self.lcc_window < 2:
             raise ConfigError("lcc_window must be >= 2 pixels.", got=self.lcc_window)
+        if self.spatial_target not in SPATIAL_TARGETS:
+            raise ConfigError(
+                "Unknown spatial target.", expected=SPATIAL_TARGETS, got=self.spatial_target
+            )
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -142,6 +157,8 @@ def spectral_loss(
     taps: torch.Tensor,
     ratio: int,
     mask_ms: torch.Tensor | None = None,
+    *,
+    degraded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``mean |degrade(out) - ms|`` over valid MS pixels.
 
@@ -157,8 +174,42 @@ def spectral_loss(
         PAN/MS ratio.
     mask_ms
         ``(N, 1, H/r, W/r)`` validity at MS resolution.
+    degraded
+        ``degrade(out, taps, ratio)`` when already computed (shared with :func:`angle_loss`).
     """
-    return masked_mean((degrade(out, taps, ratio) - ms).abs(), mask_ms)
+    d = degrade(out, taps, ratio) if degraded is None else degraded
+    return masked_mean((d - ms).abs(), mask_ms)
+
+
+def spectral_chord(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-pixel chord ``|| a/|a| - b/|b| ||`` between the spectra of ``a`` and ``b``.
+
+    ``(N, C, H, W)`` each -> ``(N, 1, H, W)`` in ``[0, 2]``; equals ``2 sin(SAM / 2)``, so it
+    grows like the spectral angle for small angles, without ``acos``'s unbounded gradient at 0.
+    A zero spectrum counts as the zero vector (distance 1 to any unit spectrum).
+    """
+    ua = a / a.norm(dim=1, keepdim=True).clamp_min(EPS)
+    ub = b / b.norm(dim=1, keepdim=True).clamp_min(EPS)
+    sq: torch.Tensor = (ua - ub).pow(2).sum(1, keepdim=True)
+    return torch.sqrt(sq + EPS * EPS)
+
+
+def angle_loss(
+    out: torch.Tensor,
+    ms: torch.Tensor,
+    taps: torch.Tensor,
+    ratio: int,
+    mask_ms: torch.Tensor | None = None,
+    *,
+    degraded: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``mean spectral_chord(degrade(out), ms)`` over valid MS pixels.
+
+    Parameters are those of :func:`spectral_loss`; ``degraded`` (``degrade(out, taps, ratio)``)
+    may be given to share it with the spectral term.
+    """
+    d = degrade(out, taps, ratio) if degraded is None else degraded
+    return masked_mean(spectral_chord(d, ms), mask_ms)
 
 
 def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -249,6 +300,45 @@ def spatial_loss(
     return masked_mean(1.0 - lcc, wmask)
 
 
+def spatial_match_loss(
+    out: torch.Tensor,
+    pan: torch.Tensor | WindowStats,
+    target: torch.Tensor,
+    window: int = LCC_WINDOW,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``mean |local_correlation(out_b, pan) - target_b|`` over bands and fully valid windows.
+
+    Parameters
+    ----------
+    out
+        ``(N, B, H, W)`` fused output.
+    pan
+        ``(N, 1, H, W)`` PAN, or its :class:`WindowStats`.
+    target
+        ``(N, B, H - window + 1, W - window + 1)`` correlation each band should have with PAN,
+        e.g. :func:`lowres_correlation` (fixed during a fit).
+    window, mask
+        As for :func:`spatial_loss`.
+    """
+    if isinstance(pan, WindowStats):
+        window = pan.window
+    lcc = local_correlation(out, pan, window)
+    wmask = None
+    if mask is not None:
+        wmask = box_mean(mask.to(out.dtype), window) > 1.0 - 1e-6
+    return masked_mean((lcc - target).abs(), wmask)
+
+
+def lowres_correlation(lms: torch.Tensor, pan_lp: torch.Tensor, window: int) -> torch.Tensor:
+    """Target of :func:`spatial_match_loss`: ``LCC(LMS_b, PAN_LP)`` one scale down.
+
+    ``lms`` ``(N, B, H, W)`` is the MS interpolated to the PAN grid; ``pan_lp`` ``(N, 1, H, W)``
+    the PAN MTF-filtered with its gain, decimated and interpolated back the same way.
+    """
+    return local_correlation(lms, WindowStats.of(pan_lp, window))
+
+
 def consistency_loss(
     out_degraded: torch.Tensor, ms: torch.Tensor, mask_ms: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -330,14 +420,18 @@ __all__ = [
     "SpatialLoss",
     "SpectralLoss",
     "WindowStats",
+    "angle_loss",
     "box_mean",
     "consistency_loss",
     "degrade",
     "degrade_inputs",
     "local_correlation",
+    "lowres_correlation",
     "masked_mean",
     "mtf_taps",
     "spatial_loss",
+    "spatial_match_loss",
+    "spectral_chord",
     "spectral_loss",
     "tailor_penalty",
 ]

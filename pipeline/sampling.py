@@ -51,7 +51,7 @@ class SampleConfig:
         Number of texture quantiles in ``"texture"`` mode.
     """
 
-    fraction: float = 0.1
+    fraction: float = 0.05
     patch: int = 64
     mode: str = "random"
     min_patches: int = 4

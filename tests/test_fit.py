@@ -43,7 +43,7 @@ def test_tailor_fit_lowers_the_loss(patches: PatchBatch) -> None:
     assert res.adapt == "tailor" and res.tailor_state is not None
     assert 1 <= res.steps <= 25 == len(res.history) or res.steps == len(res.history)
     assert res.losses["total"] < 0.9 * res.initial_losses["total"]
-    assert set(res.losses) == {"spectral", "spatial", "consistency", "total"}
+    assert set(res.losses) == {"spectral", "angle", "spatial", "consistency", "total"}
     assert res.losses["total"] == pytest.approx(min(res.history))  # the best step is kept
     assert res.seconds >= res.feature_seconds > 0
 
@@ -78,9 +78,12 @@ def test_plateau_stops_early(patches: PatchBatch) -> None:
 def test_zero_steps_and_weights_subset(patches: PatchBatch) -> None:
     res = fit_tailor(patches, _backbone(), SENSOR, FitConfig(steps=0))
     assert res.steps == 0 and res.losses == res.initial_losses
-    w = LossWeights(spectral=1.0, spatial=0.0, consistency=0.0)
+    w = LossWeights(spectral=1.0, angle=0.0, spatial=0.0, consistency=0.0)
     res = fit_tailor(patches, _backbone(), SENSOR, FitConfig(steps=2, weights=w))
     assert set(res.losses) == {"spectral", "total"}
+    w = LossWeights(spectral=0.0, angle=1.0, spatial=0.0, consistency=0.0)
+    res = fit_tailor(patches, _backbone(), SENSOR, FitConfig(steps=2, weights=w))
+    assert set(res.losses) == {"angle", "total"}
 
 
 def test_finetune_trains_a_copy(patches: PatchBatch) -> None:

@@ -13,14 +13,18 @@ from pipeline.losses import (
     SpatialLoss,
     SpectralLoss,
     WindowStats,
+    angle_loss,
     box_mean,
     consistency_loss,
     degrade,
     degrade_inputs,
     local_correlation,
+    lowres_correlation,
     masked_mean,
     mtf_taps,
     spatial_loss,
+    spatial_match_loss,
+    spectral_chord,
     spectral_loss,
     tailor_penalty,
 )
@@ -118,7 +122,7 @@ def test_tailor_penalty_and_weights() -> None:
     with pytest.raises(ConfigError):
         LossWeights(spectral=-1.0)
     with pytest.raises(ConfigError):
-        LossWeights(spectral=0.0, spatial=0.0, consistency=0.0, penalty=1.0)
+        LossWeights(spectral=0.0, angle=0.0, spatial=0.0, consistency=0.0, penalty=1.0)
     assert LossWeights().spatial == 0.01
 
 
@@ -129,3 +133,66 @@ def test_box_mean_and_precomputed_pan_statistics() -> None:
     stats = WindowStats.of(pan, 4)
     torch.testing.assert_close(local_correlation(x, stats), local_correlation(x, pan, 4))
     assert float(spatial_loss(x, stats, window=99)) == pytest.approx(float(spatial_loss(x, pan, 4)))
+
+
+def test_spectral_chord_is_scale_free_and_tracks_the_angle() -> None:
+    b = _rand(2, 4, 5, 5, seed=3) + 0.1
+    assert float(spectral_chord(b, b).max()) < 1e-6
+    assert float(spectral_chord(3.0 * b, b).max()) < 1e-6  # brightness alone: no angle
+    # two bands: a spectrum rotated by a known angle, e.g. 90 degrees -> sqrt(2), 60 -> 1
+    e1 = torch.tensor([1.0, 0.0], dtype=torch.float64).reshape(1, 2, 1, 1)
+    for deg, chord in ((90.0, 2**0.5), (60.0, 1.0), (180.0, 2.0)):
+        t = np.deg2rad(deg)
+        rot = torch.tensor([np.cos(t), np.sin(t)], dtype=torch.float64).reshape(1, 2, 1, 1)
+        assert float(spectral_chord(5.0 * rot, e1)) == pytest.approx(chord, abs=1e-6)
+    z = torch.zeros(1, 2, 1, 1, dtype=torch.float64)
+    assert float(spectral_chord(z, e1)) == pytest.approx(1.0)  # a dark pixel: finite
+
+
+def test_angle_loss_ignores_gains_that_the_l1_term_sees() -> None:
+    s = get_sensor("ge1")
+    out = _rand(1, 4, 32, 32, seed=4) + 0.2
+    taps = mtf_taps(s.mtf_ms, 4).double()
+    ms = degrade_torch(out, taps, 4)
+    assert float(angle_loss(out, 1.3 * ms, taps, 4)) < 1e-6
+    assert float(spectral_loss(out, 1.3 * ms, taps, 4)) > 0.05
+    swapped = ms[:, [1, 0, 2, 3]]  # a band swap changes the spectral direction
+    assert float(angle_loss(out, swapped, taps, 4)) > 0.01
+    deg = degrade(out, taps, 4)
+    assert float(angle_loss(out, swapped, taps, 4, degraded=deg)) == pytest.approx(
+        float(angle_loss(out, swapped, taps, 4))
+    )
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., :4, :] = True
+    garbage = swapped.clone()
+    garbage[..., :4, :] = ms[..., :4, :]  # valid half consistent, invalid half swapped
+    assert float(angle_loss(out, garbage, taps, 4, mask)) < 1e-6
+    with pytest.raises(ConfigError):
+        LossWeights(angle=-0.1)
+
+
+def test_spatial_match_penalises_too_much_pan_as_well_as_too_little() -> None:
+    pan = _rand(1, 1, 24, 24, seed=8)
+    like_pan = torch.cat([2.0 * pan + 0.1, pan - 0.3], dim=1)  # LCC = 1 in every window
+    n = 24 - 8 + 1
+    target = torch.full((1, 2, n, n), 0.6, dtype=torch.float64)
+    assert float(spatial_loss(like_pan, pan, 8)) == pytest.approx(0.0, abs=1e-6)  # "pan": perfect
+    assert float(spatial_match_loss(like_pan, pan, target, 8)) == pytest.approx(0.4, abs=1e-6)
+    assert float(spatial_match_loss(-like_pan, pan, target, 8)) == pytest.approx(1.6, abs=1e-6)
+    assert float(spatial_match_loss(like_pan, pan, target + 0.4, 8)) == pytest.approx(0.0, abs=1e-6)
+    mask = torch.ones(1, 1, 24, 24, dtype=torch.bool)
+    mask[..., :12, :] = False
+    half = target.clone()
+    half[..., :5, :] = -1.0  # only windows touching invalid rows get the wrong target
+    assert float(spatial_match_loss(like_pan, pan, half, 8, mask)) == pytest.approx(0.4, abs=1e-6)
+
+
+def test_lowres_correlation_of_bands_that_follow_the_low_passed_pan() -> None:
+    pan_lp = _rand(2, 1, 20, 20, seed=9)
+    lms = torch.cat([3.0 * pan_lp, 1.0 - pan_lp], dim=1)
+    t = lowres_correlation(lms, pan_lp, 4)
+    assert t.shape == (2, 2, 17, 17)
+    torch.testing.assert_close(t[:, 0], torch.ones_like(t[:, 0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(t[:, 1], -torch.ones_like(t[:, 1]), atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError):
+        LossWeights(spatial_target="bogus")

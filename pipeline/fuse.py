@@ -1,0 +1,241 @@
+"""Pansharpen one in-memory scene: sample, adapt, infer — the fast path for small scenes.
+
+The distributed engine (:mod:`pipeline.runner`) is for scenes that do not fit in memory; this is
+for those that do (notebooks, a few thousand pixels square, tests). With ``adapt="tailor"`` the
+work is arranged around one fact: the tailor sits *after* the frozen extractor, so the extractor's
+pass over the whole scene does not depend on the fit. :func:`fuse` therefore runs that pass in a
+second thread **while** the tailor is being fitted (each with one torch thread, on their own
+core), then applies only the tailor and the mapper (about a tenth of the network's work for
+FusionNet) to the cached features. On the 2-core CPU this hides the extractor behind the fit:
+``benchmarks/results/fit_speed.md`` has the figures.
+
+The overlap keeps the whole scene's features in memory (``feat_channels`` float32 per PAN pixel,
+128 B for FusionNet: 34 MB at 512 x 512); above ``max_feature_bytes`` it falls back to the
+sequential fit then forward.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .backbones import Backbone, upsample
+from .errors import ConfigError, InputError
+from .fit import FitConfig, FitResult, adapt, fit_tailor
+from .sampling import SampleConfig, sample_patches
+from .sensors import SensorSpec
+from .tailor import FeatureTailor
+
+MAX_FEATURE_BYTES = 1 << 30
+CL = torch.channels_last  # faster oneDNN convolutions on CPU (benchmarks/results/backbones.md)
+
+
+def _cl(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(t.contiguous(memory_format=CL) for t in ts)
+
+
+def _cl_copy(model: Any) -> Backbone:
+    """A channels_last copy of ``model`` on CPU (the caller's model is left as it is)."""
+    out: Backbone = copy.deepcopy(model).to("cpu", memory_format=CL)
+    return out
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The result of :func:`fuse`.
+
+    Attributes
+    ----------
+    image
+        ``(B, H, W)`` float32 fused image in DN (no-data pixels set to ``nodata``, or NaN).
+    fit
+        What the adaptation did (steps, losses, seconds).
+    seconds
+        Wall times: ``sample``, ``fit``, ``infer`` (after the fit: what it did not overlap),
+        ``total``.
+    overlapped
+        Whether the extractor ran concurrently with the fit.
+    """
+
+    image: NDArray[np.float32]
+    fit: FitResult
+    seconds: dict[str, float] = field(default_factory=dict)
+    overlapped: bool = False
+
+
+def _normalised(
+    pan: NDArray[Any], ms: NDArray[Any], dn_max: float, nodata: float | None
+) -> tuple[torch.Tensor, torch.Tensor, NDArray[np.bool_] | None]:
+    """``(1, B, h, w)`` MS and ``(1, 1, H, W)`` PAN over ``dn_max``, invalid pixels zeroed."""
+    pan_f = np.asarray(pan, dtype=np.float32)
+    ms_f = np.asarray(ms, dtype=np.float32)
+    bad_pan = ~np.isfinite(pan_f)
+    bad_ms = np.any(~np.isfinite(ms_f), axis=0)
+    if nodata is not None:
+        bad_pan |= pan_f == np.float32(nodata)
+        bad_ms |= np.all(ms_f == np.float32(nodata), axis=0)
+    r = pan_f.shape[0] // ms_f.shape[1]
+    bad = bad_pan | np.repeat(np.repeat(bad_ms, r, axis=0), r, axis=1)
+    scale = np.float32(dn_max)
+    pan_t = torch.from_numpy(np.where(bad, 0.0, pan_f) / scale)[None, None]
+    ms_t = torch.from_numpy(np.where(bad_ms[None], 0.0, ms_f) / scale)[None]
+    return ms_t.contiguous(), pan_t.contiguous(), (bad if bad.any() else None)
+
+
+def _check(pan: NDArray[Any], ms: NDArray[Any], sensor: SensorSpec, backbone: Backbone) -> None:
+    if pan.ndim != 2 or ms.ndim != 3:
+        raise InputError(
+            "fuse() takes PAN as (H, W) and MS as (B, h, w).",
+            expected="pan.ndim == 2, ms.ndim == 3",
+            got=f"pan {pan.shape}, ms {ms.shape}",
+        )
+    r = sensor.ratio
+    if pan.shape != (ms.shape[1] * r, ms.shape[2] * r):
+        raise InputError(
+            "PAN and MS sizes do not match the sensor's ratio.",
+            expected=f"PAN = {r} x MS = {(ms.shape[1] * r, ms.shape[2] * r)}",
+            got=f"PAN {pan.shape}, MS {ms.shape[1:]}",
+            fix="crop PAN to ratio x the MS size, or check --sensor.",
+        )
+    if ms.shape[0] != backbone.n_bands:
+        raise InputError(
+            "The MS band count does not match the network.",
+            expected=f"{backbone.n_bands} bands",
+            got=f"{ms.shape[0]} bands",
+            fix="pick weights trained for this band count (--weights).",
+        )
+
+
+def fuse(
+    pan: NDArray[Any],
+    ms: NDArray[Any],
+    sensor: SensorSpec,
+    backbone: Backbone,
+    *,
+    fit: FitConfig | None = None,
+    sample: SampleConfig | None = None,
+    seed: int = 0,
+    dn_max: float | None = None,
+    nodata: float | None = None,
+    overlap: bool = True,
+    max_feature_bytes: int = MAX_FEATURE_BYTES,
+) -> Fused:
+    """Adapt ``backbone`` to the scene (``fit.adapt``) and pansharpen it, in memory, on CPU.
+
+    Parameters
+    ----------
+    pan, ms
+        ``(H, W)`` PAN and ``(B, H/r, W/r)`` MS in DN.
+    sensor
+        The scene's sensor (ratio, MTF gains, bit depth).
+    backbone
+        The pretrained network (frozen; not modified).
+    fit, sample
+        Adaptation and patch sampling configuration (defaults: the measured defaults).
+    seed
+        Seed of the sampling and of the tailor's initialisation.
+    dn_max
+        Normalisation (default: the sensor's ``dn_max``).
+    nodata
+        No-data DN of the inputs; such pixels are excluded from the fit and set to ``nodata`` in
+        the output (NaN inputs likewise, set to NaN).
+    overlap
+        Run the extractor over the scene concurrently with the tailor fit (``adapt="tailor"``).
+    max_feature_bytes
+        Largest feature tensor the overlap may hold; bigger scenes run sequentially.
+
+    Returns
+    -------
+    Fused
+        The fused image in DN, the fit result and the timings.
+    """
+    fit = fit or FitConfig()
+    sample = sample or SampleConfig()
+    pan, ms = np.asarray(pan), np.asarray(ms)
+    _check(pan, ms, sensor, backbone)
+    dn = float(dn_max if dn_max is not None else sensor.dn_max)
+    if dn <= 0:
+        raise ConfigError("dn_max must be > 0.", got=dn)
+    t0 = time.perf_counter()
+    patches = sample_patches((pan, ms), sample, seed, ratio=sensor.ratio, dn_max=dn, nodata=nodata)
+    t_sample = time.perf_counter() - t0
+    ms_t, pan_t, bad = _normalised(pan, ms, dn, nodata)
+    backbone = backbone.to("cpu").eval().requires_grad_(False)
+    lms_t = upsample(ms_t, sensor.ratio, backbone.upsampler)
+    fit = FitConfig(**{**fit.__dict__, "seed": seed})
+    feat_bytes = 4 * backbone.feat_channels * pan_t.shape[-2] * pan_t.shape[-1]
+    overlapped = fit.adapt == "tailor" and overlap and feat_bytes <= max_feature_bytes
+    t1 = time.perf_counter()
+    if overlapped:
+        result, out, t_after = _fit_overlapped(backbone, patches, sensor, fit, ms_t, lms_t, pan_t)
+    else:
+        model, result = adapt(patches, backbone, sensor, fit)
+        t_fit_end = time.perf_counter()
+        model = _cl_copy(model)
+        with torch.inference_mode():
+            out = model(*_cl(ms_t, lms_t, pan_t))
+        t_after = time.perf_counter() - t_fit_end
+    image = (out[0].contiguous().numpy() * np.float32(dn)).astype(np.float32)
+    if bad is not None:
+        image[:, bad] = np.float32(nodata) if nodata is not None else np.float32(np.nan)
+    total = time.perf_counter() - t0
+    seconds = {
+        "sample": t_sample,
+        "fit": time.perf_counter() - t1 - t_after,
+        "infer": t_after,
+        "total": total,
+    }
+    return Fused(image, result, seconds, overlapped)
+
+
+def _fit_overlapped(
+    backbone: Backbone,
+    patches: Any,
+    sensor: SensorSpec,
+    fit: FitConfig,
+    ms_t: torch.Tensor,
+    lms_t: torch.Tensor,
+    pan_t: torch.Tensor,
+) -> tuple[FitResult, torch.Tensor, float]:
+    """Fit in this thread while another runs the extractor; then the tailored head.
+
+    Returns the fit result, the output ``(1, B, H, W)`` and the seconds spent after the fit.
+    """
+    threads = torch.get_num_threads()
+    extractor = _cl_copy(backbone)
+    box: dict[str, Any] = {}
+
+    def extract() -> None:
+        try:
+            with torch.inference_mode():
+                box["feats"] = extractor.extract(*_cl(ms_t, lms_t, pan_t))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    torch.set_num_threads(1)  # one core each: the fit here, the extractor there
+    worker = threading.Thread(target=extract, name="pantailor-extract", daemon=True)
+    try:
+        worker.start()
+        result = fit_tailor(patches, backbone, sensor, fit, "cpu")
+        t_end = time.perf_counter()
+        worker.join()
+    finally:
+        torch.set_num_threads(threads)
+    if "error" in box:
+        raise box["error"]
+    assert result.tailor_state is not None
+    tailor = FeatureTailor.from_state(result.tailor_state).eval().requires_grad_(False)
+    with torch.inference_mode():
+        feats = box.pop("feats")
+        out = extractor.map(feats + tailor.delta(feats), *_cl(ms_t, lms_t, pan_t))
+    return result, out, time.perf_counter() - t_end
+
+
+__all__ = ["MAX_FEATURE_BYTES", "Fused", "fuse"]
