@@ -49,9 +49,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = 512
 NOTES = """## What was tried (profiler first, then measured)
 
-Measured with `torch.profiler` / `cProfile` on this 2-core CPU while other engineers' jobs ran
-(load average 4-10), so wall times are inflated and noisy; the CPU-seconds columns (process
-time, 1 thread) are the more robust figure of the work a fit needs.
+Items 1-8 were found in session 1 with `torch.profiler` / `cProfile` while other jobs shared the
+2 cores (load average 4-10); the table above is from an idle machine (session 2). With the
+overlap, the fit's ms/step includes the time it shares the CPU with the extractor (short fits
+overlap entirely, hence their higher ms/step).
 
 1. **Feature caching** (design): the frozen extractor runs once per fit for the sampled patches
    *and* for their degraded versions (the consistency branch is the tailored network on the
@@ -82,17 +83,26 @@ time, 1 thread) are the more robust figure of the work a fit needs.
 8. **channels_last** helps the whole-image forward (row at the top); the fit's tensors are small
    and were left contiguous.
 
-Verdict (run of 2026-11-25, 1 torch thread, load average ~3-4 from other jobs): the default
-fit costs 4.0 CPU-s (60 steps x 67 ms + 0.09 s of cached features) and the 512^2 forward of the
-tailored net 2.0 CPU-s: **6.0 s fit + infer, the <= 2 s target is missed by 3x**. The fast
-setting (4 patches, 30 steps) is 1.0 + 1.9 = 3.0 s at -0.01 HQNR. Caching halved the per-step
-cost (67 vs 149 ms/step uncached) and removed the 2.3 s optimiser start-up. What remains is
-the tailor's own 3x3 convolutions (forward + backward, ~60 % of a step in the profile) and the
-forward pass itself (1.8 s here for the plain backbone with 1 thread, 1.3 s channels_last):
-an idle 2-core machine with 2 threads and channels_last inference will be faster, but that
-was not measured here (the cores were never idle during this session). Next levers not done: fewer steps through a
-better-conditioned start (e.g. a closed-form least-squares start for the last layer), patch
-size 48, and running the fit and the first inference tiles concurrently.
+9. **Overlap** (`pipeline.fuse`, session 2): the extractor's whole-scene pass does not depend on
+   the tailor, so it runs in a second thread during the fit (one torch thread each); after the
+   fit only the tailor and the mapper run on the cached features (0.1 s instead of a 0.6-0.9 s
+   forward). Same output as fit-then-forward (tested).
+10. **Fewer patches**: the sample fraction went from 10 % to 5 % (4..8 patches), so a 512^2
+   scene fits on 4 patches instead of 7: half the step cost; on the 512^2 crops of the ablation
+   4 and 8 patches were within 0.004 HQNR (`cross_sensor.md`). The losses gained an angle term
+   and a new spatial target (quality, not speed; about the same cost per step).
+
+Verdict (idle machine, 2 threads, this run): the shipped default takes **2.42 s fit + infer**
+(fit 2.27 s on one core with the extractor on the other, then 0.11 s of head), against 2.70 s
+for fit-then-forward with 2 threads and 3.57 s with 1 thread; the previous default (8 patches)
+4.73 s. **The <= 2 s target is missed by about 0.4 s at the default quality.** Reaching it costs
+quality: 30 steps (1.79 s, HQNR -0.028) or width 8 with 30 steps (1.38 s, -0.026); 40 steps is
+2.25 s at -0.017. What remains is the fit's arithmetic: 60 steps x ~0.55 GFLOP of small
+convolutions (forward + backward of the tailor and the mapper on 4 x 64^2 pixels) at the
+near-peak rate the profile shows, on one core while the other runs the extractor. Not done:
+giving the fit the second core once the extractor is finished (estimated -0.2 s), trimming the
+41-tap MTF filter of the spectral loss to its support (radius 8 holds all but 3e-5 of it; about
+-3 ms/step), a better-conditioned start than a zero last layer (fewer steps).
 """
 
 

@@ -17,6 +17,7 @@ sequential fit then forward.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ def fuse(
     ms_t, pan_t, bad = _normalised(pan, ms, dn, nodata)
     backbone = backbone.to("cpu").eval().requires_grad_(False)
     lms_t = upsample(ms_t, sensor.ratio, backbone.upsampler)
-    fit = FitConfig(**{**fit.__dict__, "seed": seed})
+    fit = dataclasses.replace(fit, seed=seed)
     feat_bytes = 4 * backbone.feat_channels * pan_t.shape[-2] * pan_t.shape[-1]
     overlapped = fit.adapt == "tailor" and overlap and feat_bytes <= max_feature_bytes
     t1 = time.perf_counter()
