@@ -99,8 +99,9 @@ for fit-then-forward with 2 threads and 3.57 s with 1 thread; the previous defau
 quality: 30 steps (1.79 s, HQNR -0.028) or width 8 with 30 steps (1.38 s, -0.026); 40 steps is
 2.25 s at -0.017. What remains is the fit's arithmetic: 60 steps x ~0.55 GFLOP of small
 convolutions (forward + backward of the tailor and the mapper on 4 x 64^2 pixels) at the
-near-peak rate the profile shows, on one core while the other runs the extractor. Not done:
-giving the fit the second core once the extractor is finished (estimated -0.2 s), trimming the
+near-peak rate the profile shows, on one core while the other runs the extractor. Tried and
+dropped: giving the fit the second core once the extractor had finished (a rerun measured
+2.45 s, no gain: 2 threads barely speed these small convolutions). Not done: trimming the
 41-tap MTF filter of the spectral loss to its support (radius 8 holds all but 3e-5 of it; about
 -3 ms/step), a better-conditioned start than a zero last layer (fewer steps).
 """
