@@ -48,7 +48,7 @@ from pipeline.backbones import Backbone, load, upsample
 from pipeline.config import data_dir
 from pipeline.fit import FitConfig, adapt
 from pipeline.losses import LossWeights
-from pipeline.sampling import SampleConfig, sample_patches
+from pipeline.sampling import SampleConfig, invalid_mask, sample_patches
 from pipeline.sensors import SensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -187,8 +187,7 @@ def valid_tiles(
     """``(fused, ms, pan)`` tiles of ``tile`` PAN pixels free of no-data (scored instead of the
     whole scene when it has a no-data fill: the indices have no mask)."""
     r = sc.sensor.ratio
-    bad = sc.pan == sc.nodata
-    bad |= np.repeat(np.repeat(np.all(sc.ms == sc.nodata, axis=0), r, 0), r, 1)
+    bad = invalid_mask(sc.pan, sc.ms, r, sc.nodata)
     h, w = sc.pan.shape
     out = []
     for y in range(0, h - tile + 1, tile):

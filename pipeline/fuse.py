@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from .backbones import Backbone, upsample
 from .errors import ConfigError, InputError
 from .fit import FitConfig, FitResult, adapt, fit_tailor
-from .sampling import SampleConfig, sample_patches
+from .sampling import SampleConfig, invalid_mask, sample_patches
 from .sensors import SensorSpec
 from .tailor import FeatureTailor
 
@@ -72,21 +72,17 @@ class Fused:
 
 
 def _normalised(
-    pan: NDArray[Any], ms: NDArray[Any], dn_max: float, nodata: float | None
+    pan: NDArray[Any], ms: NDArray[Any], ratio: int, dn_max: float, nodata: float | None
 ) -> tuple[torch.Tensor, torch.Tensor, NDArray[np.bool_] | None]:
-    """``(1, B, h, w)`` MS and ``(1, 1, H, W)`` PAN over ``dn_max``, invalid pixels zeroed."""
-    pan_f = np.asarray(pan, dtype=np.float32)
-    ms_f = np.asarray(ms, dtype=np.float32)
-    bad_pan = ~np.isfinite(pan_f)
-    bad_ms = np.any(~np.isfinite(ms_f), axis=0)
-    if nodata is not None:
-        bad_pan |= pan_f == np.float32(nodata)
-        bad_ms |= np.all(ms_f == np.float32(nodata), axis=0)
-    r = pan_f.shape[0] // ms_f.shape[1]
-    bad = bad_pan | np.repeat(np.repeat(bad_ms, r, axis=0), r, axis=1)
+    """``(1, B, h, w)`` MS and ``(1, 1, H, W)`` PAN over ``dn_max``, invalid pixels zeroed (as
+    :func:`pipeline.sampling.read_patches` does), and the PAN-grid invalid mask or ``None``."""
+    bad = invalid_mask(pan, ms, ratio, nodata)
+    bad_ms = bad[ratio // 2 :: ratio, ratio // 2 :: ratio]
     scale = np.float32(dn_max)
-    pan_t = torch.from_numpy(np.where(bad, 0.0, pan_f) / scale)[None, None]
-    ms_t = torch.from_numpy(np.where(bad_ms[None], 0.0, ms_f) / scale)[None]
+    pan_f = np.where(bad, 0.0, np.asarray(pan, dtype=np.float32)) / scale
+    ms_f = np.where(bad_ms[None], 0.0, np.asarray(ms, dtype=np.float32)) / scale
+    pan_t = torch.from_numpy(pan_f.astype(np.float32))[None, None]
+    ms_t = torch.from_numpy(ms_f.astype(np.float32))[None]
     return ms_t.contiguous(), pan_t.contiguous(), (bad if bad.any() else None)
 
 
@@ -167,7 +163,7 @@ def fuse(
     t0 = time.perf_counter()
     patches = sample_patches((pan, ms), sample, seed, ratio=sensor.ratio, dn_max=dn, nodata=nodata)
     t_sample = time.perf_counter() - t0
-    ms_t, pan_t, bad = _normalised(pan, ms, dn, nodata)
+    ms_t, pan_t, bad = _normalised(pan, ms, sensor.ratio, dn, nodata)
     backbone = backbone.to("cpu").eval().requires_grad_(False)
     lms_t = upsample(ms_t, sensor.ratio, backbone.upsampler)
     fit = dataclasses.replace(fit, seed=seed)

@@ -272,6 +272,22 @@ def local_correlation(
     return cov / torch.sqrt(var_a * st.var + EPS)
 
 
+def _windowed_correlation(
+    out: torch.Tensor,
+    pan: torch.Tensor | WindowStats,
+    window: int,
+    mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Local correlation of each band with PAN, and the mask of the fully valid windows."""
+    if isinstance(pan, WindowStats):
+        window = pan.window
+    lcc = local_correlation(out, pan, window)
+    wmask = None
+    if mask is not None:
+        wmask = box_mean(mask.to(out.dtype), window) > 1.0 - 1e-6
+    return lcc, wmask
+
+
 def spatial_loss(
     out: torch.Tensor,
     pan: torch.Tensor | WindowStats,
@@ -291,12 +307,7 @@ def spatial_loss(
     mask
         ``(N, 1, H, W)`` validity; a window counts only if all its pixels are valid.
     """
-    if isinstance(pan, WindowStats):
-        window = pan.window
-    lcc = local_correlation(out, pan, window)
-    wmask = None
-    if mask is not None:
-        wmask = box_mean(mask.to(out.dtype), window) > 1.0 - 1e-6
+    lcc, wmask = _windowed_correlation(out, pan, window, mask)
     return masked_mean(1.0 - lcc, wmask)
 
 
@@ -321,12 +332,7 @@ def spatial_match_loss(
     window, mask
         As for :func:`spatial_loss`.
     """
-    if isinstance(pan, WindowStats):
-        window = pan.window
-    lcc = local_correlation(out, pan, window)
-    wmask = None
-    if mask is not None:
-        wmask = box_mean(mask.to(out.dtype), window) > 1.0 - 1e-6
+    lcc, wmask = _windowed_correlation(out, pan, window, mask)
     return masked_mean((lcc - target).abs(), wmask)
 
 

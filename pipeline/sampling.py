@@ -160,8 +160,11 @@ def _full_keys(grid: TileGrid) -> list[TileKey]:
     return [k for k in keys if grid.ms_window(k).shape_yx == (t, t)]
 
 
-def _invalid(pan: NDArray[Any], ms: NDArray[Any], ratio: int, nodata: float | None) -> NDArray[Any]:
-    """``(H', W')`` bool: PAN no-data/NaN, or an MS pixel whose bands are all no-data/NaN."""
+def invalid_mask(
+    pan: NDArray[Any], ms: NDArray[Any], ratio: int, nodata: float | None
+) -> NDArray[Any]:
+    """``(H, W)`` bool on the PAN grid: PAN no-data/NaN, or under an MS pixel with a NaN band or
+    all bands no-data (``ms`` ``(B, H/ratio, W/ratio)``)."""
     bad_pan = ~np.isfinite(pan) if pan.dtype.kind == "f" else np.zeros(pan.shape, bool)
     bad_ms = (
         np.any(~np.isfinite(ms), axis=0) if ms.dtype.kind == "f" else np.zeros(ms.shape[1:], bool)
@@ -234,7 +237,7 @@ def sample_keys(
     for key in order:
         ms = source.read_ms(grid.ms_window(key))
         pan = source.read_pan(grid.pan_window(key))
-        if _invalid(pan, ms, grid.ratio, nodata).mean() > cfg.max_nodata:
+        if invalid_mask(pan, ms, grid.ratio, nodata).mean() > cfg.max_nodata:
             continue
         pool.append((key, _texture(ms) if cfg.mode == "texture" else 0.0))
         if len(pool) >= pool_size:
@@ -283,7 +286,7 @@ def read_patches(
     for key in keys:
         ms = np.asarray(source.read_ms(grid.ms_window(key)))
         pan = np.asarray(source.read_pan(grid.pan_window(key)))
-        bads.append(_invalid(pan, ms, grid.ratio, nodata))
+        bads.append(invalid_mask(pan, ms, grid.ratio, nodata))
         pans.append(np.nan_to_num(pan.astype(np.float32)) / np.float32(dn_max))
         mss.append(np.nan_to_num(ms.astype(np.float32)) / np.float32(dn_max))
     bad = np.stack(bads)[:, None]
@@ -357,6 +360,7 @@ __all__ = [
     "PatchBatch",
     "PatchSource",
     "SampleConfig",
+    "invalid_mask",
     "patch_grid",
     "read_patches",
     "sample_keys",
