@@ -1,0 +1,47 @@
+"""Shared pieces of the subcommands: the subparser type, progress and summary printing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Subparsers = argparse._SubParsersAction
+Handler = Callable[[argparse.Namespace], int]
+
+
+def progress_printer() -> Callable[[str, int, int], None]:
+    def show(stage: str, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        filled = int(30 * done / max(total, 1))
+        bar = "#" * filled + "." * (30 - filled)
+        end = "\n" if done >= total else ""
+        print(f"\r{stage:<7} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def print_summary(summary: dict[str, object], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    if summary.get("dry_run"):
+        for key, value in summary.items():
+            print(f"{key}: {value}")
+        return
+    outputs, timings = summary.get("outputs"), summary.get("timings")
+    if isinstance(timings, dict):
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+        print(
+            f"{summary.get('method')} ({summary.get('adapt')}) on {summary.get('sensor')}: {stages}"
+        )
+    if isinstance(outputs, dict):
+        for name in ("cog", "report", "quicklook"):
+            print(f"{name}: {outputs.get(name)}")

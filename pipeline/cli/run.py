@@ -1,0 +1,74 @@
+"""The ``pantailor run`` subcommand: arguments and the call; no logic here."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._base import Subparsers, print_summary, progress_printer
+
+
+def add(
+    sub: Subparsers,
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run",
+        help="pansharpen a scene end to end on a Dask cluster (ingest, fit, infer, export, report)",
+        description="INPUTS: PAN.tif MS.tif | PAN.tif B1.tif ... | SCENE.mat | an existing "
+        "scene store (*.zarr). Writes OUT.tif, OUT.report.json, OUT.quicklook.png and the work "
+        "dir OUT.work/ (store, journal, fitted adapter); a rerun resumes from the journal.",
+    )
+    p.add_argument("inputs", nargs="+", help="PAN then MS file(s), a container, or a scene store")
+    p.add_argument("--sensor", help="sensor name, e.g. wv3 (optional for a store)")
+    p.add_argument(
+        "--method",
+        default="fusionnet",
+        choices=["fusionnet", "pnn", "pannet", "dicnn", "brovey", "gsa", "mtf-glp", "mtf-glp-hpm"],
+    )
+    p.add_argument("--weights", help="backbone weights: a .pt/.pth path or dlpan:SENSOR")
+    p.add_argument("--adapt", default="tailor", choices=["tailor", "none", "finetune"])
+    p.add_argument("-o", "--output", required=True, help="target COG, e.g. out.tif")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    p.add_argument("--threads-per-worker", type=int, help="threads per worker (default 1)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
+    p.add_argument("--cluster-config", help="YAML overriding workers/defaults.yaml")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="worker device")
+    p.add_argument("--tile", type=int, default=512, help="tile edge in PAN pixels (default 512)")
+    p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
+    p.add_argument("--work-dir", help="work dir (default OUT.work next to OUT.tif)")
+    p.add_argument("--overwrite", action="store_true", help="start over, replacing outputs")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p.set_defaults(handler=cmd)
+    return p
+
+
+def cmd(args: argparse.Namespace) -> int:
+    from workers.cluster import load_cluster_config
+
+    from ..runner import RunConfig, run_scene
+
+    cluster = load_cluster_config(
+        args.cluster_config,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        address=args.scheduler,
+        device=args.device,
+    )
+    cfg = RunConfig(
+        inputs=tuple(args.inputs),
+        output=args.output,
+        sensor=args.sensor,
+        method=args.method,
+        weights=args.weights,
+        adapt=args.adapt,
+        work_dir=args.work_dir,
+        tile=args.tile,
+        overwrite=args.overwrite,
+        dry_run=args.dry_run,
+        seed=args.seed,
+        fit={"steps": args.steps} if args.steps else {},
+    )
+    summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
+    print_summary(summary, args.json)
+    return 0
