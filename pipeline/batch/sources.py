@@ -302,17 +302,23 @@ def _capture_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+def natural_key(text: str) -> list[Any]:
+    """Sort key putting ``2`` before ``10`` (digit runs compare as numbers)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
 def glob_scenes(pan_pattern: str, ms_pattern: str) -> list[SceneSpec]:
     """Scenes from a PAN glob and an MS pattern.
 
     ``ms_pattern`` may use ``{dir}`` (the PAN file's folder), ``{stem}`` (its name without
     suffix) and ``{1}``, ``{2}``, ... (what the PAN pattern's wildcards matched); it may itself
-    be a glob naming several band files (stacked in sorted order). A scene's id is its matched
+    be a glob naming several band files (stacked in natural order: ``B2`` before ``B10``).
+    Scenes come in natural order too. A scene's id is its matched
     wildcard text joined by ``-`` (or the PAN file's stem).
 
     Example: ``glob_scenes("cropped/*_pan.mat", "{dir}/{1}_ms.mat")``.
     """
-    pans = sorted(glob.glob(pan_pattern))
+    pans = sorted(glob.glob(pan_pattern), key=natural_key)
     if not pans:
         raise ManifestError(
             "The PAN pattern matches no file.",
@@ -326,17 +332,15 @@ def glob_scenes(pan_pattern: str, ms_pattern: str) -> list[SceneSpec]:
         m = regex.match(pan)
         groups = [g for g in (m.groups() if m else ()) if g]
         p = Path(pan)
-        fields = {"dir": str(p.parent), "stem": p.stem}
-        fields.update({str(i): g for i, g in enumerate(groups, start=1)})
-        try:
-            ms_glob = ms_pattern.format(**fields)
+        try:  # {0} is the stem too, so that {1} is the first wildcard
+            ms_glob = ms_pattern.format(p.stem, *groups, dir=str(p.parent), stem=p.stem)
         except (KeyError, IndexError) as exc:
             raise ManifestError(
                 f"The MS pattern uses an unknown field {exc}.",
                 expected="{dir}, {stem}, {1}.." + f"{{{len(groups)}}}",
                 got=ms_pattern,
             ) from None
-        ms = sorted(glob.glob(ms_glob)) or [ms_glob]  # a missing MS file fails its scene alone
+        ms = sorted(glob.glob(ms_glob), key=natural_key) or [ms_glob]  # a missing MS file fails its scene alone
         scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(groups) or p.stem)
         if scene_id in seen:
             scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", f"{scene_id}-{p.stem}")

@@ -150,15 +150,16 @@ class BatchState:
                         ("created_at", str(time.time())),
                     ],
                 )
-            elif meta.get("source") != source or meta.get("schema") != str(SCHEMA_VERSION):
-                con.close()
-                raise BatchStateError(
-                    "The output folder holds the state of another batch.",
-                    path=path,
-                    expected=f"a batch of {source} (schema {SCHEMA_VERSION})",
-                    got=f"a batch of {meta.get('source')} (schema {meta.get('schema')})",
-                    fix="choose another -o for this source, or rerun with that batch's source.",
-                )
+                meta = {"source": source, "schema": str(SCHEMA_VERSION)}
+        if meta.get("source") != source or meta.get("schema") != str(SCHEMA_VERSION):
+            con.close()
+            raise BatchStateError(
+                "The output folder holds the state of another batch.",
+                path=path,
+                expected=f"a batch of {source} (schema {SCHEMA_VERSION})",
+                got=f"a batch of {meta.get('source')} (schema {meta.get('schema')})",
+                fix="choose another -o for this source, or rerun with that batch's source.",
+            )
         return cls(con, path)
 
     @classmethod
