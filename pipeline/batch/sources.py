@@ -340,7 +340,8 @@ def glob_scenes(pan_pattern: str, ms_pattern: str) -> list[SceneSpec]:
                 expected="{dir}, {stem}, {1}.." + f"{{{len(groups)}}}",
                 got=ms_pattern,
             ) from None
-        ms = sorted(glob.glob(ms_glob), key=natural_key) or [ms_glob]  # a missing MS file fails its scene alone
+        # a missing MS file is kept by name: its scene fails alone when it runs
+        ms = sorted(glob.glob(ms_glob), key=natural_key) or [ms_glob]
         scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(groups) or p.stem)
         if scene_id in seen:
             scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", f"{scene_id}-{p.stem}")
