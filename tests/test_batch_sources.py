@@ -77,9 +77,13 @@ def test_yaml_and_jsonl_manifests_name_their_lines(tmp_path: Path) -> None:
     )
     with pytest.raises(ManifestError, match=r"s.yaml line 5: 'ms_decimate' must be an integer"):
         read_manifest(y)
-    y.write_text("- id: a\n  inputs: [p.tif, m.tif]\n  patch: 3\n  weights: dlpan:wv3\n")
-    (a,) = read_manifest(y)
+    y.write_text(
+        "- id: a\n  inputs: [p.tif, m.tif]\n  patch: 3\n  weights: dlpan:wv3\n"
+        "- id: b\n  inputs: [p.tif, m.tif]\n  weights: w/own.pt\n"
+    )
+    a, b = read_manifest(y)
     assert a.options == {"patch": 3, "weights": "dlpan:wv3"}
+    assert b.options == {"weights": str(tmp_path / "w" / "own.pt")}  # relative to the manifest
     j = tmp_path / "s.jsonl"
     j.write_text(
         '{"id": "a", "inputs": ["p.tif", "m.tif"]}\n\n{"id": "b", "inputs": ["q.mat"], "pach": 1}\n'

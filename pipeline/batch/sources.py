@@ -18,6 +18,7 @@ import csv
 import difflib
 import glob
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -161,7 +162,8 @@ def _inputs(value: Any, base: Path, path: Path, where: str) -> tuple[str, ...]:
             got=repr(value),
             fix="list the scene's files.",
         )
-    return tuple(str((base / p).resolve()) if not Path(p).is_absolute() else p for p in parts)
+    # absolute, normalised, symlinks kept (no file system access: fast for 10,000 rows)
+    return tuple(os.path.normpath(os.path.join(base, p)) for p in parts)
 
 
 def spec_from_row(row: Mapping[str, Any], path: Path, where: str) -> SceneSpec:
@@ -184,6 +186,8 @@ def spec_from_row(row: Mapping[str, Any], path: Path, where: str) -> SceneSpec:
     options = {}
     for name in OPTION_TYPES:
         value = _convert(name, row.get(name), path, where)
+        if name == "weights" and value and not value.lower().startswith("dlpan:"):
+            value = os.path.normpath(os.path.join(path.parent, value))  # relative to the manifest
         if value is not None:
             options[name] = value
     return SceneSpec(
