@@ -69,7 +69,7 @@ def test_real_landsat_stac_catalog_batch(
         assert item["properties"]["pantailor:sensor"] in ("landsat7", "landsat8")
         assert 0.0 < item["properties"]["pantailor:hqnr"] <= 1.0
         assert any(link["rel"] == "derived_from" for link in item["links"])
-        cog = Path(item["assets"]["data"]["href"])
+        cog = out / item["assets"]["data"]["href"]  # relative to OUTDIR
         assert cog.is_file() and cog.with_suffix(".quicklook.png").is_file()
     assert main([*argv, "--dry-run"]) == 0
     assert "2 scenes: 2 done" in capsys.readouterr().out

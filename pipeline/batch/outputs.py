@@ -142,9 +142,12 @@ def _proj(cog: Path) -> tuple[dict[str, Any], list[float] | None, dict[str, Any]
     return props, [w, s, e, n], geom
 
 
-def product_item(p: PlannedScene, row: SceneRow) -> Any:
-    """The STAC Item of one finished product."""
+def product_item(p: PlannedScene, row: SceneRow, out_dir: Path) -> Any:
+    """The STAC Item of one finished product (asset hrefs relative to ``out_dir``)."""
     import pystac
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(path, out_dir)
 
     cog = Path(row.output)
     report: dict[str, Any] = {}
@@ -207,7 +210,7 @@ def write_outputs(
     _atomic_text(out_dir / SUMMARY_CSV, summary_csv(ordered))
     _atomic_text(out_dir / SUMMARY_MD, summary_md(ordered, source))
     items = [
-        product_item(p, rows[p.spec.id])
+        product_item(p, rows[p.spec.id], out_dir)
         for p in planned
         if p.spec.id in rows and rows[p.spec.id].state == "done" and Path(p.output).is_file()
     ]
