@@ -290,3 +290,28 @@ def test_status_reads_totals_rate_and_eta(
     assert "Input file not found." in text and "2 done, 1 failed, 1 pending" in text
     st.close()
     assert main(["status", str(tmp_path / "nothing")]) == 2
+
+
+def test_paths_expand_environment_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCENES", str(tmp_path / "archive"))
+    m = tmp_path / "m.csv"
+    m.write_text("id,inputs\na,$SCENES/p.tif;${SCENES}/m.tif\n")
+    (a,) = read_manifest(m)
+    assert a.inputs == (str(tmp_path / "archive" / "p.tif"), str(tmp_path / "archive" / "m.tif"))
+
+
+def test_dry_run_check_inputs_counts_tiles_and_names_unreadable_scenes(tmp_path: Path) -> None:
+    from tests.test_batch import write_pair
+
+    write_pair(tmp_path / "ok", seed=1)  # 72 x 104 PAN: 3 x 4 tiles of 32
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "pan.tif").write_bytes(b"not a tiff")
+    (tmp_path / "bad" / "ms.tif").write_bytes(b"not a tiff")
+    m = tmp_path / "m.csv"
+    m.write_text("id,inputs\nok,ok/pan.tif;ok/ms.tif\nbad,bad/pan.tif;bad/ms.tif\n")
+    res = run_batch(cfg(tmp_path, m, dry_run=True, check_inputs=True, tile=32))
+    assert res.plan["tiles"] == 12 and list(res.plan["input_errors"]) == ["bad"]
+    assert "bad/pan.tif" in res.plan["input_errors"]["bad"]
+    assert not (tmp_path / "out").exists()

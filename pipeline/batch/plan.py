@@ -58,6 +58,9 @@ class BatchConfig:
         Scenes run at once on the one cluster (1-64).
     retry_failed, only, dry_run
         Rerun failed scenes / run only these ids / print the plan and write nothing.
+    check_inputs
+        With ``dry_run``: also open every scene to be run (file headers; no pixels) to count its
+        tiles and report unreadable inputs (slower: one header read per file).
     tailor_scope
         ``scene`` (one fit per scene). ``group`` is refused for now (see docs/archive_plan.md).
     """
@@ -79,6 +82,7 @@ class BatchConfig:
     retry_failed: bool = False
     only: tuple[str, ...] = ()
     dry_run: bool = False
+    check_inputs: bool = False
     tailor_scope: str = "scene"
 
     def __post_init__(self) -> None:
@@ -290,6 +294,23 @@ def make_plan(
     return planned
 
 
+def check_inputs(planned: Sequence[PlannedScene]) -> dict[str, Any]:
+    """Open the inputs of every scene to be run (headers only): tiles and input errors."""
+    from dataclasses import replace
+
+    from ..runner import plan as plan_scene
+
+    tiles, errors = 0, {}
+    for p in planned:
+        if p.action not in RUN_ACTIONS or p.run is None:
+            continue
+        try:
+            tiles += int(plan_scene(replace(p.run, dry_run=True))["tiles"])
+        except PantailorError as exc:
+            errors[p.spec.id] = str(exc)
+    return {"tiles": tiles, "input_errors": errors}
+
+
 def plan_summary(planned: Sequence[PlannedScene]) -> dict[str, Any]:
     """Counts by action and the ids to run."""
     counts: dict[str, int] = {}
@@ -308,6 +329,7 @@ __all__ = [
     "SKIP_ACTIONS",
     "BatchConfig",
     "PlannedScene",
+    "check_inputs",
     "fingerprint",
     "load_scenes",
     "make_plan",

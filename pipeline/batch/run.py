@@ -27,7 +27,15 @@ from typing import Any
 
 from ..errors import PantailorError
 from ..runner import run_scene
-from .plan import RUN_ACTIONS, BatchConfig, PlannedScene, load_scenes, make_plan, plan_summary
+from .plan import (
+    RUN_ACTIONS,
+    BatchConfig,
+    PlannedScene,
+    check_inputs,
+    load_scenes,
+    make_plan,
+    plan_summary,
+)
 from .state import BatchState, batch_lock
 
 log = logging.getLogger(__name__)
@@ -231,7 +239,10 @@ def run_batch(
             else {}
         )
         planned = make_plan(cfg, specs, rows)
-        return BatchResult(plan=plan_summary(planned), seconds=time.perf_counter() - t0)
+        summary = plan_summary(planned)
+        if cfg.check_inputs:
+            summary.update(check_inputs(planned))
+        return BatchResult(plan=summary, seconds=time.perf_counter() - t0)
     with batch_lock(out_dir):
         state = BatchState.open(out_dir, cfg.source_id)
         try:

@@ -4,8 +4,9 @@ Every source becomes a list of :class:`SceneSpec` rows, validated before anythin
 manifest row names the scene (``id``), its files (``inputs``: PAN first, then the MS file(s) or
 one container; ``;``-separated in CSV, a list in YAML / JSONL), its ``sensor``, and any per-scene
 option named like its ``pantailor run`` / ``ingest`` flag with ``_`` for ``-``
-(:data:`OPTION_TYPES`). An empty cell means the batch-wide value. Relative paths are relative to
-the manifest's folder. Structural faults (unknown or missing column, a value of the wrong type,
+(:data:`OPTION_TYPES`). An empty cell means the batch-wide value. Paths may use environment
+variables (``$PANTAILOR_DATA/...``) and ``~``; relative paths are relative to the manifest's
+folder. Structural faults (unknown or missing column, a value of the wrong type,
 a duplicate id) are refused with the file, line and the fix; a row whose files turn out to be
 bad fails alone later, when its scene runs.
 
@@ -146,11 +147,25 @@ def _convert(name: str, value: Any, path: Path, where: str) -> Any:
         raise bad from None
 
 
+def _expand(path: str) -> str:
+    """``$VAR`` / ``${VAR}`` and ``~`` expanded (e.g. ``$PANTAILOR_DATA/vhr/pan1.tif``).
+
+    ``PANTAILOR_DATA`` falls back to :func:`pipeline.config.data_dir` when it is not set.
+    """
+    text = path.strip()
+    if "PANTAILOR_DATA" in text and "PANTAILOR_DATA" not in os.environ:
+        from ..config import data_dir
+
+        for token in ("${PANTAILOR_DATA}", "$PANTAILOR_DATA"):
+            text = text.replace(token, str(data_dir()))
+    return os.path.expanduser(os.path.expandvars(text))
+
+
 def _inputs(value: Any, base: Path, path: Path, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        parts = [p.strip() for p in value.split(";") if p.strip()]
+        parts = [_expand(p) for p in value.split(";") if p.strip()]
     elif isinstance(value, list) and all(isinstance(p, str) for p in value):
-        parts = [p.strip() for p in value if p.strip()]
+        parts = [_expand(p) for p in value if p.strip()]
     else:
         parts = []
     if not parts:
@@ -187,7 +202,7 @@ def spec_from_row(row: Mapping[str, Any], path: Path, where: str) -> SceneSpec:
     for name in OPTION_TYPES:
         value = _convert(name, row.get(name), path, where)
         if name == "weights" and value and not value.lower().startswith("dlpan:"):
-            value = os.path.normpath(os.path.join(path.parent, value))  # relative to the manifest
+            value = os.path.normpath(os.path.join(path.parent, _expand(value)))
         if value is not None:
             options[name] = value
     return SceneSpec(

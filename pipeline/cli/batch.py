@@ -49,6 +49,11 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these scene ids")
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     p.add_argument(
+        "--check-inputs",
+        action="store_true",
+        help="with --dry-run: open every scene to run (headers) to count tiles and find bad inputs",
+    )
+    p.add_argument(
         "--tailor-scope",
         default="scene",
         choices=["scene", "group"],
@@ -84,6 +89,7 @@ def _config(args: argparse.Namespace) -> Any:
         retry_failed=args.retry_failed,
         only=tuple(args.only or ()),
         dry_run=args.dry_run,
+        check_inputs=args.check_inputs,
         tailor_scope=args.tailor_scope,
     )
 
@@ -143,6 +149,10 @@ def _print_plan(plan: dict[str, Any]) -> None:
         )
     for scene, err in plan["invalid"].items():
         print(f"invalid: {scene}: {err}")
+    if "tiles" in plan:
+        print(f"tiles to compute: {plan['tiles']}")
+    for scene, err in plan.get("input_errors", {}).items():
+        print(f"input error: {scene}: {err}")
 
 
 def cmd(args: argparse.Namespace) -> int:
