@@ -145,8 +145,10 @@ def test_changed_input_is_recomputed_and_nothing_else(
     m = manifest(tmp_path, [f"c{i},sc{i}/pan.tif;sc{i}/ms.tif,qb" for i in range(2)])
     out = tmp_path / "out"
     engine = Engine(client, device="cpu")
-    cfg = batch_cfg(m, out, weights, adapt="none", quality_tiles=0)
+    cfg = batch_cfg(m, out, weights, adapt="none", quality_tiles=0, clean_work=True)
     assert run_batch(cfg, engine=engine).exit_status == 0
+    assert not (out / "c0" / "c0.work" / "scene.zarr").exists()  # --clean-work
+    assert (out / "c0" / "c0.work" / "journal.json").is_file()
     before = products(out, ["c0", "c1"])
     mtime = (out / "c1" / "c1.tif").stat().st_mtime_ns
     time.sleep(0.01)

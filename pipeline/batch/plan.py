@@ -61,6 +61,9 @@ class BatchConfig:
     check_inputs
         With ``dry_run``: also open every scene to be run (file headers; no pixels) to count its
         tiles and report unreadable inputs (slower: one header read per file).
+    clean_work
+        Delete a finished scene's own Zarr store (its copy of the inputs and the float32
+        output) once the COG's checksum is recorded; the journal, adapter and products stay.
     tailor_scope
         ``scene`` (one fit per scene). ``group`` is refused for now (see docs/archive_plan.md).
     """
@@ -83,6 +86,7 @@ class BatchConfig:
     only: tuple[str, ...] = ()
     dry_run: bool = False
     check_inputs: bool = False
+    clean_work: bool = False
     tailor_scope: str = "scene"
 
     def __post_init__(self) -> None:

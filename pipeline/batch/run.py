@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -104,7 +105,21 @@ def _emit(on_event: Event | None, kind: str, scene: str, **info: Any) -> None:
         log.info("scene %s %s %s", scene, kind, info.get("error") or "")
 
 
-def run_one(p: PlannedScene, engine: Any, state: BatchState, on_event: Event | None) -> bool:
+def clean_work(summary: dict[str, Any]) -> None:
+    """Delete the scene's own store (inside its work dir; never an input store)."""
+    outputs = summary.get("outputs") or {}
+    store, work = outputs.get("store"), outputs.get("work_dir")
+    if store and work and Path(store).resolve().is_relative_to(Path(work).resolve()):
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def run_one(
+    p: PlannedScene,
+    engine: Any,
+    state: BatchState,
+    on_event: Event | None,
+    clean: bool = False,
+) -> bool:
     """Run one planned scene on ``engine``, recording its fate; True when done."""
     scene = p.spec.id
     if p.run is None:
@@ -130,6 +145,8 @@ def run_one(p: PlannedScene, engine: Any, state: BatchState, on_event: Event | N
         return False
     seconds = time.perf_counter() - t0
     state.finish(scene, seconds, facts)
+    if clean:
+        clean_work(summary)
     _emit(on_event, "done", scene, seconds=seconds, **facts)
     return True
 
@@ -147,6 +164,7 @@ def drive(
     state: BatchState,
     scenes_in_flight: int,
     on_event: Event | None = None,
+    clean: bool = False,
 ) -> list[str]:
     """Run ``todo`` with at most ``scenes_in_flight`` scenes at once; returns the ids run.
 
@@ -161,7 +179,7 @@ def drive(
         def submit_next() -> None:
             p = next(queue, None)
             if p is not None:
-                running[pool.submit(run_one, p, engine, state, on_event)] = p.spec.id
+                running[pool.submit(run_one, p, engine, state, on_event, clean)] = p.spec.id
 
         for _ in range(scenes_in_flight):
             submit_next()
@@ -257,7 +275,9 @@ def run_batch(
                     result.dashboard = getattr(getattr(eng, "client", None), "dashboard_link", None)
                     _emit(on_event, "engine", "", dashboard=result.dashboard)
                     with _performance_report(eng, out_dir / PERFORMANCE_REPORT):
-                        result.ran = drive(todo, eng, state, cfg.scenes_in_flight, on_event)
+                        result.ran = drive(
+                            todo, eng, state, cfg.scenes_in_flight, on_event, cfg.clean_work
+                        )
             state.end_run(len(result.ran))
             rows = state.rows([p.spec.id for p in planned])
             result.done = [i for i, r in rows.items() if r.state == "done"]

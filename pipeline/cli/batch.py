@@ -46,6 +46,11 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="worker device")
     p.add_argument("--scenes-in-flight", type=int, default=2, help="scenes at once (default 2)")
     p.add_argument("--retry-failed", action="store_true", help="run failed scenes again")
+    p.add_argument(
+        "--clean-work",
+        action="store_true",
+        help="delete a finished scene's Zarr store (keeps journal, adapter and products)",
+    )
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these scene ids")
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     p.add_argument(
@@ -90,6 +95,7 @@ def _config(args: argparse.Namespace) -> Any:
         only=tuple(args.only or ()),
         dry_run=args.dry_run,
         check_inputs=args.check_inputs,
+        clean_work=args.clean_work,
         tailor_scope=args.tailor_scope,
     )
 
