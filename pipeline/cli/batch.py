@@ -162,13 +162,13 @@ def _print_plan(plan: dict[str, Any]) -> None:
 
 
 def cmd(args: argparse.Namespace) -> int:
-    from workers.cluster import load_cluster_config
-
     from ..batch import run_batch
 
     cfg = _config(args)
     cluster = None
-    if not cfg.dry_run:
+    if not cfg.dry_run:  # a dry run imports neither torch nor distributed
+        from workers.cluster import load_cluster_config
+
         cluster = load_cluster_config(
             args.cluster_config,
             n_workers=args.workers,
