@@ -69,11 +69,18 @@ class SensorSpec:
     def __post_init__(self) -> None:
         if not self.bands:
             raise SensorError(f"Sensor {self.name!r} has no bands.", fix="list its MS bands.")
-        if len(self.mtf_ms) != len(self.bands):
+        gains = self.mtf_ms if isinstance(self.mtf_ms, tuple) else (self.mtf_ms,)
+        if not all(_is_number(g) for g in (*gains, self.mtf_pan)):
+            raise SensorError(
+                f"Sensor {self.name!r}: MTF gains must be numbers.",
+                got=f"mtf_ms={self.mtf_ms!r}, mtf_pan={self.mtf_pan!r}",
+                fix="give mtf_ms as a list of numbers (one per band) and mtf_pan as a number.",
+            )
+        if not isinstance(self.mtf_ms, tuple) or len(self.mtf_ms) != len(self.bands):
             raise SensorError(
                 f"Sensor {self.name!r}: one MS MTF gain per band is required.",
                 expected=f"{len(self.bands)} gains",
-                got=f"{len(self.mtf_ms)}",
+                got=f"{len(gains)}" if isinstance(self.mtf_ms, tuple) else repr(self.mtf_ms),
                 fix="give mtf_ms as a list as long as bands.",
             )
         if any(not 0.0 < g < 1.0 for g in (*self.mtf_ms, self.mtf_pan)):
@@ -82,9 +89,17 @@ class SensorSpec:
                 got=f"mtf_ms={self.mtf_ms}, mtf_pan={self.mtf_pan}",
                 fix="use Nyquist gains such as 0.3.",
             )
-        if self.ratio < 2:
+        if not _is_int(self.ratio) or self.ratio < 2:
             raise SensorError(
-                f"Sensor {self.name!r}: ratio must be an integer >= 2.", got=self.ratio
+                f"Sensor {self.name!r}: ratio must be an integer >= 2.",
+                got=repr(self.ratio),
+                fix="give the PAN/MS pixel-size ratio as a whole number, e.g. ratio: 4.",
+            )
+        if not _is_int(self.bit_depth) or self.bit_depth < 1:
+            raise SensorError(
+                f"Sensor {self.name!r}: bit_depth must be an integer >= 1.",
+                got=repr(self.bit_depth),
+                fix="give the radiometric resolution in bits, e.g. bit_depth: 11.",
             )
         if any(not 0 <= i < len(self.bands) for i in self.rgb):
             raise SensorError(
@@ -99,6 +114,23 @@ class SensorSpec:
     def n_bands(self) -> int:
         """Number of MS bands."""
         return len(self.bands)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The whole spec as a JSON-ready dict (stored with every scene; see :meth:`from_attrs`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_attrs(cls, raw: Mapping[str, Any]) -> SensorSpec:
+        """Inverse of :meth:`to_attrs` (lists become tuples); validated like any spec."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 _VHR = "METHOD.md (toolbox Nyquist gains)"
@@ -384,6 +416,10 @@ def load_sensor_file(path: str | Path) -> list[SensorSpec]:
         kwargs.setdefault("title", str(name))
         try:
             spec = SensorSpec(name=str(name).lower(), **kwargs)
+        except SensorError as exc:
+            raise SensorError(
+                exc.problem, path=path, expected=exc.expected, got=exc.got, fix=exc.fix
+            ) from exc
         except TypeError as exc:
             raise SensorError(
                 f"Sensor {name!r} is incomplete.",

@@ -25,7 +25,7 @@ import hashlib
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,11 @@ import zarr
 from numpy.typing import NDArray
 
 from . import __version__
-from .errors import StoreError
+from .errors import InputError, StoreError
 from .grid import TileGrid, Window
-from .scene import Scene, Transform
+from .ingest import Scene, Transform
+from .ingest.radiometry import Levels, assess, output_nodata
+from .sensors import SensorSpec, get_sensor
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,13 @@ class SceneMeta:
         Input files with sizes and checksums.
     complete
         ``True`` only once everything else has been written.
+    sensor_spec
+        The whole :class:`~pipeline.sensors.SensorSpec` (its :meth:`~SensorSpec.to_attrs`):
+        workers read the sensor from here, so a custom sensor (``--sensor-file``) runs anywhere.
+        ``None`` in stores written before it existed (then looked up by name).
+    radiometry
+        What the ingest's radiometry check found and did (statistics of PAN and MS, the final
+        ``dn_max`` and where it came from, ``actions``: automatic normalisations), for the report.
     """
 
     version: str
@@ -126,6 +135,15 @@ class SceneMeta:
     has_gt: bool = False
     sources: tuple[SourceFile, ...] = ()
     complete: bool = False
+    sensor_spec: dict[str, Any] | None = None
+    radiometry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> SensorSpec:
+        """The scene's sensor, from the stored spec (by name for old stores)."""
+        if self.sensor_spec is None:
+            return get_sensor(self.sensor)
+        return SensorSpec.from_attrs(self.sensor_spec)
 
     @property
     def ms_shape_yx(self) -> tuple[int, int]:
@@ -189,6 +207,8 @@ def scene_meta(scene: Scene, tile: int, *, hash_sources: bool = True) -> SceneMe
         bands=tuple(scene.sensor.bands),
         has_gt=scene.gt is not None,
         sources=sources,
+        sensor_spec=scene.sensor.to_attrs(),
+        radiometry={"dn_max": float(scene.dn_max), "dn_max_from": scene.dn_max_from},
     )
 
 
@@ -240,12 +260,34 @@ def _row_bands(n: int, step: int) -> Iterator[tuple[int, int]]:
         yield y0, min(y0 + step, n)
 
 
-def _stream_copy(dst: Any, src: Any, step: int) -> None:
-    """Copy ``src`` into ``dst`` one band of ``step`` rows (axis -2) at a time."""
+def _stream_copy(dst: Any, src: Any, step: int, levels: Levels | None = None) -> None:
+    """Copy ``src`` into ``dst`` one band of ``step`` rows (axis -2) at a time (and feed
+    ``levels``, the radiometry statistics, with each band)."""
     lead = (slice(None),) * (len(dst.shape) - 2)
     for y0, y1 in _row_bands(int(dst.shape[-2]), step):
         sel = (*lead, slice(y0, y1), slice(None))
-        dst[sel] = np.asarray(src[sel], dtype=dst.dtype)
+        try:
+            block = np.asarray(src[sel], dtype=dst.dtype)
+        except OSError as exc:  # rasterio's read errors are OSErrors too
+            raise SourceReadError(
+                "Cannot read the input pixels (the files opened, a read failed).",
+                expected="complete rasters",
+                got=str(exc),
+                fix="the file may be truncated (an interrupted copy or download): fetch it "
+                "again; gdalinfo -checksum FILE reads every block.",
+            ) from exc
+        if levels is not None:
+            levels.add(block)
+        dst[sel] = block
+
+
+class SourceReadError(InputError):
+    """An input opened but a read of its pixels failed during the ingest (truncated file)."""
+
+
+Check = Callable[[SceneMeta, dict[str, Levels]], SceneMeta]
+"""Called with the metadata and the streamed statistics of ``pan`` and ``ms`` before the store
+is published; returns the final metadata or raises (nothing is left at the target then)."""
 
 
 def create_store(
@@ -256,6 +298,7 @@ def create_store(
     ms: Any,
     gt: Any = None,
     overwrite: bool = False,
+    check: Check | None = None,
 ) -> SceneStore:
     """Write a complete store from array-likes, streaming one tile row at a time.
 
@@ -270,6 +313,8 @@ def create_store(
         only one row band of ``tile`` PAN rows is materialised at a time.
     overwrite
         Replace an existing store at ``path``.
+    check
+        Radiometry check run on the streamed statistics before publishing (:data:`Check`).
 
     Raises
     ------
@@ -291,6 +336,7 @@ def create_store(
         ]
         if gt is not None:
             arrays.append(("gt", gt, (b, t, t), t))
+        levels = {n: Levels(dn_max=meta.dn_max, nodata=meta.nodata) for n in ("pan", "ms")}
         for name, src, chunks, step in arrays:
             dtype = np.dtype(src.dtype)
             dst = group.create_array(
@@ -301,7 +347,9 @@ def create_store(
                 fill_value=_fill(dtype, meta.nodata),
                 dimension_names=("y", "x") if name == "pan" else ("band", "y", "x"),
             )
-            _stream_copy(dst, src, step)
+            _stream_copy(dst, src, step, levels.get(name))
+        if check is not None:
+            meta = check(meta, levels)
         group.attrs[ATTRS_KEY] = replace(meta, complete=True).to_attrs()
         _publish(tmp, path, overwrite)
     except BaseException:
@@ -337,6 +385,7 @@ def write_scene(
     overwrite: bool = False,
     hash_sources: bool = True,
     gdal_cache_mb: int = 64,
+    check_radiometry: bool = True,
 ) -> SceneStore:
     """Ingest ``scene`` into a new store at ``path`` (streaming; see :func:`create_store`).
 
@@ -355,16 +404,56 @@ def write_scene(
     gdal_cache_mb
         GDAL block cache while reading GeoTIFF sources, MiB (keeps memory independent of the
         scene size).
+    check_radiometry
+        Check value ranges and PAN/MS levels (:mod:`pipeline.ingest.radiometry`): normalise
+        where unambiguous (recorded in ``meta.radiometry``), else refuse with the fix.
+
+    Raises
+    ------
+    InputError
+        Inconsistent radiometry, or an input that opened but cannot be read (truncated).
     """
     import rasterio
 
     _check_target(Path(path), overwrite)  # fail before hashing
     meta = scene_meta(scene, tile, hash_sources=hash_sources)
+    check = _radiometry_check(scene) if check_radiometry else None
     # GDAL's block cache defaults to 5% of RAM and would keep every GeoTIFF block read
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024):
-        return create_store(
-            path, meta, pan=scene.pan, ms=scene.ms, gt=scene.gt, overwrite=overwrite
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024):
+            return create_store(
+                path, meta, pan=scene.pan, ms=scene.ms, gt=scene.gt, overwrite=overwrite, check=check
+            )
+    except SourceReadError as exc:  # name the files
+        raise SourceReadError(
+            exc.problem, path=list(scene.sources), expected=exc.expected, got=exc.got, fix=exc.fix
+        ) from exc.__cause__
+
+
+def _radiometry_check(scene: Scene) -> Check:
+    """The ingest's :data:`Check`: :func:`pipeline.ingest.radiometry.assess`, then the no-data
+    value a product needs when the inputs hold non-finite values but declare none."""
+
+    def check(meta: SceneMeta, levels: dict[str, Levels]) -> SceneMeta:
+        pan, ms = levels["pan"], levels["ms"]
+        record = assess(
+            pan,
+            ms,
+            dn_max=meta.dn_max,
+            dn_max_from=scene.dn_max_from,
+            dtypes=(meta.pan_dtype, meta.dtype),
+            paths=scene.sources,
         )
+        nodata = meta.nodata
+        if nodata is None and (pan.invalid or ms.invalid):
+            nodata = output_nodata(meta.dtype, record["dn_max"])
+            record["actions"].append(
+                f"{pan.invalid + ms.invalid} non-finite input values and no nodata value: "
+                + ("products use NaN" if nodata is None else f"products use nodata {nodata:g}")
+            )
+        return replace(meta, dn_max=record["dn_max"], nodata=nodata, radiometry=record)
+
+    return check
 
 
 @dataclass
@@ -425,6 +514,11 @@ class SceneStore:
 
     def __reduce__(self) -> tuple[Any, tuple[Path]]:
         return (SceneStore.open, (self.path,))
+
+    @property
+    def sensor(self) -> SensorSpec:
+        """The scene's sensor as stored (custom sensors included; no lookup by name)."""
+        return self.meta.spec
 
     @property
     def grid(self) -> TileGrid:
@@ -574,6 +668,7 @@ __all__ = [
     "SceneMeta",
     "SceneStore",
     "SourceFile",
+    "SourceReadError",
     "create_store",
     "partial_stores",
     "scene_meta",

@@ -1,0 +1,259 @@
+"""The one inference function: normalise -> invalid mask -> fill -> forward -> crop -> mark invalid.
+
+Every path that turns DN into a fused product goes through here: the tiled engine's tile task
+(``workers/kernel.py``), the in-memory :func:`pipeline.fuse.fuse`, the quality tiles' baseline and
+the tests' whole-image references. So they agree, pixel for pixel, on what no-data is and what
+happens around it.
+
+Semantics
+---------
+* **Invalid input** (:func:`invalid_mask`): a PAN pixel is invalid when it is non-finite (NaN,
+  +-Inf) or equal to the scene's ``nodata``; an MS pixel is invalid when *any* of its bands is.
+  On the PAN grid a pixel is invalid when its PAN pixel is, or the MS pixel it lies under
+  (corner-aligned ``ratio x ratio`` block).
+* **Fill**: invalid values are replaced by :data:`FILL` (0 in normalised units, as the fit patches
+  of :func:`pipeline.sampling.read_patches` are) *before* the network sees them. The fill is a
+  constant, so a tile read with the model's halo still equals the whole image. A raw no-data DN
+  such as 65535 never reaches the network.
+* **Mark**: the output of an invalid pixel is NaN (normalised units); export writes the scene's
+  no-data value there. The output's no-data footprint is exactly the input's.
+* **Clip**: valid outputs are clipped to ``[0, 1]`` (``[0, dn_max]`` DN) unless ``clip=False``
+  (``run --no-clip``): networks and high-pass injection overshoot, and a negative radiance is not
+  a measurement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .backbones import upsample
+from .errors import ConfigError
+from .grid import Window
+
+FILL = 0.0
+"""Normalised value written into invalid input pixels before the forward."""
+
+Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``run(ms (1, B, h, w), pan (1, 1, H, W)) -> (1, B, H, W)``, normalised, on any device."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Radiometry:
+    """How DN map to what a model sees, and what counts as no-data.
+
+    Attributes
+    ----------
+    dn_max
+        DN mapped to 1.0 (``> 0``).
+    ratio
+        PAN/MS pixel-size ratio.
+    nodata
+        The no-data DN of the inputs, or ``None`` (non-finite values are no-data regardless).
+    clip
+        Clip valid outputs to ``[0, 1]`` normalised (``[0, dn_max]`` DN).
+    """
+
+    dn_max: float
+    ratio: int
+    nodata: float | None = None
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.dn_max) or self.dn_max <= 0:
+            raise ConfigError("dn_max must be a finite number > 0.", got=self.dn_max)
+        if self.ratio < 1:
+            raise ConfigError("ratio must be >= 1.", got=self.ratio)
+
+
+def _bad(a: NDArray[Any], nodata: float | None) -> NDArray[np.bool_]:
+    """Per-value invalid flags of ``a`` (any shape): non-finite, or equal to ``nodata``."""
+    bad = ~np.isfinite(a) if a.dtype.kind in "fc" else np.zeros(a.shape, dtype=bool)
+    if nodata is not None:
+        bad |= a == nodata
+    return np.asarray(bad, dtype=bool)
+
+
+def invalid_ms(ms: NDArray[Any], nodata: float | None) -> NDArray[np.bool_]:
+    """``(h, w)`` bool: MS pixels with any band non-finite or equal to ``nodata``; ms ``(B, h, w)``."""
+    return np.asarray(_bad(np.asarray(ms), nodata).any(axis=0), dtype=bool)
+
+
+def invalid_mask(
+    pan: NDArray[Any], ms: NDArray[Any], ratio: int, nodata: float | None
+) -> NDArray[np.bool_]:
+    """``(H, W)`` bool on the PAN grid: PAN invalid, or under an invalid MS pixel.
+
+    Parameters
+    ----------
+    pan
+        ``(H, W)`` PAN DN.
+    ms
+        ``(B, H/ratio, W/ratio)`` MS DN.
+    ratio
+        PAN/MS ratio.
+    nodata
+        No-data DN or ``None``.
+    """
+    up = np.repeat(np.repeat(invalid_ms(ms, nodata), ratio, axis=0), ratio, axis=1)
+    return np.asarray(_bad(np.asarray(pan), nodata) | up, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Model inputs of one window.
+
+    Attributes
+    ----------
+    ms
+        ``(1, B, h, w)`` float32, ``DN / dn_max``, invalid values set to :data:`FILL`.
+    pan
+        ``(1, 1, H, W)`` float32 likewise.
+    bad
+        ``(H, W)`` bool invalid mask on the PAN grid, or ``None`` when every pixel is valid.
+    """
+
+    ms: torch.Tensor
+    pan: torch.Tensor
+    bad: NDArray[np.bool_] | None
+
+
+def _normalised(a: NDArray[Any], bad: NDArray[np.bool_], dn_max: float) -> NDArray[np.float32]:
+    x = np.asarray(a, dtype=np.float32) / np.float32(dn_max)
+    if bad.any():
+        x = np.where(bad, np.float32(FILL), x)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepared:
+    """Normalise, mask and fill one window: ms ``(B, h, w)``, pan ``(r h, r w)`` DN."""
+    ms_dn, pan_dn = np.asarray(ms_dn), np.asarray(pan_dn)
+    bad_ms = _bad(ms_dn, rad.nodata).any(axis=0)
+    bad_pan = _bad(pan_dn, rad.nodata)
+    ms = _normalised(ms_dn, np.broadcast_to(bad_ms, ms_dn.shape), rad.dn_max)
+    pan = _normalised(pan_dn, bad_pan, rad.dn_max)
+    r = rad.ratio
+    bad = bad_pan | np.repeat(np.repeat(bad_ms, r, axis=0), r, axis=1)
+    return Prepared(
+        ms=torch.from_numpy(ms)[None],
+        pan=torch.from_numpy(pan)[None, None],
+        bad=bad if bad.any() else None,
+    )
+
+
+def finish(
+    out: NDArray[Any],
+    bad: NDArray[np.bool_] | None,
+    rad: Radiometry,
+    crop: Window | None = None,
+) -> NDArray[np.float32]:
+    """Mark invalid pixels NaN, clip the valid ones, crop: ``(B, H, W) -> (B, H', W')`` float32.
+
+    Parameters
+    ----------
+    out
+        ``(B, H, W)`` normalised model output of the window.
+    bad
+        ``(H, W)`` invalid mask of the window (:class:`Prepared`), or ``None``.
+    rad
+        Clip or not.
+    crop
+        The part of the window to keep (window coordinates), or ``None`` for all of it.
+    """
+    y = np.array(out, dtype=np.float32, copy=True)
+    if rad.clip:
+        np.clip(y, 0.0, 1.0, out=y)
+    if bad is not None:
+        y[:, bad] = np.nan
+    if crop is not None:
+        y = y[(slice(None), *crop.slices)]
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def model_run(
+    module: Callable[..., torch.Tensor],
+    upsampler: str,
+    ratio: int,
+    *,
+    device: torch.device | str = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
+    context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Run:
+    """A :data:`Run` for a network ``module(ms, lms, pan)``: upsample MS to LMS, one forward.
+
+    ``context`` is entered around the forward (default ``torch.inference_mode``); the tile
+    kernel passes its device policy (AMP on GPU).
+    """
+
+    def run(ms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+        ms, pan = ms.to(device), pan.to(device)
+        with context() if context is not None else torch.inference_mode():
+            lms = upsample(ms, ratio, upsampler)
+            out = module(
+                ms.contiguous(memory_format=memory_format),
+                lms.contiguous(memory_format=memory_format),
+                pan.contiguous(memory_format=memory_format),
+            )
+        return out
+
+    return run
+
+
+def infer_window(
+    run: Run,
+    ms_dn: NDArray[Any],
+    pan_dn: NDArray[Any],
+    rad: Radiometry,
+    *,
+    crop: Window | None = None,
+) -> NDArray[np.float32]:
+    """The whole inference of one window (a tile plus halo, or a whole scene).
+
+    Parameters
+    ----------
+    run
+        The forward (:func:`model_run` for a network; a classical method's apply likewise).
+    ms_dn, pan_dn
+        ``(B, h, w)`` MS and ``(ratio h, ratio w)`` PAN in source DN.
+    rad
+        Scale, ratio, no-data and clipping.
+    crop
+        Window-coordinates part to return (the tile inside its halo); ``None``: all.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, H', W')`` float32 normalised output, NaN where the input is invalid.
+    """
+    prep = prepare(ms_dn, pan_dn, rad)
+    out = run(prep.ms, prep.pan)
+    return finish(out[0].float().cpu().numpy(), prep.bad, rad, crop)
+
+
+def to_dn_float(x: NDArray[Any], rad: Radiometry, nodata: float | None) -> NDArray[np.float32]:
+    """Normalised output -> float32 DN; NaN (invalid) -> ``nodata`` when given."""
+    y = (np.asarray(x, dtype=np.float32) * np.float32(rad.dn_max)).astype(np.float32)
+    if nodata is not None:
+        y[np.isnan(y)] = np.float32(nodata)
+    return y
+
+
+__all__ = [
+    "FILL",
+    "Prepared",
+    "Radiometry",
+    "Run",
+    "finish",
+    "infer_window",
+    "invalid_mask",
+    "invalid_ms",
+    "model_run",
+    "prepare",
+    "to_dn_float",
+]
