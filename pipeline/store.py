@@ -422,7 +422,13 @@ def write_scene(
     try:
         with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024):
             return create_store(
-                path, meta, pan=scene.pan, ms=scene.ms, gt=scene.gt, overwrite=overwrite, check=check
+                path,
+                meta,
+                pan=scene.pan,
+                ms=scene.ms,
+                gt=scene.gt,
+                overwrite=overwrite,
+                check=check,
             )
     except SourceReadError as exc:  # name the files
         raise SourceReadError(

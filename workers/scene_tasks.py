@@ -218,9 +218,18 @@ def tile_quality(job: QualityJob) -> dict[str, Any]:
     }
     if job.baseline is not None:
         loaded = current_cache().get(job.baseline)
-        base = forward_window(
-            loaded, ms, pan, dn_max=meta.dn_max, ratio=meta.ratio, nodata=meta.nodata, crop=read.crop
-        ).astype(np.float64) * meta.dn_max
+        base = (
+            forward_window(
+                loaded,
+                ms,
+                pan,
+                dn_max=meta.dn_max,
+                ratio=meta.ratio,
+                nodata=meta.nodata,
+                crop=read.crop,
+            ).astype(np.float64)
+            * meta.dn_max
+        )
         result["baseline"] = _scores(store, base, read, pan)
     return result
 

@@ -173,9 +173,7 @@ def decimate(ms: Raster, k: int) -> Raster:
     return replace(ms, data=ms.data[:, ::k, ::k], transform=t)
 
 
-def validate(
-    pan: Raster, ms: Raster, sensor: SensorSpec, tol: float
-) -> tuple[Raster, Raster, str]:
+def validate(pan: Raster, ms: Raster, sensor: SensorSpec, tol: float) -> tuple[Raster, Raster, str]:
     """All grid checks; returns (pan, ms with final transforms, alignment)."""
     check_dtype(pan.data.dtype, pan.paths)
     check_dtype(ms.data.dtype, ms.paths)

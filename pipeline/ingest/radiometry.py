@@ -105,7 +105,10 @@ def _auto_scale(
     """``(dn_max, what was done or None)`` for the unambiguous cases."""
     floats = all(np.dtype(d).kind == "f" for d in dtypes)
     if floats and dn_max > 1 and max(pan.hi, ms.hi) <= 1.0 and min(pan.lo, ms.lo) >= 0.0:
-        return 1.0, f"inputs are floats within [0, 1] (already normalised): dn_max 1 (was {dn_max:g})"
+        return (
+            1.0,
+            f"inputs are floats within [0, 1] (already normalised): dn_max 1 (was {dn_max:g})",
+        )
     if all(np.dtype(d) == np.uint8 for d in dtypes) and dn_max > 255:
         return 255.0, f"inputs are 8-bit (uint8): dn_max 255 (was {dn_max:g})"
     return dn_max, None
@@ -144,22 +147,29 @@ def _check_above(pan: Levels, ms: Levels, dn_max: float, paths: Sequence[Path]) 
             log.warning("%d %s values exceed dn_max %g (kept)", lv.above, name, dn_max)
 
 
+def _rescale_fix(name: str, path: Path, dn_max: float) -> str:
+    """A command that puts a [0, 1] input into DN (``rio`` ships with rasterio)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return (
+            f"the {name} looks normalised to [0, 1] and the other input is in DN: store both "
+            f"in the same units (multiply the {name} array by {dn_max:g})."
+        )
+    out = path.with_name(f"{path.stem}_dn.tif")
+    return (
+        f"the {name} looks normalised to [0, 1] and the other input is in DN: rescale it with "
+        f'rio calc "(* (read 1) {dn_max:g})" {path} {out} --dtype float32 --not-masked, '
+        f"and pass {out} instead."
+    )
+
+
 def _check_level(pan: Levels, ms: Levels, dn_max: float, paths: Sequence[Path]) -> None:
     ratio = pan.mean / ms.mean if ms.mean > 0 else math.inf
     if 1.0 / MAX_LEVEL_RATIO <= ratio <= MAX_LEVEL_RATIO:
         return
     if pan.hi <= 1.0 < ms.hi:
-        fix = (
-            f"the PAN looks normalised to [0, 1] and the MS is in DN: rescale the PAN, e.g. "
-            f"gdal_translate -ot Float32 -scale 0 1 0 {dn_max:g} {paths[0]} pan_dn.tif, and pass "
-            "pan_dn.tif instead."
-        )
-    elif ms.hi <= 1.0 < pan.hi:
-        fix = (
-            f"the MS looks normalised to [0, 1] and the PAN is in DN: rescale the MS, e.g. "
-            f"gdal_translate -ot Float32 -scale 0 1 0 {dn_max:g} {paths[-1]} ms_dn.tif, and pass "
-            "ms_dn.tif instead."
-        )
+        fix = _rescale_fix("PAN", paths[0], dn_max)
+    elif ms.hi <= 1.0 < pan.hi and len(paths) == 2:
+        fix = _rescale_fix("MS", paths[1], dn_max)
     else:
         fix = "bring PAN and MS to the same units (the same product level and bit depth)."
     raise InputError(
