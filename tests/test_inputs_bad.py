@@ -235,3 +235,107 @@ def test_the_rescale_fix_for_a_unit_range_pan_works_as_written(tmp_path: Path) -
     fixed = tmp_path / "pan_dn.tif"
     store = write_scene(open_scene([fixed, ms], "qb"), tmp_path / "s.zarr", tile=TILE)
     assert store.meta.dn_max == QB.dn_max and store.meta.radiometry["actions"] == []
+
+
+def test_valid_outputs_do_not_depend_on_what_invalid_pixels_hold(weights: Path) -> None:
+    from pipeline.infer import Radiometry, infer_window, model_run
+
+    backbone = load("fusionnet", weights, n_bands=4)
+    run = model_run(backbone, backbone.upsampler, 4)
+    syn = make_scene(SHAPE, QB, seed=10)
+    hole_ms, hole_pan = (slice(None), slice(6, 11), slice(14, 19)), (slice(30, 40), slice(8, 30))
+    outs = []
+    for dtype, fill in (("uint16", 65535), ("int16", -9999), ("float32", np.nan)):
+        ms, pan = syn.ms.astype(dtype), syn.pan.astype(dtype)
+        ms[hole_ms] = fill
+        pan[hole_pan] = fill
+        nodata = None if np.isnan(fill) else float(fill)
+        outs.append(infer_window(run, ms, pan, Radiometry(dn_max=2047, ratio=4, nodata=nodata)))
+    bad = np.isnan(outs[0]).all(axis=0)
+    assert bad.sum() == 20 * 20 + 10 * 22
+    for other in outs[1:]:
+        np.testing.assert_array_equal(np.isnan(other).all(axis=0), bad)
+        np.testing.assert_array_equal(other[:, ~bad], outs[0][:, ~bad])  # bit for bit
+    assert outs[0][:, ~bad].min() >= 0 and outs[0][:, ~bad].max() <= 1
+
+
+# ----------------------------------------------------------------------------- item 13
+
+
+def test_outputs_are_clipped_to_the_valid_range_unless_clip_is_off(weights: Path) -> None:
+    backbone = load("fusionnet", weights, n_bands=4)
+    syn = make_scene(SHAPE, QB, seed=3)
+    kw: dict[str, Any] = {"fit": FitConfig(adapt="none"), "sample": SampleConfig(patch=16)}
+    raw = fuse(syn.pan, syn.ms, QB, backbone, clip=False, **kw).image
+    assert raw.min() < 0  # this network overshoots here: the case is real
+    clipped = fuse(syn.pan, syn.ms, QB, backbone, **kw).image
+    assert clipped.min() == 0 and clipped.max() <= QB.dn_max
+    inside = (raw >= 0) & (raw <= QB.dn_max)
+    np.testing.assert_array_equal(clipped[inside], raw[inside])
+
+
+# ----------------------------------------------------------------------------- item 7
+
+
+def _ingest(tmp: Path, pan: np.ndarray, ms: np.ndarray, *extra: str) -> tuple[int, str]:
+    files = [write_tif(tmp / "pan.tif", pan), write_tif(tmp / "ms.tif", ms)]
+    out = tmp / "s.zarr"
+    argv = ["ingest", *map(str, files), "--sensor", "qb", "-o", str(out), "--overwrite", *extra]
+    return main(argv), str(out)
+
+
+def test_8bit_data_declared_as_an_11bit_sensor_is_detected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.store import SceneStore
+
+    syn = make_scene((64, 64), QB, seed=11)
+    pan8, ms8 = (syn.pan // 4).astype(np.uint8), (syn.ms // 4).astype(np.uint8)
+    rc, store = _ingest(tmp_path, pan8, ms8)  # uint8: unambiguous, normalised and recorded
+    meta = SceneStore.open(store).meta
+    assert rc == 0 and meta.dn_max == 255 and "8-bit" in meta.radiometry["actions"][0]
+    rc, _ = _ingest(tmp_path, pan8.astype(np.uint16), ms8.astype(np.uint16))
+    err = capsys.readouterr().err
+    assert rc == 2 and "--dn-max 255" in err  # uint16 holding 8-bit values: refused
+    rc, store = _ingest(tmp_path, pan8.astype(np.uint16), ms8.astype(np.uint16), "--dn-max", "255")
+    assert rc == 0 and SceneStore.open(store).meta.dn_max == 255  # the fix works as written
+
+
+def test_ms_saturated_far_above_dn_max_is_refused_with_a_working_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    syn = make_scene((64, 64), QB, seed=12)
+    pan, ms = syn.pan * 5, syn.ms * 5  # 12-bit values on an 11-bit sensor
+    rc, _ = _ingest(tmp_path, pan, ms)
+    err = capsys.readouterr().err
+    assert rc == 2 and "exceed dn_max 2047" in err
+    fix = err.split("Fix: pass ")[1].split(" (")[0].split()
+    assert fix[0] == "--dn-max" and float(fix[1]) >= max(pan.max(), ms.max())
+    rc, _ = _ingest(tmp_path, pan, ms, *fix)
+    assert rc == 0
+
+
+@pytest.mark.data
+def test_a_container_already_in_unit_range_runs_right_without_flags(
+    engine: Any, data_file: Any, tmp_path: Path
+) -> None:
+    from pipeline.quality import reduced_resolution
+
+    path = data_file("rr/cdif/WV3_test.mat")
+    out = tmp_path / "x.tif"
+    cfg = RunConfig(
+        inputs=(str(path),),
+        output=str(out),
+        sensor="wv3",
+        weights="dlpan:wv3",
+        adapt="none",
+        tile=128,
+        quality_tiles=0,
+    )
+    run_scene(cfg, engine=engine)
+    import scipy.io
+
+    gt = np.moveaxis(scipy.io.loadmat(path)["gt"], -1, 0)
+    fused = read_cog(out)[0]
+    scores = reduced_resolution(fused, gt, "wv3")
+    assert scores["sam"] < 6.0 and scores["ergas"] < 8.0  # 18.9 deg / 2090 before
