@@ -122,7 +122,8 @@ class SensorSpec:
     @classmethod
     def from_attrs(cls, raw: Mapping[str, Any]) -> SensorSpec:
         """Inverse of :meth:`to_attrs` (lists become tuples); validated like any spec."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**kwargs)
 
 
 def _is_int(x: object) -> bool:
