@@ -11,10 +11,14 @@ Semantics
   +-Inf) or equal to the scene's ``nodata``; an MS pixel is invalid when *any* of its bands is.
   On the PAN grid a pixel is invalid when its PAN pixel is, or the MS pixel it lies under
   (corner-aligned ``ratio x ratio`` block).
-* **Fill**: invalid values are replaced by :data:`FILL` (0 in normalised units, as the fit patches
-  of :func:`pipeline.sampling.read_patches` are) *before* the network sees them. The fill is a
-  constant, so a tile read with the model's halo still equals the whole image. A raw no-data DN
-  such as 65535 never reaches the network.
+* **Fill**: invalid values are replaced *before* the network sees them, so a raw no-data DN such
+  as 65535 never reaches it: an invalid MS pixel by the mean of the valid PAN pixels under it
+  (all bands), an invalid PAN pixel by the band mean of its MS pixel, and what has neither by
+  :data:`FILL` (0). Radiometry checks keep PAN and MS at one level, so the hole is filled at the
+  level of its surroundings and the valid pixels next to it barely move (0 instead would darken
+  them through the upsampler and the convolutions: ``benchmarks/results/inputs_bad_*.md``).
+  The fill only uses values under the same MS pixel, so a tile read with the model's halo still
+  equals the whole image.
 * **Mark**: the output of an invalid pixel is NaN (normalised units); export writes the scene's
   no-data value there. The output's no-data footprint is exactly the input's.
 * **Clip**: valid outputs are clipped to ``[0, 1]`` (``[0, dn_max]`` DN) unless ``clip=False``
@@ -38,7 +42,7 @@ from .errors import ConfigError
 from .grid import Window
 
 FILL = 0.0
-"""Normalised value written into invalid input pixels before the forward."""
+"""Normalised value of an invalid input pixel that has no valid pixel of the other input."""
 
 Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``run(ms (1, B, h, w), pan (1, 1, H, W)) -> (1, B, H, W)``, normalised, on any device."""
@@ -131,6 +135,32 @@ def _normalised(a: NDArray[Any], bad: NDArray[np.bool_], dn_max: float) -> NDArr
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _cross_fill(
+    ms: NDArray[np.float32],
+    pan: NDArray[np.float32],
+    bad_ms: NDArray[np.bool_],
+    bad_pan: NDArray[np.bool_],
+    r: int,
+) -> None:
+    """Fill invalid values in place from the other input at the same place (see module doc).
+
+    An invalid MS pixel takes, in every band, the mean of the valid PAN pixels under it; an
+    invalid PAN pixel takes the band mean of its (possibly just filled) MS pixel; what has
+    neither keeps :data:`FILL`. Every value used lies under the same MS pixel, so a window
+    (aligned on MS pixels) is filled exactly as the whole image.
+    """
+    h, w = bad_ms.shape
+    if bad_ms.any():
+        ok = (~bad_pan).reshape(h, r, w, r)
+        total = np.where(ok, pan.reshape(h, r, w, r), 0.0).sum(axis=(1, 3))
+        count = ok.sum(axis=(1, 3))
+        mean = np.where(count > 0, total / np.maximum(count, 1), FILL).astype(np.float32)
+        ms[:, bad_ms] = mean[bad_ms]
+    if bad_pan.any():
+        level = np.repeat(np.repeat(ms.mean(axis=0), r, axis=0), r, axis=1)
+        pan[bad_pan] = level[bad_pan]
+
+
 def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepared:
     """Normalise, mask and fill one window: ms ``(B, h, w)``, pan ``(r h, r w)`` DN."""
     ms_dn, pan_dn = np.asarray(ms_dn), np.asarray(pan_dn)
@@ -139,6 +169,7 @@ def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepa
     ms = _normalised(ms_dn, np.broadcast_to(bad_ms, ms_dn.shape), rad.dn_max)
     pan = _normalised(pan_dn, bad_pan, rad.dn_max)
     r = rad.ratio
+    _cross_fill(ms, pan, bad_ms, bad_pan, r)
     bad = bad_pan | np.repeat(np.repeat(bad_ms, r, axis=0), r, axis=1)
     return Prepared(
         ms=torch.from_numpy(ms)[None],
