@@ -164,7 +164,7 @@ def _cross_fill(
 def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepared:
     """Normalise, mask and fill one window: ms ``(B, h, w)``, pan ``(r h, r w)`` DN."""
     ms_dn, pan_dn = np.asarray(ms_dn), np.asarray(pan_dn)
-    bad_ms = _bad(ms_dn, rad.nodata).any(axis=0)
+    bad_ms = np.asarray(_bad(ms_dn, rad.nodata).any(axis=0), dtype=bool)
     bad_pan = _bad(pan_dn, rad.nodata)
     ms = _normalised(ms_dn, np.broadcast_to(bad_ms, ms_dn.shape), rad.dn_max)
     pan = _normalised(pan_dn, bad_pan, rad.dn_max)
