@@ -153,31 +153,37 @@ def fuse(
     patches = sample_patches((pan, ms), sample, seed, ratio=sensor.ratio, dn_max=dn, nodata=nodata)
     t_sample = time.perf_counter() - t0
     prep = prepare(ms, pan, rad)
-    ms_t, pan_t = prep.ms, prep.pan
+    ms_t, pan_t = prep.ms, prep.pan  # normalised, invalid pixels filled (pipeline.infer)
     backbone = backbone.to("cpu").eval().requires_grad_(False)
     lms_t = upsample(ms_t, sensor.ratio, backbone.upsampler)
     fit = dataclasses.replace(fit, seed=seed)
     feat_bytes = 4 * backbone.feat_channels * pan_t.shape[-2] * pan_t.shape[-1]
     overlapped = fit.adapt == "tailor" and overlap and feat_bytes <= max_feature_bytes
     t1 = time.perf_counter()
-    if overlapped:
-        result, out, t_after = _fit_overlapped(backbone, patches, sensor, fit, ms_t, lms_t, pan_t)
-    else:
-        model, result = adapt(patches, backbone, sensor, fit)
-        t_fit_end = time.perf_counter()
-        model = _cl_copy(model)
-        with torch.inference_mode():
-            out = model(*_cl(ms_t, lms_t, pan_t))
-        t_after = time.perf_counter() - t_fit_end
+    args = (backbone, patches, sensor, fit, ms_t, lms_t, pan_t)
+    result, out, t_after = _fit_overlapped(*args) if overlapped else _fit_then_infer(*args)
     image = to_dn_float(finish(out[0].contiguous().numpy(), prep.bad, rad), rad, nodata)
     total = time.perf_counter() - t0
-    seconds = {
-        "sample": t_sample,
-        "fit": time.perf_counter() - t1 - t_after,
-        "infer": t_after,
-        "total": total,
-    }
-    return Fused(image, result, seconds, overlapped)
+    seconds = {"sample": t_sample, "fit": total - (t1 - t0) - t_after, "infer": t_after}
+    return Fused(image, result, {**seconds, "total": total}, overlapped)
+
+
+def _fit_then_infer(
+    backbone: Backbone,
+    patches: Any,
+    sensor: SensorSpec,
+    fit: FitConfig,
+    ms_t: torch.Tensor,
+    lms_t: torch.Tensor,
+    pan_t: torch.Tensor,
+) -> tuple[FitResult, torch.Tensor, float]:
+    """The sequential path: adapt, then one whole-scene forward (same returns as below)."""
+    model, result = adapt(patches, backbone, sensor, fit)
+    t_fit_end = time.perf_counter()
+    model = _cl_copy(model)
+    with torch.inference_mode():
+        out = model(*_cl(ms_t, lms_t, pan_t))
+    return result, out, time.perf_counter() - t_fit_end
 
 
 def _fit_overlapped(

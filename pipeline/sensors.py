@@ -397,40 +397,41 @@ def load_sensor_file(path: str | Path) -> list[SensorSpec]:
             got=type(raw).__name__,
             fix="see pipeline.sensors.load_sensor_file for an example.",
         )
-    allowed = {f.name for f in fields(SensorSpec)}
-    specs = []
-    for name, body in raw.items():
-        if not isinstance(body, Mapping):
-            raise SensorError(f"Sensor {name!r} must be a mapping.", path=path, got=body)
-        unknown = set(body) - allowed
-        if unknown:
-            raise SensorError(
-                f"Sensor {name!r} has unknown fields.",
-                path=path,
-                expected="fields among " + ", ".join(sorted(allowed - {"name"})),
-                got=", ".join(sorted(unknown)),
-                fix="remove or rename them.",
-            )
-        kwargs: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in body.items()
-        }
-        kwargs.setdefault("title", str(name))
-        try:
-            spec = SensorSpec(name=str(name).lower(), **kwargs)
-        except SensorError as exc:
-            raise SensorError(
-                exc.problem, path=path, expected=exc.expected, got=exc.got, fix=exc.fix
-            ) from exc
-        except TypeError as exc:
-            raise SensorError(
-                f"Sensor {name!r} is incomplete.",
-                path=path,
-                got=str(exc),
-                fix="give title, bands, rgb, ratio, bit_depth, mtf_ms and mtf_pan.",
-            ) from exc
+    specs = [_spec_from(str(name), body, path) for name, body in raw.items()]
+    for spec in specs:
         register_sensor(spec, replace=True)
-        specs.append(spec)
     return specs
+
+
+def _spec_from(name: str, body: object, path: Path) -> SensorSpec:
+    """One sensor of a sensor file; errors name the file."""
+    allowed = {f.name for f in fields(SensorSpec)}
+    if not isinstance(body, Mapping):
+        raise SensorError(f"Sensor {name!r} must be a mapping.", path=path, got=body)
+    unknown = set(body) - allowed
+    if unknown:
+        raise SensorError(
+            f"Sensor {name!r} has unknown fields.",
+            path=path,
+            expected="fields among " + ", ".join(sorted(allowed - {"name"})),
+            got=", ".join(sorted(unknown)),
+            fix="remove or rename them.",
+        )
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in body.items()}
+    kwargs.setdefault("title", name)
+    try:
+        return SensorSpec(name=name.lower(), **kwargs)
+    except SensorError as exc:
+        raise SensorError(
+            exc.problem, path=path, expected=exc.expected, got=exc.got, fix=exc.fix
+        ) from exc
+    except TypeError as exc:
+        raise SensorError(
+            f"Sensor {name!r} is incomplete.",
+            path=path,
+            got=str(exc),
+            fix="give title, bands, rgb, ratio, bit_depth, mtf_ms and mtf_pan.",
+        ) from exc
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..sensors import SensorSpec, get_sensor
@@ -103,26 +104,8 @@ def open_scene(
     files = [Path(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
     got = read_inputs(files, spec, patch=patch, rows=rows)
     pan, ms, alignment = validate(got.pan, decimate(got.ms, ms_decimate), spec, tolerance)
-    gt = got.gt
-    if gt is not None and tuple(gt.shape) != (spec.n_bands, *pan.shape_yx):
-        raise InputError(
-            "The reference (gt) does not match the PAN grid.",
-            path=list(files),
-            expected=(spec.n_bands, *pan.shape_yx),
-            got=tuple(gt.shape),
-            fix="use a container whose gt is at PAN resolution.",
-        )
-    if gt is not None:
-        check_dtype(gt.dtype, files)
-    if dn_max is not None and not dn_max > 0:
-        raise InputError("dn_max must be > 0.", got=dn_max, fix="pass e.g. --dn-max 2047.")
-    scale, source = (
-        (dn_max, "option")
-        if dn_max is not None
-        else (got.dn_max, "container")
-        if got.dn_max is not None
-        else (spec.dn_max, "sensor")
-    )
+    _check_gt(got.gt, spec, pan.shape_yx, files)
+    scale, source = _scale(dn_max, got.dn_max, spec)
     return Scene(
         pan=pan.data[0],
         ms=ms.data,
@@ -134,9 +117,34 @@ def open_scene(
         dn_max=float(scale),
         dn_max_from=source,
         alignment=alignment,
-        gt=gt,
+        gt=got.gt,
         sources=tuple(f.resolve() for f in files),
     )
+
+
+def _check_gt(gt: Any, spec: SensorSpec, pan_yx: tuple[int, int], files: Sequence[Path]) -> None:
+    if gt is None:
+        return
+    if tuple(gt.shape) != (spec.n_bands, *pan_yx):
+        raise InputError(
+            "The reference (gt) does not match the PAN grid.",
+            path=list(files),
+            expected=(spec.n_bands, *pan_yx),
+            got=tuple(gt.shape),
+            fix="use a container whose gt is at PAN resolution.",
+        )
+    check_dtype(gt.dtype, files)
+
+
+def _scale(given: float | None, stated: float | None, spec: SensorSpec) -> tuple[float, str]:
+    """``(dn_max, where it came from)``: the option, else the file's own, else the sensor's."""
+    if given is not None:
+        if not given > 0:
+            raise InputError("dn_max must be > 0.", got=given, fix="pass e.g. --dn-max 2047.")
+        return float(given), "option"
+    if stated is not None:
+        return float(stated), "container"
+    return float(spec.dn_max), "sensor"
 
 
 __all__ = [

@@ -192,28 +192,11 @@ def assess(
 ) -> dict[str, Any]:
     """Decide the scene's ``dn_max`` from its statistics, or refuse.
 
-    Parameters
-    ----------
-    pan, ms
-        Statistics of the PAN and the MS (every pixel, streamed).
-    dn_max
-        The scale so far; ``dn_max_from`` says where it came from (``sensor``, ``container``,
-        ``option``): only the sensor's default is corrected.
-    dtypes
-        PAN and MS source dtypes.
-    paths
-        The input files (named in errors; the PAN first).
-
-    Returns
-    -------
-    dict
-        ``dn_max`` (final), ``dn_max_from``, ``actions`` (what was normalised, for the report),
-        ``pan``/``ms`` statistics.
-
-    Raises
-    ------
-    InputError
-        With the fix, when the radiometry is inconsistent.
+    ``pan``/``ms``: statistics of every pixel; ``dn_max`` the scale so far and ``dn_max_from``
+    where it came from (``sensor``, ``container``, ``option``: only the sensor's default is
+    corrected); ``dtypes`` the PAN and MS source dtypes; ``paths`` the inputs (PAN first).
+    Returns ``dn_max`` (final), ``dn_max_from``, ``actions`` (what was normalised, for the
+    report) and the ``pan``/``ms`` statistics; raises :class:`InputError` with the fix.
     """
     for name, lv in (("PAN", pan), ("MS", ms)):
         if lv.n == 0:

@@ -140,25 +140,7 @@ def create_store(
     try:
         group = zarr.open_group(tmp, mode="w-", zarr_format=3)
         group.attrs[ATTRS_KEY] = replace(meta, complete=False).to_attrs()
-        t, tm, b = meta.tile, grid.ms_tile, meta.n_bands
-        arrays: list[tuple[str, Any, tuple[int, ...], int]] = [
-            ("pan", pan, (t, t), t),
-            ("ms", ms, (b, tm, tm), tm),
-        ]
-        if gt is not None:
-            arrays.append(("gt", gt, (b, t, t), t))
-        levels = {n: Levels(dn_max=meta.dn_max, nodata=meta.nodata) for n in ("pan", "ms")}
-        for name, src, chunks, step in arrays:
-            dtype = np.dtype(src.dtype)
-            dst = group.create_array(
-                name,
-                shape=tuple(int(s) for s in src.shape),
-                dtype=dtype,
-                chunks=chunks,
-                fill_value=fill_value(dtype, meta.nodata),
-                dimension_names=("y", "x") if name == "pan" else ("band", "y", "x"),
-            )
-            _stream_copy(dst, src, step, levels.get(name))
+        levels = _write_arrays(group, meta, grid, pan, ms, gt)
         if check is not None:
             meta = check(meta, levels)
         group.attrs[ATTRS_KEY] = replace(meta, complete=True).to_attrs()
@@ -170,6 +152,32 @@ def create_store(
     from ..store import SceneStore
 
     return SceneStore.open(path)
+
+
+def _write_arrays(
+    group: Any, meta: SceneMeta, grid: TileGrid, pan: Any, ms: Any, gt: Any
+) -> dict[str, Levels]:
+    """Create and stream ``pan``, ``ms`` (and ``gt``); the radiometry statistics of the first two."""
+    t, tm, b = meta.tile, grid.ms_tile, meta.n_bands
+    arrays: list[tuple[str, Any, tuple[int, ...], int]] = [
+        ("pan", pan, (t, t), t),
+        ("ms", ms, (b, tm, tm), tm),
+    ]
+    if gt is not None:
+        arrays.append(("gt", gt, (b, t, t), t))
+    levels = {n: Levels(dn_max=meta.dn_max, nodata=meta.nodata) for n in ("pan", "ms")}
+    for name, src, chunks, step in arrays:
+        dtype = np.dtype(src.dtype)
+        dst = group.create_array(
+            name,
+            shape=tuple(int(s) for s in src.shape),
+            dtype=dtype,
+            chunks=chunks,
+            fill_value=fill_value(dtype, meta.nodata),
+            dimension_names=("y", "x") if name == "pan" else ("band", "y", "x"),
+        )
+        _stream_copy(dst, src, step, levels.get(name))
+    return levels
 
 
 def _check_shapes(meta: SceneMeta, pan: Any, ms: Any, gt: Any, path: Path) -> None:
