@@ -299,6 +299,8 @@ def test_8bit_data_declared_as_an_11bit_sensor_is_detected(
     assert rc == 2 and "--dn-max 255" in err  # uint16 holding 8-bit values: refused
     rc, store = _ingest(tmp_path, pan8.astype(np.uint16), ms8.astype(np.uint16), "--dn-max", "255")
     assert rc == 0 and SceneStore.open(store).meta.dn_max == 255  # the fix works as written
+    rc, _ = _ingest(tmp_path, syn.pan, (syn.ms // 8).astype(np.uint8))  # only the MS 8-bit
+    assert rc == 2 and "different radiometric levels" in capsys.readouterr().err
 
 
 def test_ms_saturated_far_above_dn_max_is_refused_with_a_working_fix(
