@@ -130,6 +130,9 @@ def measure(work: Path) -> dict[str, Any]:
             vals = img[:, near]
             row["valid_near_hole_moved_px"] = int(moved.sum())
             row["valid_near_hole_range"] = [float(np.nanmin(vals)), float(np.nanmax(vals))]
+            ref = clean[:, near]
+            row["clean_near_hole_range"] = [float(ref.min()), float(ref.max())]
+            row["valid_near_hole_max_abs_change"] = float(np.nanmax(np.abs(vals - ref)))
         results[name] = row
         print(name, row, flush=True)
     return results

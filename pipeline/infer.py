@@ -23,7 +23,8 @@ Semantics
   no-data value there. The output's no-data footprint is exactly the input's.
 * **Clip**: valid outputs are clipped to ``[0, 1]`` (``[0, dn_max]`` DN) unless ``clip=False``
   (``run --no-clip``): networks and high-pass injection overshoot, and a negative radiance is not
-  a measurement.
+  a measurement. A valid output that would round to the no-data DN (``nodata = 0`` and a clipped
+  dark pixel) is moved one DN away, so it never reads as no-data in the product.
 """
 
 from __future__ import annotations
@@ -178,6 +179,20 @@ def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepa
     )
 
 
+def _avoid_nodata(y: NDArray[np.float32], rad: Radiometry) -> None:
+    """Move valid outputs that would round to the no-data DN one DN away, in place.
+
+    With ``nodata = 0`` (common) and clipping, a dark valid pixel would otherwise become
+    indistinguishable from no-data in the product.
+    """
+    nd = rad.nodata
+    if nd is None or not 0.0 <= nd <= rad.dn_max:
+        return
+    hit = np.abs(y * np.float32(rad.dn_max) - np.float32(nd)) < 0.5
+    if hit.any():
+        y[hit] = np.float32((nd + (1.0 if nd < rad.dn_max else -1.0)) / rad.dn_max)
+
+
 def finish(
     out: NDArray[Any],
     bad: NDArray[np.bool_] | None,
@@ -200,6 +215,7 @@ def finish(
     y = np.array(out, dtype=np.float32, copy=True)
     if rad.clip:
         np.clip(y, 0.0, 1.0, out=y)
+    _avoid_nodata(y, rad)
     if bad is not None:
         y[:, bad] = np.nan
     if crop is not None:

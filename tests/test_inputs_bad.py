@@ -272,6 +272,9 @@ def test_outputs_are_clipped_to_the_valid_range_unless_clip_is_off(weights: Path
     assert clipped.min() == 0 and clipped.max() <= QB.dn_max
     inside = (raw >= 0) & (raw <= QB.dn_max)
     np.testing.assert_array_equal(clipped[inside], raw[inside])
+    # with nodata 0, a clipped valid pixel must not read as no-data
+    dark = fuse(syn.pan, syn.ms, QB, backbone, nodata=0.0, **kw).image
+    assert dark.min() >= 0.5 and (dark == 1.0).sum() >= (raw < 0.5).sum()
 
 
 # ----------------------------------------------------------------------------- item 7
