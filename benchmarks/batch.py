@@ -14,8 +14,12 @@ Measures, in one run, on whatever machine it runs on (say whether it was shared)
    the driver's resident memory after N and 4N scenes (flat = no per-scene growth).
 3. **Dry run** of a 10,000-row manifest: with no database (all new), and again after the
    database records all 10,000 as done (the rerun plan), in process and through the CLI.
+4. ``--parts archive`` (not in the default set: 10+ minutes): the real archive, every scene of
+   ``PANTAILOR_DATA`` the product reads (``benchmarks/manifests/real_data.csv``, 40 scenes),
+   through one ``pantailor batch``: states, scenes per hour, HQNR per scene, then the rerun.
 
-Usage: ``python benchmarks/batch.py`` (a few minutes on 2 cores) or ``--quick``.
+Usage: ``python benchmarks/batch.py`` (parts 1-3, a few minutes on 2 cores), ``--quick``, or
+``--parts archive`` (results merged into the existing JSON / Markdown).
 """
 
 from __future__ import annotations
@@ -191,6 +195,52 @@ def dry_run(work: Path, rows: int) -> dict[str, Any]:
     }
 
 
+def archive(work: Path) -> dict[str, Any]:
+    manifest = Path(__file__).resolve().parent / "manifests" / "real_data.csv"
+    out = work / "archive"
+    args = ("batch", str(manifest), "-o", str(out), "--workers", "2", "--device", "cpu")
+    first = _cli(*args)
+    rerun = _cli(*args)
+    rows = BatchState.read(out).rows()
+    done = [r for r in rows.values() if r.state == "done"]
+    return {
+        "scenes": len(rows),
+        "done": len(done),
+        "failed": {k: r.error for k, r in rows.items() if r.state == "failed"},
+        "wall_s": first,
+        "scenes_per_hour": 3600 * len(done) / first,
+        "rerun_wall_s": rerun,
+        "rows": {
+            k: {"state": r.state, "seconds": r.seconds, "tiles": r.tiles,
+                "hqnr_none": r.hqnr_none, "hqnr_product": r.hqnr_product}
+            for k, r in rows.items()
+        },
+    }  # fmt: skip
+
+
+def markdown_archive(a: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## The real archive: every readable scene of PANTAILOR_DATA ({a['scenes']} scenes)",
+        "",
+        "`pantailor batch benchmarks/manifests/real_data.csv -o OUT --workers 2` (FusionNet + "
+        "tailor on the VHR scenes, MTF-GLP on Landsat). "
+        f"**{a['done']} done, {len(a['failed'])} failed in {a['wall_s']:.0f} s = "
+        f"{a['scenes_per_hour']:.0f} scenes/hour**; the rerun (nothing to do) took "
+        f"{a['rerun_wall_s']:.1f} s.",
+        "",
+        "| scene | state | tiles | HQNR none | HQNR product | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, r in a["rows"].items():
+        cells = [r["hqnr_none"], r["hqnr_product"]]
+        h = [f"{c:.4f}" if c is not None else "" for c in cells]
+        lines.append(
+            f"| {k} | {r['state']} | {r['tiles']} | {h[0]} | {h[1]} | {r['seconds']:.1f} |"
+        )
+    lines += [f"- failed {k}: {v}" for k, v in a["failed"].items()]
+    return [*lines, ""]
+
+
 def markdown(r: dict[str, Any]) -> str:
     env, t, o, d = r["environment"], r["throughput"], r["overhead"], r["dry_run"]
     first, last = o["runs"][0], o["runs"][-1]
@@ -248,6 +298,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{d['rerun_actions']} |",
         "",
     ]
+    if "archive" in r:
+        lines += markdown_archive(r["archive"])
     return "\n".join(lines)
 
 
@@ -257,24 +309,33 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="tailor fit steps (default 60)")
     ap.add_argument("--tiny", type=int, default=200, help="tiny scenes for the overhead part")
     ap.add_argument("--rows", type=int, default=10_000, help="manifest rows for the dry run")
+    ap.add_argument(
+        "--parts",
+        default="throughput,overhead,dry_run",
+        help="comma list of throughput, overhead, dry_run, archive (merged into the last results)",
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     tiny = 40 if args.quick else args.tiny
+    name = "batch_quick" if args.quick else "batch"
+    previous = RESULTS / f"{name}.json"
+    result: dict[str, Any] = json.loads(previous.read_text()) if previous.is_file() else {}
     work = Path(tempfile.mkdtemp(prefix="pantailor-batch-bench-"))
-    load = os.getloadavg()
+    result.update(quick=args.quick, steps=args.steps, load_average=list(os.getloadavg()))
     try:
-        scenes = real_scenes(args.quick)
-        result = {
-            "quick": args.quick,
-            "steps": args.steps,
-            "load_average": list(load),
-            "throughput": throughput(work, scenes, args.steps),
-            "overhead": overhead(work, tiny),
-            "dry_run": dry_run(work, args.rows),
-            "environment": environment(),
-        }
+        if "throughput" in parts:
+            result["throughput"] = throughput(work, real_scenes(args.quick), args.steps)
+        if "overhead" in parts:
+            result["overhead"] = overhead(work, tiny)
+        if "dry_run" in parts:
+            if not (work / "tiny_pan.tif").exists():
+                tiny_scenes(work, 1, 0)
+            result["dry_run"] = dry_run(work, args.rows)
+        if "archive" in parts:
+            result["archive"] = archive(work)
+        result["environment"] = environment()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    name = "batch_quick" if args.quick else "batch"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown(result))
