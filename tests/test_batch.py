@@ -99,7 +99,18 @@ def test_failures_are_isolated_reruns_skip_and_fixed_rows_run_alone(
     m = manifest(tmp_path, good + broken, ",method")
     out = tmp_path / "out"
     engine = Engine(client, device="cpu")
-    res = run_batch(batch_cfg(m, out, weights, adapt="none"), engine=engine)
+    running: set[str] = set()
+    in_flight: list[int] = []
+
+    def on_event(kind: str, scene: str, info: dict[str, Any]) -> None:
+        if kind == "start":
+            running.add(scene)
+            in_flight.append(len(running))
+        elif kind in ("done", "failed"):
+            running.discard(scene)
+
+    res = run_batch(batch_cfg(m, out, weights, adapt="none"), engine=engine, on_event=on_event)
+    assert max(in_flight) == 2  # two scenes at once on the one engine, never more
     assert sorted(res.done) == ["g0", "g1", "g2", "g3"] and res.exit_status == 1
     assert set(res.failed) == {"gone", "badmethod"}
     assert "Input file not found" in res.failed["gone"] and "sc9/pan.tif" in res.failed["gone"]

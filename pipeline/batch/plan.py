@@ -23,12 +23,14 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PantailorError
-from ..runner import RunConfig
 from .sources import INGEST_OPTIONS, ManifestError, SceneSpec, glob_scenes, read_manifest
 from .state import SceneRow
+
+if TYPE_CHECKING:
+    from ..runner import RunConfig
 
 RUN_ACTIONS = ("new", "changed", "resume", "missing", "retry")
 SKIP_ACTIONS = ("done", "failed", "excluded")
@@ -173,8 +175,18 @@ def output_of(spec: SceneSpec, out_dir: Path) -> Path:
     return out_dir / spec.id / f"{spec.id}.tif"
 
 
+def _run_config_class() -> type[RunConfig]:
+    """``RunConfig`` without importing the runner (and torch) where the layout allows it."""
+    try:
+        from ..config import RunConfig as cls  # type: ignore[attr-defined]
+    except ImportError:
+        from ..runner import RunConfig as cls
+    return cls  # type: ignore[no-any-return]
+
+
 def run_config(spec: SceneSpec, cfg: BatchConfig, output: Path) -> RunConfig:
     """The scene's :class:`RunConfig`: batch-wide settings overridden by the row's."""
+    RunConfig = _run_config_class()
     opts = spec.options
     ingest = {**cfg.ingest, **{k: opts[k] for k in INGEST_OPTIONS if k in opts}}
     return RunConfig(

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PantailorError
-from ..runner import run_scene
 from .plan import (
     RUN_ACTIONS,
     BatchConfig,
@@ -131,6 +130,8 @@ def run_one(
 
     def tiles(stage: str, done: int, total: int) -> None:
         _emit(on_event, "tiles", scene, stage=stage, done=done, total=total)
+
+    from ..runner import run_scene
 
     try:
         summary = run_scene(cfg, engine=engine, progress=tiles)
