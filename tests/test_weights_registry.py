@@ -204,3 +204,49 @@ def test_cli_fetch_into_the_cache(
     assert main(["weights", "fetch", entry.name]) == 0
     assert registry.file_sha256(tmp_path / "cache" / entry.file) == entry.sha256
     assert main(["weights", "verify", entry.name]) == 0
+
+
+def _write_pair(tmp: Path) -> tuple[Path, Path]:
+    """A small synthetic WorldView-2 pair as georeferenced GeoTIFFs (a user's own files)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from pipeline.synthetic import make_scene
+
+    syn = make_scene((128, 128), "wv2", seed=1)
+    paths = []
+    for name, arr, res in (("pan", syn.pan[None], 0.5), ("ms", syn.ms, 2.0)):
+        path = tmp / f"{name}.tif"
+        with rasterio.open(
+            path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
+            count=arr.shape[0], dtype=arr.dtype, crs="EPSG:32631",
+            transform=from_origin(590000.0, 5750000.0, res, res),
+        ) as f:  # fmt: skip
+            f.write(arr)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+@pytest.mark.slow
+def test_a_user_without_the_data_runs_with_dlpan_wv3(
+    user: Path,
+    serve: list[Server],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`pantailor run PAN.tif MS.tif --sensor wv2 --weights dlpan:wv3`: fetched, verified, used
+    by the client's check and by the worker processes (which find it in the same cache)."""
+    entry = registry.ENTRIES[NAME]
+    server = Server({"/f.pth": user / entry.data_path})
+    serve.append(server)
+    _point(monkeypatch, NAME, server.base + "/f.pth")
+    pan, ms = _write_pair(tmp_path)
+    out = tmp_path / "x.tif"
+    argv = ["run", str(pan), str(ms), "--sensor", "wv2", "--weights", "dlpan:wv3"]
+    argv += ["--adapt", "none", "--workers", "1", "--tile", "64", "-o", str(out), "--json"]
+    assert main(argv) == 0
+    assert server.hits == ["/f.pth"]  # downloaded once, then the cache served the workers
+    assert registry.file_sha256(tmp_path / "cache" / entry.file) == entry.sha256
+    assert json.loads(capsys.readouterr().out)["outputs"]["cog"] == str(out)
+    assert out.is_file()
