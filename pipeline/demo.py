@@ -60,6 +60,38 @@ def demo_config(
     )
 
 
+def run_demo(
+    out_dir: str | Path,
+    *,
+    cluster: Any = None,
+    overwrite: bool = False,
+    weights: str | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run the real demo and draw its side-by-side crop; the run's summary (``outputs.crop``)."""
+    from .runner import run_scene
+
+    cfg = demo_config(out_dir, overwrite=overwrite, weights=weights)
+    summary = run_scene(cfg, cluster=cluster, progress=progress)
+    crop = side_by_side(cfg, summary, Path(cfg.output).with_suffix(".crop.png"))
+    summary.setdefault("outputs", {})["crop"] = str(crop)
+    return summary
+
+
+def synthetic_config(cfg: RunConfig, weights: str | None = None) -> RunConfig:
+    """The synthetic large-scene demo's run with the shipped 8-band weights named explicitly.
+
+    ``load(weights=None)`` warns that those weights are worse than interpolation on *real*
+    WorldView-3; the synthetic scene is not real WorldView-3 data, so the demo names the file
+    (the same weights) instead of repeating that warning on every worker.
+    """
+    from dataclasses import replace
+
+    from .backbones import default_weights
+
+    return replace(cfg, weights=weights or str(default_weights(cfg.method, 8)))
+
+
 def _read(path: str | Path) -> NDArray[Any]:
     import rasterio
 
@@ -211,6 +243,8 @@ __all__ = [
     "SENSOR",
     "build_demo_data",
     "demo_config",
+    "run_demo",
     "side_by_side",
+    "synthetic_config",
     "unadapted",
 ]

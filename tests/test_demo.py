@@ -65,3 +65,15 @@ def test_demo_writes_a_georeferenced_cog_and_the_side_by_side(
     assert not np.array_equal(panels[2], panels[3])  # product differs from the unadapted net
     assert not np.array_equal(panels[0], panels[2])  # and from the upsampled MS
     assert (out / "demo.quicklook.png").is_file()  # the overview stays
+
+
+@pytest.mark.slow
+def test_synthetic_demo_keeps_the_large_scene_path_without_the_real_data_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "syn"
+    with caplog.at_level(logging.WARNING):
+        assert main(["demo", "--synthetic", "--size", "256", "-o", str(out), "--workers", "1"]) == 0
+    assert not [r for r in caplog.records if "worse than" in r.getMessage()]
+    with rasterio.open(out / "demo.tif") as cog:
+        assert (cog.count, cog.shape) == (8, (256, 256))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ._base import Subparsers, print_summary, progress_printer
 
@@ -38,25 +37,24 @@ def add(
 def cmd(args: argparse.Namespace) -> int:
     from workers.cluster import load_cluster_config
 
+    from .. import demo
     from ..runner import demo_config, run_scene
 
     cluster = load_cluster_config(
         None, n_workers=args.workers, threads_per_worker=args.threads_per_worker
     )
     if not args.synthetic:
-        from .. import demo
-
-        cfg = demo.demo_config(args.output_dir, overwrite=args.overwrite, weights=args.weights)
-        summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
-        crop = demo.side_by_side(cfg, summary, Path(cfg.output).with_suffix(".crop.png"))
-        summary.setdefault("outputs", {})["crop"] = str(crop)
+        summary = demo.run_demo(
+            args.output_dir,
+            cluster=cluster,
+            overwrite=args.overwrite,
+            weights=args.weights,
+            progress=progress_printer(),
+        )
         print_summary(summary, args.json)
         return 0
     cfg = demo_config(args.output_dir, size=args.size, overwrite=args.overwrite)
-    if args.weights:
-        from dataclasses import replace
-
-        cfg = replace(cfg, weights=args.weights)
+    cfg = demo.synthetic_config(cfg, args.weights)
     summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
     print_summary(summary, args.json)
     return 0
