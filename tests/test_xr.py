@@ -103,8 +103,9 @@ def test_to_raster_and_to_zarr_work(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "x.tif") as f, rasterio.open(demo.PAN_FILE) as p:
         assert f.crs == p.crs and f.transform == p.transform and f.count == 4
         written = f.read()
-    out.to_zarr(tmp_path / "x.zarr")
-    back = xr.open_dataset(tmp_path / "x.zarr", engine="zarr")["pansharpened"]
+    out.to_zarr(tmp_path / "x.zarr", consolidated=False)
+    back = xr.open_dataset(tmp_path / "x.zarr", engine="zarr", consolidated=False)
+    back = back["pansharpened"]
     np.testing.assert_array_equal(back.values, written)
     assert back.attrs["pantailor_method"] == "fusionnet"
 
