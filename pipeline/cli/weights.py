@@ -48,9 +48,8 @@ def cmd(args: argparse.Namespace) -> int:
     from ..weights import registry
 
     if args.verb == "list":
-        rows = [
-            {k: v for k, v in e.as_dict().items() if k in LIST_FIELDS} for e in registry.entries()
-        ]
+        first = {k: "" for k in LIST_FIELDS}  # the documented fields first, then the rest
+        rows = [{**first, **e.as_dict()} for e in registry.entries()]
         if args.json:
             print(json.dumps(rows))
         else:
