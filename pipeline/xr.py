@@ -14,10 +14,8 @@ task per output tile of the :class:`~pipeline.grid.TileGrid`, each reading its P
 plus the halo the adapted model's receptive field and the LMS upsampler need (clipped at the
 scene edges, where the network pads as on the whole image), so every tile equals the whole-image
 result. The graph runs on whatever Dask scheduler is active (a ``distributed.Client`` if one
-exists). The per-tile steps are those of the engine's tile task
-(``workers.kernel.forward_window``): normalise ``DN / dn_max`` -> invalid mask (nodata or NaN)
--> fill with 0 -> LMS upsampling and forward (channels_last on CPU) -> crop -> invalid pixels
-NaN; ``pipeline/infer.py`` (being written) will hold them once for both.
+exists). Each tile runs :func:`pipeline.infer.infer_window`, the one inference function the engine's tile
+task runs too (normalise, invalid mask, fill, forward, crop, mark invalid, clip).
 """
 
 from __future__ import annotations
@@ -31,10 +29,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .backbones import Backbone, load, support_ms, upsample
+from .backbones import Backbone, load, support_ms
 from .errors import GridMismatchError, InputError
 from .fit import FitConfig, FitResult, adapt
 from .grid import TileGrid, TileKey, Window, halo_ms_for
+from .infer import Radiometry, infer_window, model_run, to_dn_float
 from .losses import LossWeights
 from .sampling import SampleConfig, sample_patches
 from .sensors import SensorSpec, get_sensor
@@ -211,39 +210,20 @@ def forward_tile(
     dn_max: float,
     ratio: int,
     nodata: float | None,
+    clip: bool = True,
 ) -> NDArray[np.float32]:
     """One output tile in DN: ms ``(B, h', w')`` and pan ``(r h', r w')`` windows with halo in,
-    ``(B, H, W)`` float32 cropped to ``crop`` out (invalid pixels NaN)."""
-    ms_dn, pan_dn = np.asarray(ms_dn), np.asarray(pan_dn)
-    bad = ~np.isfinite(pan_dn) | np.repeat(
-        np.repeat((~np.isfinite(ms_dn)).any(axis=0), ratio, 0), ratio, 1
-    )
-    if nodata is not None:
-        ms_bad = (ms_dn == nodata).any(axis=0)
-        bad |= (pan_dn == nodata) | np.repeat(np.repeat(ms_bad, ratio, 0), ratio, 1)
-    scale = np.float32(1.0 / dn_max)
-    ms_f = np.nan_to_num(np.asarray(ms_dn, dtype=np.float32)) * scale
-    pan_f = np.nan_to_num(np.asarray(pan_dn, dtype=np.float32)) * scale
-    if bad.any():
-        pan_f[bad] = 0.0
-        ms_f[:, bad[ratio // 2 :: ratio, ratio // 2 :: ratio]] = 0.0
-    fmt = torch.channels_last
-    with torch.inference_mode():
-        ms_t = torch.from_numpy(np.ascontiguousarray(ms_f))[None]
-        pan_t = torch.from_numpy(np.ascontiguousarray(pan_f))[None, None]
-        lms = upsample(ms_t, ratio, model.upsampler)
-        out = model(
-            ms_t.contiguous(memory_format=fmt),
-            lms.contiguous(memory_format=fmt),
-            pan_t.contiguous(memory_format=fmt),
-        )
-    full = out[0].float().numpy()
-    full[:, bad] = np.nan
-    tile = full[(slice(None), *crop.slices)] * np.float32(dn_max)
-    return np.ascontiguousarray(tile, dtype=np.float32)
+    ``(B, H, W)`` float32 cropped to ``crop`` out (invalid pixels NaN).
+
+    :func:`pipeline.infer.infer_window` on CPU (channels_last), as the engine's tile task runs it.
+    """
+    run = model_run(model, model.upsampler, ratio, memory_format=torch.channels_last)
+    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip)
+    out = infer_window(run, np.asarray(ms_dn), np.asarray(pan_dn), rad, crop=crop)
+    return to_dn_float(out, rad, None)
 
 
-def apply(fitted: Fitted, pan: Any, ms: Any, *, tile: int = DEFAULT_TILE) -> Any:
+def apply(fitted: Fitted, pan: Any, ms: Any, *, tile: int = DEFAULT_TILE, clip: bool = True) -> Any:
     """The lazy product of ``fitted`` on the scene: ``(band, y, x)`` float32 DN on the PAN grid.
 
     Nothing is computed here. The Dask array has one chunk per output tile of ``tile`` PAN pixels;
@@ -271,6 +251,7 @@ def apply(fitted: Fitted, pan: Any, ms: Any, *, tile: int = DEFAULT_TILE) -> Any
                 dn_max=fitted.dn_max,
                 ratio=spec.ratio,
                 nodata=fitted.nodata,
+                clip=clip,
             )
             shape = (spec.n_bands, *read.out.shape_yx)
             row.append(da.from_delayed(task, shape=shape, dtype=np.float32))
@@ -321,6 +302,7 @@ def pansharpen(
     seed: int = 0,
     dn_max: float | None = None,
     nodata: float | None = None,
+    clip: bool = True,
 ) -> Any:
     """Pansharpen rioxarray DataArrays lazily; the tailor is fitted now, the product on demand.
 
@@ -345,6 +327,8 @@ def pansharpen(
         Seed of the patch sampling.
     dn_max, nodata
         Overrides of the sensor's normalisation and of the files' nodata.
+    clip
+        Clip valid outputs to ``[0, dn_max]`` (as ``pantailor run`` does by default).
 
     Returns
     -------
@@ -365,7 +349,7 @@ def pansharpen(
         dn_max=dn_max,
         nodata=nodata,
     )
-    return apply(fitted, pan, ms, tile=tile)
+    return apply(fitted, pan, ms, tile=tile, clip=clip)
 
 
 __all__ = ["DEFAULT_TILE", "Fitted", "apply", "fit_scene", "forward_tile", "pansharpen"]

@@ -116,7 +116,7 @@ def test_uses_the_active_distributed_client() -> None:
     pan, ms = _open()
     out = pxr.pansharpen(pan, ms, sensor=SENSOR, adapt="none", tile=128)
     with (
-        distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc,
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as lc,
         distributed.Client(lc) as client,
         distributed.get_task_stream(client) as ts,
     ):
@@ -136,3 +136,15 @@ def test_bad_inputs_name_what_is_wrong() -> None:
         pxr.pansharpen(pan.isel(x=slice(0, 500)), ms, sensor=SENSOR)
     with pytest.raises(GridMismatchError, match="ratio"):
         pxr.pansharpen(pan, ms, sensor="qb")
+
+
+def test_nodata_footprint_is_nan_and_tiles_still_equal_the_whole_image() -> None:
+    pan, ms = _open()
+    hole = np.zeros(pan.shape, dtype=bool)
+    hole[0, 100:140, 120:200] = True  # crosses tile borders at 128
+    pan = pan.copy(data=da.where(da.from_array(hole), 0, pan.data)).rio.write_nodata(0)
+    fitted = pxr.fit_scene(pan, ms, sensor=SENSOR, adapt_mode="none")
+    whole = pxr.apply(fitted, pan, ms, tile=512).values
+    tiled = pxr.apply(fitted, pan, ms, tile=64).values
+    assert np.isnan(tiled[:, hole[0]]).all() and np.isfinite(tiled[:, ~hole[0]]).all()
+    np.testing.assert_allclose(tiled, whole, atol=0.05, rtol=0)
