@@ -315,3 +315,22 @@ def test_dry_run_check_inputs_counts_tiles_and_names_unreadable_scenes(tmp_path:
     assert res.plan["tiles"] == 12 and list(res.plan["input_errors"]) == ["bad"]
     assert "bad/pan.tif" in res.plan["input_errors"]["bad"]
     assert not (tmp_path / "out").exists()
+
+
+def test_stac_item_without_an_asset_is_recorded_failed_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pystac
+
+    cat = pystac.Catalog("archive", "one broken item")
+    l7 = {k: v for k, v in L8.items() if k != "B7"}
+    cat.add_item(landsat_item("LE07_x", "landsat-7", l7, "2001-07-30T10:00:00+00:00"))
+    cat.normalize_hrefs(str(tmp_path / "stac"))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    out = tmp_path / "out"
+    argv = ["batch", str(tmp_path / "stac" / "catalog.json"), "-o", str(out)]
+    assert main(argv) == 1  # nothing runnable: no cluster is started
+    printed = capsys.readouterr().out
+    assert "failed: LE07_x: STAC item 'LE07_x' lacks an MS asset for band 'swir2'" in printed
+    assert main(argv) == 1 and "0 done, 1 failed; ran 0 scenes" in capsys.readouterr().out
+    assert "LE07_x" in (out / "summary.md").read_text()
