@@ -117,7 +117,8 @@ def progress_display() -> tuple[Callable[[str, str, dict[str, Any]], None], Call
 
                 bar = tqdm(total=count["total"], unit="scene", file=sys.stderr)
         elif kind == "engine" and info.get("dashboard"):
-            print(f"Dask dashboard: {info['dashboard']}", file=sys.stderr, flush=True)
+            line = f"Dask dashboard: {info['dashboard']}"
+            bar.write(line, file=sys.stderr) if bar is not None else print(line, file=sys.stderr)
         elif kind == "tiles" and bar is not None and info.get("stage") == "infer":
             tiles[scene] = (info["done"], info["total"])
             bar.set_postfix_str(" ".join(f"{k}:{d}/{t}" for k, (d, t) in tiles.items()))
@@ -125,6 +126,7 @@ def progress_display() -> tuple[Callable[[str, str, dict[str, Any]], None], Call
             count["n"] += 1
             tiles.pop(scene, None)
             if bar is not None:
+                bar.set_postfix_str(" ".join(f"{k}:{d}/{t}" for k, (d, t) in tiles.items()))
                 bar.update(1)
                 if kind == "failed":
                     bar.write(f"{scene}: failed: {info.get('error')}", file=sys.stderr)
