@@ -21,7 +21,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.batch import BatchConfig, batch_status, run_batch
+from pipeline.batch import BatchConfig, BatchState, batch_status, run_batch
 from pipeline.batch.state import DB_NAME
 from pipeline.cli import main
 from pipeline.distribute import Engine
@@ -225,6 +225,19 @@ def _db_states(out: Path) -> dict[str, str]:
         con.close()
 
 
+def _journalled(out: Path, finished: set[str]) -> dict[str, int]:
+    """Tiles recorded in the journals of unfinished scenes (the runner's resume record)."""
+    counts = {}
+    for j in out.rglob("journal.json"):
+        scene = j.relative_to(out).parts[0]
+        if scene not in finished:
+            try:
+                counts[scene] = len(json.loads(j.read_text()).get("tiles", {}))
+            except (OSError, ValueError):  # being replaced right now
+                continue
+    return counts
+
+
 def test_killed_driver_resumes_to_identical_products_without_redoing_finished_scenes(
     client: Any, weights: Path, tmp_path: Path
 ) -> None:
@@ -254,8 +267,9 @@ def test_killed_driver_resumes_to_identical_products_without_redoing_finished_sc
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             states = _db_states(out)
-            if list(states.values()).count("done") >= 1:
-                break
+            done = {i for i, st in states.items() if st == "done"}
+            if done and max(_journalled(out, done).values(), default=0) >= 3:
+                break  # one scene finished, the next one part-way through its tiles
             time.sleep(0.05)
         while_running = batch_status(out)  # status reads while the driver holds the DB
         proc.send_signal(signal.SIGKILL)
@@ -266,9 +280,14 @@ def test_killed_driver_resumes_to_identical_products_without_redoing_finished_sc
     assert 1 <= len(finished) < 4, (at_kill, proc.stderr.read() if proc.stderr else b"")
     assert while_running["totals"]["done"] >= 1 and while_running["running_driver"]
     stamps = {i: (out / i / f"{i}.tif").stat().st_mtime_ns for i in finished}
+    journalled = _journalled(out, set(finished))
+    assert max(journalled.values()) >= 3, journalled
     res = run_batch(batch_cfg(m, out, weights, scenes_in_flight=1), engine=engine)
     assert res.exit_status == 0 and sorted(res.done) == ids
     assert not set(res.ran) & set(finished)  # no finished scene recomputed
     assert set(res.plan["actions"]) <= {"done", "resume", "new"}
     assert {i: (out / i / f"{i}.tif").stat().st_mtime_ns for i in finished} == stamps
     assert products(out, ids) == products(tmp_path / "ref", ids)  # byte-identical
+    rows = BatchState.read(out).rows()
+    for scene, n in journalled.items():  # no journalled tile computed again
+        assert rows[scene].tiles_computed == (rows[scene].tiles or 0) - n, (scene, n)
