@@ -71,9 +71,15 @@ def whole_image(store: SceneStore, spec: ModelSpec) -> np.ndarray:
     return out
 
 
-def read_all(store: SceneStore) -> np.ndarray:
+def read_all(store: SceneStore, name: str = OUTPUT) -> np.ndarray:
     h, w = store.meta.pan_shape_yx
-    return store.read_output(OUTPUT, Window(0, h, 0, w))
+    return store.read_output(name, Window(0, h, 0, w))
+
+
+def array_of(summary: dict[str, Any]) -> str:
+    """The run's own output array in the store."""
+    name: str = summary["outputs"]["array"]
+    return name
 
 
 def cfg_for(store: Path, out: Path, w: Path, **kw: Any) -> RunConfig:
@@ -159,7 +165,7 @@ def test_run_killed_midway_resumes_to_identical_bytes(
 ) -> None:
     w = weights["fusionnet"]
     ref_store = small_store(tmp_path / "ref.zarr", (128, 160), 32)
-    run_scene(cfg_for(ref_store.path, tmp_path / "ref.tif", w), engine=engine)
+    ref = run_scene(cfg_for(ref_store.path, tmp_path / "ref.tif", w), engine=engine)
     store = small_store(tmp_path / "s.zarr", (128, 160), 32)
     cfg = cfg_for(store.path, tmp_path / "o.tif", w)
 
@@ -177,7 +183,9 @@ def test_run_killed_midway_resumes_to_identical_bytes(
     assert _fit_calls(client) == fits  # the fit was not redone
     assert summary["infer"]["computed"] == 20 - done_before
     assert summary["infer"]["skipped"] == done_before
-    assert read_all(store).tobytes() == read_all(ref_store).tobytes()
+    assert (
+        read_all(store, array_of(summary)).tobytes() == read_all(ref_store, array_of(ref)).tobytes()
+    )
     assert run_scene(cfg, engine=engine)["already_complete"] is True
 
 
@@ -186,15 +194,17 @@ def test_dry_run_writes_nothing_and_existing_output_is_refused(
 ) -> None:
     store = small_store(tmp_path / "s.zarr", (64, 64), 32)
     out = tmp_path / "o.tif"
-    plan = run_scene(cfg_for(store.path, out, weights["dicnn"], dry_run=True))
+    plan = run_scene(cfg_for(store.path, out, weights["dicnn"], method="dicnn", dry_run=True))
     assert plan["dry_run"] and plan["tiles"] == 4 and "fit" in plan["stages"]
     assert (
         not out.exists()
-        and not RunPaths.of(cfg_for(store.path, out, weights["dicnn"])).work_dir.exists()
+        and not RunPaths.of(
+            cfg_for(store.path, out, weights["dicnn"], method="dicnn")
+        ).work_dir.exists()
     )
     out.write_bytes(b"not ours")
     with pytest.raises(StoreError, match="--overwrite"):
-        run_scene(cfg_for(store.path, out, weights["dicnn"]))
+        run_scene(cfg_for(store.path, out, weights["dicnn"], method="dicnn"))
     assert out.read_bytes() == b"not ours"
 
 
@@ -241,7 +251,7 @@ def test_classical_method_runs_through_the_engine(
     assert coeffs["method"] == method and summary["fit"]["path"].endswith("coefficients.json")
     ms, pan = store.read_ms(Window(0, 16, 0, 24)), store.read_pan(Window(0, 64, 0, 96))
     expected = pansharpen(method, ms, pan, "qb") / np.float32(2047.0)
-    np.testing.assert_allclose(read_all(store), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(read_all(store, array_of(summary)), expected, rtol=1e-5, atol=1e-6)
     again = run_scene(cfg, engine=engine)  # resumes: nothing recomputed
     assert again.get("already_complete")
 

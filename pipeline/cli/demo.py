@@ -29,13 +29,10 @@ def add(
 
 
 def cmd(args: argparse.Namespace) -> int:
-    from workers.cluster import load_cluster_config
-
+    from ..distribute import load_cluster
     from ..runner import demo_config, run_scene
 
-    cluster = load_cluster_config(
-        None, n_workers=args.workers, threads_per_worker=args.threads_per_worker
-    )
+    cluster = load_cluster(None, n_workers=args.workers, threads_per_worker=args.threads_per_worker)
     cfg = demo_config(args.output_dir, size=args.size, overwrite=args.overwrite)
     if args.weights:
         from dataclasses import replace
