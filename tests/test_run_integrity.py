@@ -242,7 +242,7 @@ def test_a_second_concurrent_run_of_one_output_refuses_naming_the_holder(
     def first() -> None:
         try:
             run_scene(cfg, engine=engine, progress=hold)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=first)
@@ -291,6 +291,179 @@ def test_a_lock_held_on_another_host_is_refused_with_the_fix(tmp_path: Path) -> 
     lock = tmp_path / "w" / "run.lock"
     lock.parent.mkdir()
     lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "then"}))
-    with pytest.raises(PantailorError, match="host elsewhere, pid 1, started then.*delete"):
+    with pytest.raises(PantailorError, match=r"host elsewhere, pid 1, started then.*delete"):
         RunLock.acquire(lock)
     assert lock.is_file()
+
+
+# ----------------------------------------------------------------------------- 9-12, 14
+
+
+def test_a_corrupt_journal_is_an_error_naming_the_file(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    out = tmp_path / "o.tif"
+    journal = RunPaths.of(RunConfig(inputs=(str(store.path),), output=str(out))).journal
+    journal.parent.mkdir()
+    journal.write_text('{"version": 1, "stages": {"ingest"')  # truncated
+    argv = ["run", str(store.path), "--method", "brovey", "-o", str(out), "--scheduler",
+            client.scheduler.address]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not a pantailor journal" in err and str(journal) in err and "Traceback" not in err
+
+
+def _immutable(folder: Path) -> bool:
+    """Make ``folder`` unwritable even for root (chattr +i), else by mode; whether it worked."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+    else:
+        subprocess.run(["chattr", "+i", str(folder)], check=False, capture_output=True)
+    probe = folder / "probe"
+    try:
+        probe.write_bytes(b"")
+    except OSError:
+        return True
+    probe.unlink()
+    return False
+
+
+def test_a_read_only_output_folder_is_refused_before_computing(
+    client: Any, engine: Engine, tmp_path: Path
+) -> None:
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    try:
+        if not _immutable(ro):
+            pytest.skip("cannot make a folder read-only here")
+        before = fit_calls(client)
+        cfg = RunConfig(inputs=(str(store.path),), output=str(ro / "o.tif"), method="brovey")
+        with pytest.raises(StoreError, match="not writable"):
+            run_scene(cfg, engine=engine)
+        assert fit_calls(client) == before  # nothing computed
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], check=False, capture_output=True)
+        ro.chmod(0o755)
+
+
+def test_every_option_an_error_message_names_exists() -> None:
+    """``--flag`` in any fix= text of pipeline/ and workers/ is an option of some subcommand."""
+    parser = build_parser()
+    known: set[str] = set()
+    for action in parser._actions:  # the subcommands
+        for sub in getattr(action, "choices", None) or {}:
+            for a in action.choices[sub]._actions:  # type: ignore[index]
+                known.update(a.option_strings)
+    named: dict[str, str] = {}
+    for path in [*REPO.glob("pipeline/**/*.py"), *REPO.glob("workers/*.py")]:
+        text = path.read_text()
+        for fix in re.findall(r"fix=(?:f?\"[^\"]*\"\s*)+", text):
+            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", fix):
+                named[flag] = str(path.relative_to(REPO))
+    missing = {f: p for f, p in named.items() if f not in known}
+    assert named and not missing, missing
+
+
+def test_a_fit_patch_larger_than_the_scene_is_refused_before_submission(
+    client: Any, engine: Engine, dicnn: Path, tmp_path: Path
+) -> None:
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    before = fit_calls(client)
+    cfg = RunConfig(
+        inputs=(str(store.path),), output=str(tmp_path / "o.tif"), method="dicnn",
+        weights=str(dicnn), sample={"patch": 128},
+    )  # fmt: skip
+    with pytest.raises(InputError, match="--fit-patch"):
+        run_scene(cfg, engine=engine)
+    assert fit_calls(client) == before
+
+
+def test_an_input_error_on_a_worker_is_raised_once_not_retried(
+    client: Any, engine: Engine, tmp_path: Path
+) -> None:
+    from pipeline.jobs import ClassicalTileTask
+
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    store.create_output("x")
+    coeffs = tmp_path / "coefficients.json"
+    coeffs.write_text("{}")
+    key = next(iter(store.grid.keys()))
+    task = ClassicalTileTask(
+        store=str(store.path), output="x", key=key, method="brovey",
+        coefficients=str(coeffs), sha256="0" * 64,
+    )  # fmt: skip
+    with pytest.raises(StoreError, match="changed since the fit"):
+        list(engine.infer_tiles([task]))
+    logs = client.get_worker_logs()
+    failed = [m for lines in logs.values() for _, m in lines if "changed since the fit" in m]
+    assert failed == []  # no worker logged a failed attempt (4 identical tracebacks before)
+
+
+def test_dry_run_checks_the_weights(dicnn: Path, tmp_path: Path) -> None:
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    cfg = RunConfig(
+        inputs=(str(store.path),), output=str(tmp_path / "o.tif"), method="fusionnet",
+        weights=str(dicnn), dry_run=True,
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="does not fit fusionnet"):
+        run_scene(cfg)
+    assert not (tmp_path / "o.work").exists()
+
+
+def test_the_weights_are_checked_before_ingest(engine: Engine, tmp_path: Path) -> None:
+    pan, ms = write_pair(tmp_path / "in")
+    cfg = files_cfg([pan, ms], tmp_path / "o.tif", method="pnn", weights=str(tmp_path / "no.pt"))
+    with pytest.raises(CheckpointError):
+        run_scene(cfg, engine=engine)
+    assert not RunPaths.of(cfg).store.exists()
+
+
+def test_a_failed_run_never_blocks_the_corrected_rerun(engine: Engine, tmp_path: Path) -> None:
+    pan, ms = write_pair(tmp_path / "in")
+    out = tmp_path / "o.tif"
+    with pytest.raises(Interrupt):
+        run_scene(files_cfg([pan, ms], out, method="gsa"), engine=engine, progress=stop_after(1))
+    summary = run_scene(files_cfg([pan, ms], out, method="brovey"), engine=engine)
+    assert summary["method"] == "brovey" and summary["infer"]["computed"] == 6 and out.is_file()
+
+
+def test_an_interrupted_exports_temporaries_are_removed_by_the_rerun(
+    engine: Engine, tmp_path: Path
+) -> None:
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    out = tmp_path / "o.tif"
+    left = [tmp_path / ".o.tif.1a2b3c4d.stage.tif", tmp_path / ".o.tif.1a2b3c4d.partial.tif"]
+    for p in left:
+        p.write_bytes(b"half a GeoTIFF")
+    other = tmp_path / ".other.tif.1a2b3c4d.stage.tif"  # another output's: kept
+    other.write_bytes(b"x")
+    cfg = RunConfig(inputs=(str(store.path),), output=str(out), method="brovey", quality_tiles=0)
+    run_scene(cfg, engine=engine)
+    assert out.is_file() and not any(p.exists() for p in left) and other.exists()
+
+
+def test_run_accepts_every_ingest_option(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.store import SceneStore
+
+    pan, ms = write_pair(tmp_path / "in")
+    out = tmp_path / "o.tif"
+    argv = ["run", str(pan), str(ms), "--sensor", "qb", "--method", "brovey", "-o", str(out),
+            "--tile", "32", "--dn-max", "4095", "--nodata", "1", "--ms-decimate", "1",
+            "--scheduler", client.scheduler.address, "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    meta = SceneStore.open(summary["scene"]).meta
+    assert (meta.dn_max, meta.nodata) == (4095.0, 1.0) and out.is_file()
+    sensors = tmp_path / "sensors.yaml"
+    sensors.write_text(
+        "qbx:\n  title: QB copy\n  bands: [blue, green, red, nir]\n  rgb: [2, 1, 0]\n"
+        "  ratio: 4\n  bit_depth: 11\n  mtf_ms: [0.34, 0.32, 0.3, 0.22]\n  mtf_pan: 0.15\n"
+    )
+    dry = ["run", str(pan), str(ms), "--sensor", "qbx", "--sensor-file", str(sensors),
+           "--method", "brovey", "-o", str(tmp_path / "x.tif"), "--dry-run", "--json"]  # fmt: skip
+    assert main(dry) == 0
+    assert json.loads(capsys.readouterr().out)["sensor"] == "qbx"

@@ -143,6 +143,16 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any], path: Path | None) ->
             got=", ".join(unknown),
             fix="remove or rename them (see workers/defaults.yaml).",
         )
+    for key in ("n_workers", "threads_per_worker", "retries"):
+        value = extra.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(
+                f"The cluster setting {key} must be a whole number.",
+                path=path,
+                expected="an integer, e.g. 2",
+                got=repr(value),
+                fix=f"write e.g. '{key}: 2' (no quotes).",
+            )
     out = dict(base)
     for key, value in extra.items():
         if key in ("slurm", "kubernetes") and isinstance(value, Mapping):
@@ -168,7 +178,14 @@ def load_cluster_config(path: str | Path | None = None, **overrides: Any) -> Clu
     merged = _merge(merged, {k: v for k, v in overrides.items() if v is not None}, None)
     if overrides.get("address") and "kind" not in overrides:
         merged["kind"] = "address"
-    return ClusterConfig(**merged)
+    try:
+        return ClusterConfig(**merged)
+    except ConfigError as exc:  # name the file the bad value came from
+        if path is None or exc.paths:
+            raise
+        raise ConfigError(
+            exc.problem, path=path, expected=exc.expected, got=exc.got, fix=exc.fix
+        ) from exc
 
 
 def _has_module(name: str) -> bool:
