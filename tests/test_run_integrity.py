@@ -467,3 +467,75 @@ def test_run_accepts_every_ingest_option(
            "--method", "brovey", "-o", str(tmp_path / "x.tif"), "--dry-run", "--json"]  # fmt: skip
     assert main(dry) == 0
     assert json.loads(capsys.readouterr().out)["sensor"] == "qbx"
+
+
+# ----------------------------------------------------------------------------- export publishing
+
+
+@pytest.fixture
+def exportable(tmp_path: Path) -> Path:
+    """A store with a written output array ``x`` (values in [0, 1])."""
+    from pipeline.grid import Window
+
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    store.create_output("x")
+    rng = np.random.default_rng(0)
+    store.write_region("x", Window(0, 64, 0, 64), rng.random((4, 64, 64), dtype=np.float32))
+    return store.path
+
+
+def _leftovers(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f".{name}.*"))
+
+
+@pytest.mark.parametrize("where", ["during the COG copy", "after the COG copy"])
+def test_a_failed_export_leaves_no_output_and_no_temporaries(
+    exportable: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    import rasterio.shutil
+
+    from pipeline.export import export_cog
+
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"the previous product")
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise OSError("injected failure")
+
+    if where == "during the COG copy":
+        monkeypatch.setattr(rasterio.shutil, "copy", boom)
+    else:
+        real_copy = rasterio.shutil.copy
+
+        def copy_then_fail_rename(*args: Any, **kwargs: Any) -> None:
+            real_copy(*args, **kwargs)
+            monkeypatch.setattr(os, "replace", boom)
+
+        monkeypatch.setattr(rasterio.shutil, "copy", copy_then_fail_rename)
+    with pytest.raises(OSError, match="injected"):
+        export_cog(exportable, "x", out, overwrite=True)
+    monkeypatch.undo()
+    assert out.read_bytes() == b"the previous product"  # never half replaced
+    assert _leftovers(tmp_path, "o.tif") == []
+
+
+def test_the_cog_is_published_by_renaming_the_file_written(
+    exportable: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product is the very file the COG copy wrote (same inode), renamed: never a copy that
+    a reader could see half written."""
+    import rasterio.shutil
+
+    from pipeline.export import export_cog
+
+    written: list[int] = []
+    real_copy = rasterio.shutil.copy
+
+    def recording_copy(src: Any, dst: Any, **kwargs: Any) -> None:
+        real_copy(src, dst, **kwargs)
+        written.append(Path(dst).stat().st_ino)
+
+    monkeypatch.setattr(rasterio.shutil, "copy", recording_copy)
+    out = export_cog(exportable, "x", tmp_path / "o.tif")
+    assert written == [Path(out).stat().st_ino]
+    assert _leftovers(tmp_path, "o.tif") == []
