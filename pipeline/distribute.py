@@ -175,6 +175,9 @@ class Engine:
         """Compute every tile task; yield results as they complete (see :meth:`_map`)."""
         yield from self._map(_tile_task, tasks, "tile")
 
+    #: The name benchmarks used before the seam was typed (same method).
+    map_tiles = infer_tiles
+
     def score_tiles(self, jobs: Sequence[QualityJob]) -> list[QualityResult]:
         """Score every quality job; results in the order of ``jobs``."""
         by_key = {r.key: r for r in self._map(tile_quality, jobs, "quality")}
