@@ -143,9 +143,9 @@ def _upgrade(old: dict[str, Any], paths: RunPaths) -> dict[str, Any]:
     return old
 
 
-def _check_foreign(cfg: RunConfig, paths: RunPaths) -> None:
+def _check_foreign(cfg: RunConfig, paths: RunPaths, journal: Journal) -> None:
     """Refuse files in the way that no journal of this output created."""
-    if paths.own_store and paths.store.exists():
+    if paths.own_store and paths.store.exists() and not journal.created(paths.store):
         raise StoreError(
             "The work dir holds a scene store this run did not create.",
             path=paths.store,
@@ -202,14 +202,37 @@ def open_journal(
         return journal, done
     if old is not None:
         log.warning("starting over: %s", reason)
-        if not dry_run:
-            remove_created(old, paths.store)
-        journal.data["inputs_changed"] = old.get("_changes", [])
+        _restart(cfg, paths, old, journal, dry_run=dry_run)
     if not dry_run:
-        _check_foreign(cfg, paths)
+        _check_foreign(cfg, paths, journal)
         paths.work_dir.mkdir(parents=True, exist_ok=True)
         journal.flush(force=True)
     return journal, False
+
+
+#: Settings the scene store depends on: when only others change, a restart keeps the store.
+INGEST_KEYS = ("inputs", "sensor", "sensor_file", "tile", "ingest")
+
+
+def _restart(
+    cfg: RunConfig, paths: RunPaths, old: dict[str, Any], journal: Journal, *, dry_run: bool
+) -> None:
+    """Remove what the earlier run created, keeping its scene store where it is still valid."""
+    reuse = (
+        not cfg.overwrite
+        and paths.own_store
+        and "_changes" not in old
+        and "ingest" in old.get("stages", {})
+        and all(old["fingerprint"].get(k) == journal.fingerprint.get(k) for k in INGEST_KEYS)
+    )
+    if not dry_run:
+        remove_created(old, paths.store, keep=[paths.store] if reuse else [])
+    journal.data["inputs_changed"] = old.get("_changes", [])
+    if reuse:
+        log.info("keeping the scene store %s (same inputs and ingest settings)", paths.store)
+        journal.data["created"] = [str(paths.store)]
+        journal.data["stages"]["ingest"] = old["stages"]["ingest"]
+        journal.data["inputs"] = _merge_inputs(old["inputs"], journal.data["inputs"])
 
 
 def _start_over(cfg: RunConfig, old: dict[str, Any] | None, journal: Journal) -> str | None:

@@ -425,8 +425,12 @@ def test_a_failed_run_never_blocks_the_corrected_rerun(engine: Engine, tmp_path:
     out = tmp_path / "o.tif"
     with pytest.raises(Interrupt):
         run_scene(files_cfg([pan, ms], out, method="gsa"), engine=engine, progress=stop_after(1))
+    store_meta = RunPaths.of(files_cfg([pan, ms], out)).store / "zarr.json"
+    ingested = store_meta.stat().st_mtime_ns
     summary = run_scene(files_cfg([pan, ms], out, method="brovey"), engine=engine)
     assert summary["method"] == "brovey" and summary["infer"]["computed"] == 6 and out.is_file()
+    assert store_meta.stat().st_mtime_ns == ingested  # same inputs: the store is kept
+    assert "ingest" not in summary["timings"]
 
 
 def test_an_interrupted_exports_temporaries_are_removed_by_the_rerun(
