@@ -88,6 +88,7 @@ class RunLock:
 
     @staticmethod
     def _create(target: Path, holder: dict[str, Any]) -> bool:
+        """Create the lock with its content at once; ``False`` if it exists."""
         tmp = temporary_for(target)
         tmp.write_text(json.dumps(holder))
         try:
@@ -95,6 +96,14 @@ class RunLock:
             return True
         except FileExistsError:
             return False
+        except OSError:  # no hard links here (some network or FAT file systems)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(holder))
+            return True
         finally:
             tmp.unlink(missing_ok=True)
 

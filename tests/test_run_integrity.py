@@ -543,3 +543,18 @@ def test_the_cog_is_published_by_renaming_the_file_written(
     out = export_cog(exportable, "x", tmp_path / "o.tif")
     assert written == [Path(out).stat().st_ino]
     assert _leftovers(tmp_path, "o.tif") == []
+
+
+def test_an_atomic_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from pipeline.files import write_atomic, write_json_atomic
+
+    target = write_json_atomic(tmp_path / "j.json", {"a": 1})
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_text('{"a": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half_then_fail)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert _leftovers(tmp_path, "j.json") == []
