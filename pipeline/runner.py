@@ -27,10 +27,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
-from .distribute import ClusterConfig, Engine, open_engine
 from .jobs import ClassicalSpec, ModelSpec
 from .journal import Journal, RunPaths
 from .lock import RunLock
@@ -41,6 +40,9 @@ from .scene import Scene
 from .stages import REPORT, STAGES, RunState, stages_of
 from .store import SceneStore
 from .tilemap import OUTPUT, Progress, stage_infer, stage_quality
+
+if TYPE_CHECKING:  # imported when a run starts a cluster: planning stays light
+    from .distribute import ClusterConfig, Engine
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def _engine_for(engine: Engine | None, cluster: ClusterConfig | None) -> Iterato
     if engine is not None:
         yield engine
         return
+    from .distribute import open_engine
+
     with open_engine(cluster) as eng:
         yield eng
 

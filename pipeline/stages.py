@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
-from .distribute import Engine
 from .errors import ConfigError, InputError, StoreError
 from .jobs import ClassicalFitJob, ClassicalSpec, FitJob, ModelSpec
 from .journal import Journal, RunPaths
@@ -30,6 +29,9 @@ from .methods import adapt_mode, method
 from .scene import Scene
 from .store import SceneStore
 from .tilemap import Progress, stage_infer, stage_quality
+
+if TYPE_CHECKING:  # the engine imports distributed and workers: only when a run starts one
+    from .distribute import Engine
 
 log = logging.getLogger(__name__)
 

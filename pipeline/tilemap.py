@@ -13,16 +13,18 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import RunConfig
-from .distribute import Engine
 from .grid import TileGrid, TileKey
 from .jobs import ClassicalSpec, ClassicalTileTask, ModelSpec, QualityJob, QualityResult, TileTask
 from .journal import Journal
 from .store import SceneStore
+
+if TYPE_CHECKING:  # the engine imports distributed and workers: only when a run starts one
+    from .distribute import Engine
 
 log = logging.getLogger(__name__)
 

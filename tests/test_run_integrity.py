@@ -558,3 +558,14 @@ def test_an_atomic_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_path
         write_atomic(target, half_then_fail)
     assert json.loads(target.read_text()) == {"a": 1}
     assert _leftovers(tmp_path, "j.json") == []
+
+
+def test_planning_imports_neither_torch_nor_distributed() -> None:
+    """``pipeline.runner`` (RunConfig, plan of a classical run) stays light: the batch planner and
+    the CLI import it without starting torch or distributed."""
+    code = (
+        "import sys\nimport pipeline, pipeline.runner, pipeline.cli\n"
+        "print(sorted(m for m in ('torch', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
