@@ -83,6 +83,8 @@ class RunConfig:
         (``nodata``, ``dn_max``, ``ms_decimate``, ``patch``, ``tolerance``).
     sensor_file
         A sensor YAML file adding ``sensor`` (see :func:`pipeline.sensors.load_sensor_file`).
+    clip
+        Clip valid outputs to ``[0, dn_max]`` (default; ``--no-clip`` keeps the network's range).
     """
 
     inputs: tuple[str, ...]
@@ -101,6 +103,7 @@ class RunConfig:
     quality_tiles: int = 4
     ingest: Mapping[str, Any] = field(default_factory=dict)
     sensor_file: str | None = None
+    clip: bool = True
 
     def __post_init__(self) -> None:
         from .methods import adapt_mode, method
@@ -143,4 +146,5 @@ class RunConfig:
             "sample": dict(self.sample),
             "fit": dict(self.fit),
             "ingest": dict(self.ingest),
+            "clip": self.clip,
         }

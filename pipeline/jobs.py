@@ -18,6 +18,7 @@ from typing import Any
 from .errors import ConfigError
 from .grid import TileKey
 from .methods import ADAPTS, adapt_mode
+from .sensors import SensorSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +32,9 @@ class ModelSpec:
     weights
         Backbone weights: ``None`` (shipped), ``"dlpan:<SENSOR>"`` or a checkpoint path.
     sensor
-        Sensor name (band count and ratio).
+        The sensor (band count and ratio): its spec as stored with the scene
+        (:attr:`pipeline.store.SceneStore.sensor`), so custom sensors need no lookup by name;
+        a name is accepted too.
     n_bands
         MS band count.
     adapter
@@ -43,7 +46,7 @@ class ModelSpec:
 
     backbone: str
     weights: str | None
-    sensor: str
+    sensor: str | SensorSpec
     n_bands: int
     adapter: str = "none"
     adapter_path: str | None = None
@@ -89,6 +92,8 @@ class TileTask:
         The model to run.
     amp
         Mixed precision on GPU.
+    clip
+        Clip valid outputs to ``[0, dn_max]`` (``run --no-clip`` turns it off).
     """
 
     store: str
@@ -96,6 +101,7 @@ class TileTask:
     key: TileKey
     model: ModelSpec
     amp: bool = False
+    clip: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +116,8 @@ class ClassicalTileTask:
         A classical method of :data:`pipeline.methods.METHODS`.
     coefficients, sha256
         The JSON file the classical fit wrote and its digest.
+    clip
+        As for :class:`TileTask`.
     """
 
     store: str
@@ -118,6 +126,7 @@ class ClassicalTileTask:
     method: str
     coefficients: str
     sha256: str
+    clip: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ from .jobs import ModelSpec
 from .journal import Journal, RunPaths, changed_inputs, input_identity, remove_created
 from .methods import method
 from .scene import Scene
+from .sensors import SensorSpec
 from .stages import check_sampling
 from .store import SceneStore
 
@@ -93,8 +94,9 @@ def open_inputs(cfg: RunConfig, paths: RunPaths) -> Scene | SceneStore:
     return open_scene(list(cfg.inputs), cfg.sensor, rows=cfg.tile, **dict(cfg.ingest))
 
 
-def model_spec(cfg: RunConfig, sensor: str, n_bands: int) -> ModelSpec:
-    """The pretrained backbone's :class:`ModelSpec` for this run (weights path resolved)."""
+def model_spec(cfg: RunConfig, sensor: SensorSpec, n_bands: int) -> ModelSpec:
+    """The pretrained backbone's :class:`ModelSpec` for this run (weights path resolved; the
+    sensor travels as its spec, so custom sensors need no lookup by name on workers)."""
     weights = cfg.weights
     if weights and not weights.lower().startswith("dlpan:"):
         weights = str(Path(weights).resolve())
@@ -110,14 +112,14 @@ def identify(cfg: RunConfig, scene: Scene | SceneStore) -> tuple[ModelSpec | Non
 
     if isinstance(scene, SceneStore):
         sensor, n_bands, shape, ratio = (
-            scene.meta.sensor,
+            scene.sensor,
             scene.meta.n_bands,
             scene.meta.pan_shape_yx,
             scene.meta.ratio,
         )
     else:
         sensor, n_bands, shape, ratio = (
-            scene.sensor.name,
+            scene.sensor,
             scene.n_bands,
             scene.pan_shape_yx,
             scene.ratio,

@@ -201,6 +201,7 @@ def run_infer(state: RunState) -> None:
         state.spec,
         output=state.journal.output_array,
         amp=state.engine.amp,
+        clip=state.cfg.clip,
         progress=state.progress,
     )
     state.timings["infer"] = state.records["infer"]["seconds"]

@@ -48,6 +48,7 @@ def _tasks(
     todo: Sequence[TileKey],
     spec: ModelSpec | ClassicalSpec,
     amp: bool,
+    clip: bool,
 ) -> list[TileTask | ClassicalTileTask]:
     if isinstance(spec, ClassicalSpec):
         return [
@@ -58,11 +59,13 @@ def _tasks(
                 method=spec.method,
                 coefficients=spec.path,
                 sha256=spec.sha256,
+                clip=clip,
             )
             for k in todo
         ]
     return [
-        TileTask(store=str(store.path), output=output, key=k, model=spec, amp=amp) for k in todo
+        TileTask(store=str(store.path), output=output, key=k, model=spec, amp=amp, clip=clip)
+        for k in todo
     ]
 
 
@@ -74,6 +77,7 @@ def stage_infer(
     *,
     output: str = OUTPUT,
     amp: bool = False,
+    clip: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Infer every tile not yet in the journal into ``output``; journal each as it completes.
@@ -90,7 +94,7 @@ def stage_infer(
     store.create_output(output, "float32", overwrite=not journal.tiles)
     grid = store.grid
     todo = [k for k in grid.keys() if str(k) not in journal.tiles]  # noqa: SIM118
-    tasks = _tasks(store, output, todo, spec, amp)
+    tasks = _tasks(store, output, todo, spec, amp, clip)
     total, done = len(grid), len(grid) - len(todo)
     report_progress(progress, "infer", done, total)
     t0 = time.perf_counter()

@@ -45,7 +45,9 @@ def test_overlapped_fit_and_extract_equal_the_sequential_path(scene) -> None:  #
 
 def test_the_tailor_changes_the_output_and_none_is_the_backbone(scene) -> None:  # type: ignore[no-untyped-def]
     bb = _backbone()
-    none = fuse(scene.pan, scene.ms, SENSOR, bb, fit=FitConfig(adapt="none"), sample=SAMPLE)
+    none = fuse(
+        scene.pan, scene.ms, SENSOR, bb, fit=FitConfig(adapt="none"), sample=SAMPLE, clip=False
+    )
     ms = torch.from_numpy(scene.ms.astype(np.float32) / np.float32(SENSOR.dn_max))[None]
     pan = torch.from_numpy(scene.pan.astype(np.float32) / np.float32(SENSOR.dn_max))[None, None]
     with torch.inference_mode():

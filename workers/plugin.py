@@ -29,6 +29,7 @@ from pipeline.files import file_sha256
 from pipeline.grid import halo_ms_for
 from pipeline.jobs import ModelSpec
 from pipeline.methods import ADAPTS, adapt_mode
+from pipeline.sensors import SensorSpec
 
 from .device import ThreadPolicy, memory_format, pick_device, release, threads_for_worker
 
@@ -162,7 +163,7 @@ def _place(module: Any, device: torch.device) -> Any:
     return module.to(device, memory_format=memory_format(device))
 
 
-def _ratio(sensor: str) -> int:
+def _ratio(sensor: str | SensorSpec) -> int:
     from pipeline.sensors import get_sensor
 
     return get_sensor(sensor).ratio

@@ -42,6 +42,12 @@ def add(
     p.add_argument("--work-dir", help="work dir (default OUT.work next to OUT.tif)")
     p.add_argument("--overwrite", action="store_true", help="start over, replacing outputs")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p.add_argument(
+        "--no-clip",
+        dest="clip",
+        action="store_false",
+        help="keep values outside [0, dn_max] (default: clip valid outputs)",
+    )
     add_ingest_options(p)
     p.set_defaults(handler=cmd)
     return p
@@ -93,6 +99,7 @@ def cmd(args: argparse.Namespace) -> int:
         fit={"steps": args.steps} if args.steps else {},
         sample={k: v for k, v in sample.items() if v is not None},
         ingest=ingest_options(args),
+        clip=args.clip,
     )
     summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
     print_summary(summary, args.json)
