@@ -390,10 +390,10 @@ def test_two_concurrent_runs_on_one_engine_equal_sequential_runs(
             assert a.read().tobytes() == b.read().tobytes()
 
 
-def test_pantailor_demo_runs_end_to_end(
+def test_pantailor_demo_synthetic_runs_end_to_end(
     client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["demo", "-o", str(tmp_path), "--size", "128", "--tile", "64", "--steps", "2",
+    argv = ["demo", "--synthetic", "-o", str(tmp_path), "--size", "128", "--tile", "64", "--steps", "2",
             "--scheduler", client.scheduler.address, "--json"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
