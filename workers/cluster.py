@@ -149,6 +149,7 @@ def slurm_kwargs(cfg: ClusterConfig) -> tuple[dict[str, Any], int]:
 def kubernetes_kwargs(cfg: ClusterConfig) -> dict[str, Any]:
     """Arguments of dask-kubernetes' ``make_cluster_spec`` from the ``kubernetes:`` section."""
     k = dict(cfg.kubernetes)
+    env = dict(k.get("env", {}) or {})
     cpu, memory, gpus = str(k.get("cpu", "2")), str(k.get("memory", "8Gi")), int(k.get("gpus", 0))
     limits: dict[str, str] = {"cpu": cpu, "memory": memory}
     if gpus:
@@ -161,9 +162,26 @@ def kubernetes_kwargs(cfg: ClusterConfig) -> dict[str, Any]:
         "image": str(k.get("image", "pantailor:latest")),
         "n_workers": int(k.get("n_workers", 2)),
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
-        "env": {**nanny_environ_override(), **dict(k.get("env", {}) or {})},
+        "env": {**nanny_environ_override(), **{str(n): str(v) for n, v in env.items()}},
         "worker_command": command,
     }
+
+
+def add_kubernetes_volumes(spec: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
+    """Mount the ``kubernetes:`` section's ``volumes`` (Kubernetes ``Volume`` objects) at its
+    ``volume_mounts`` in the scheduler and worker pods of a ``DaskCluster`` spec, in place.
+
+    ``make_cluster_spec`` has no volumes, yet the workers must reach the scene store.
+    """
+    volumes = list(cfg.kubernetes.get("volumes") or [])
+    mounts = list(cfg.kubernetes.get("volume_mounts") or [])
+    if volumes or mounts:
+        for role in ("scheduler", "worker"):
+            pod = spec["spec"][role]["spec"]
+            pod["volumes"] = volumes
+            for container in pod["containers"]:
+                container["volumeMounts"] = mounts
+    return spec
 
 
 @contextlib.contextmanager
@@ -222,7 +240,8 @@ def make_cluster(cfg: ClusterConfig | None = None, **overrides: Any) -> Any:
             cluster.scale(jobs=jobs)
             return cluster
         op = require("dask_kubernetes.operator")
-        return op.KubeCluster(custom_cluster_spec=op.make_cluster_spec(**kubernetes_kwargs(cfg)))
+        spec = add_kubernetes_volumes(op.make_cluster_spec(**kubernetes_kwargs(cfg)), cfg)
+        return op.KubeCluster(custom_cluster_spec=spec)
     except (MissingDependencyError, ConfigError):
         raise
     except Exception as exc:
@@ -271,6 +290,7 @@ def has_gpu_workers(client: Any) -> bool:
 
 
 __all__ = [
+    "add_kubernetes_volumes",
     "DEFAULTS_FILE",
     "GPU_RESOURCE",
     "KINDS",
