@@ -8,7 +8,8 @@
     dask-cuda's ``LocalCUDACluster``: one worker process per visible GPU, each declaring the
     resource ``GPU=1`` (``pip install 'pantailor[gpu]'``).
 ``address``
-    An existing scheduler (``tcp://host:8786``); nothing is started.
+    An existing scheduler (``tcp://host:8786``, or ``tls://host:8786`` with a ``security:``
+    section); nothing is started.
 ``slurm``
     dask-jobqueue's ``SLURMCluster`` built from the ``slurm:`` section
     (``pip install 'pantailor[slurm]'``).
@@ -19,7 +20,10 @@
     ``local-cuda`` where GPUs are visible and dask-cuda is installed, else ``local``.
 
 Defaults live in ``workers/defaults.yaml``; a user YAML file overrides any key, keyword
-overrides (the CLI flags) override both.
+overrides (the CLI flags) override both (checked in :mod:`workers.cluster_config`). Workers that
+pantailor does not spawn itself (SLURM jobs, Kubernetes pods) get the environment of
+:func:`nanny_environ_override`; each deployment is started for real or validated offline by
+``tests/test_cluster_*.py``.
 """
 
 from __future__ import annotations
@@ -290,11 +294,11 @@ def has_gpu_workers(client: Any) -> bool:
 
 
 __all__ = [
-    "add_kubernetes_volumes",
     "DEFAULTS_FILE",
     "GPU_RESOURCE",
     "KINDS",
     "ClusterConfig",
+    "add_kubernetes_volumes",
     "connect",
     "has_gpu_workers",
     "kubernetes_kwargs",
