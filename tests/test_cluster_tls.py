@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
 import pytest
 
 from pipeline.cli import main
@@ -76,15 +77,18 @@ def test_tls_scheduler_refuses_clients_without_its_certificates(
     assert address.startswith("tls://127.0.0.1:")
     # pantailor without the certificates: exit 2 with the fix, and no product
     out = tmp_path / "plain.tif"
+    before = dask.config.get("scheduler", None)
     assert main(run_argv(*cluster_scene, out, "--scheduler", address)[1:]) == 2
     err = capsys.readouterr().err
     assert "Could not connect" in err and "security:" in err and not out.exists()
+    # ... and the failed connection left no distributed default behind for later dask work
+    assert dask.config.get("scheduler", None) == before
     # a client presenting another CA's certificate: the handshake fails
     with pytest.raises((OSError, TimeoutError)):
-        Client(address, security=Security.temporary(), timeout="5s")
+        Client(address, security=Security.temporary(), timeout="5s", set_as_default=False)
     # and a plain-TCP client on the TLS port gets nowhere either
     with pytest.raises((OSError, TimeoutError)):
-        Client(address.replace("tls://", "tcp://"), timeout="5s")
+        Client(address.replace("tls://", "tcp://"), timeout="5s", set_as_default=False)
 
 
 def test_run_with_a_tls_cluster_config_equals_the_local_run(
@@ -113,4 +117,4 @@ def test_local_cluster_with_tls_refuses_plain_clients(tmp_path: Path) -> None:
         assert address.startswith("tls://")
         assert client.submit(sum, [1, 2, 3]).result() == 6
         with pytest.raises(TypeError, match="TLS"):  # no certificates: no connection at all
-            Client(address, timeout="5s")
+            Client(address, timeout="5s", set_as_default=False)

@@ -260,9 +260,11 @@ def make_cluster(cfg: ClusterConfig | None = None, **overrides: Any) -> Any:
 @contextlib.contextmanager
 def connect(cfg: ClusterConfig) -> Iterator[Any]:
     """A :class:`distributed.Client` on the cluster ``cfg`` describes; closes what it started."""
+    import dask
     from distributed import Client
 
     cluster = make_cluster(cfg)
+    scheduler_before = dask.config.get("scheduler", None)
     try:
         try:
             client = Client(
@@ -271,6 +273,12 @@ def connect(cfg: ClusterConfig) -> Iterator[Any]:
                 security=security(cfg),
             )
         except (OSError, TypeError, ValueError) as exc:
+            # a Client that failed to connect leaves scheduler="dask.distributed" set for the
+            # whole process (dask then refuses to compute anything without a client): undo it
+            if scheduler_before is None:
+                dask.config.config.pop("scheduler", None)
+            else:
+                dask.config.set(scheduler=scheduler_before)
             tls = "--cluster-config with a security: section (TLS files) for a tls:// scheduler"
             raise ClusterError(
                 "Could not connect to the Dask scheduler.",
