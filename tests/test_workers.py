@@ -219,7 +219,7 @@ def test_kernel_writes_exactly_its_own_chunk_and_matches_whole_image(tmp_path: P
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["slurm/cluster.yaml", "kubernetes.yaml"])
+@pytest.mark.parametrize("name", ["slurm/cluster-gpu.yaml", "kubernetes.yaml"])
 def test_shipped_deploy_configs_load(name: str) -> None:
     cfg = load_cluster_config(Path(__file__).resolve().parent.parent / "deploy" / name)
     if cfg.kind == "slurm":
