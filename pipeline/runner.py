@@ -510,6 +510,10 @@ def plan(cfg: RunConfig) -> dict[str, Any]:
         grid, sensor = scene.grid, scene.meta.sensor
     else:
         grid, sensor = TileGrid(scene.pan_shape_yx, scene.ratio, cfg.tile), scene.sensor.name
+    if cfg.method in NETWORKS:  # fail as the run would: missing or mismatched weights
+        from .backbones import load
+
+        load(cfg.method, cfg.weights, sensor=scene.sensor)
     journal = None
     if not cfg.overwrite and paths.journal.is_file():
         journal = Journal.open(paths.journal, cfg.fingerprint())
@@ -598,13 +602,18 @@ def run_scene(
     t0 = time.perf_counter()
     store = stage_ingest(cfg, paths, journal, scene)
     timings["ingest"] = time.perf_counter() - t0
+    weights = None
     if cfg.method in NETWORKS:  # missing or mismatched weights fail here, not on every worker
-        from .backbones import load
+        from .backbones import load, weights_record
 
         spec = model_spec(cfg, store)
-        load(spec.backbone, spec.weights, n_bands=spec.n_bands, sensor=spec.sensor)
+        weights = weights_record(
+            load(spec.backbone, spec.weights, n_bands=spec.n_bands, sensor=spec.sensor)
+        )
     with _engine_for(engine, cluster) as eng:
         summary = _run_on(cfg, paths, journal, eng, store, timings, progress)
+    if weights is not None:
+        summary["weights"] = weights
     timings["total"] = time.perf_counter() - t_start
     summary["timings"] = timings
     write_report(paths.report, summary)

@@ -13,8 +13,10 @@ Training pairs follow Wald's protocol at ratio 4, cut from scenes whose licences
   nearest-upsampled x2: the native 150² at 2 m is ``ms[:, ::2, ::2]``), native ratio 4: target
   = native MS, MS input = MS degraded by 4, PAN input = PAN degraded by 4 (MTF + 4x4 mean).
 
-Band sets: 4 bands = (blue, green, red, NIR) from both sources. There is **no permissive 8-band
-data**, so the 8-band set is *synthesised* from the six Landsat bands by spectral interpolation
+Band sets (:data:`BAND_SETS`): 4 bands = (blue, green, red, NIR) from both sources; 6 bands =
+the six native Landsat-7 bands in the ``landsat7`` sensor's order (blue, green, red, NIR, SWIR1,
+SWIR2; FuseBox stores them R, G, B, NIR, SWIR1, SWIR2 and is reordered). There is **no permissive
+8-band data**, so the 8-band set is *synthesised* from the six Landsat bands by spectral interpolation
 (WorldView order: coastal = 1.25 blue - 0.25 green, blue, green, yellow = (green + red) / 2,
 red, red-edge = 0.4 red + 0.6 NIR, NIR1 = NIR, NIR2 = 0.9 NIR + 0.1 SWIR1). It teaches the
 network to inject PAN detail into 8 correlated bands; it is not real 8-band radiometry.
@@ -50,6 +52,10 @@ RATIO = 4
 FUSEBOX = "landsat/fusebox_landsat7/cropped"
 SPACENET = "vhr/spacenet_wv2"
 _FB_RGBN = (2, 1, 0, 3)  # FuseBox band order is R, G, B, NIR, SWIR1, SWIR2
+L7_BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
+WV8_BANDS = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
+#: Band sets ``train-backbone --bands N`` can build, by band count: the band names, in order.
+BAND_SETS: dict[int, tuple[str, ...]] = {4: L7_BANDS[:4], 6: L7_BANDS, 8: WV8_BANDS}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +67,8 @@ class TrainConfig:
     name
         Backbone to train (``"fusionnet"``, ...).
     n_bands
-        4 or 8 (see the module docstring for how each band set is built).
+        A key of :data:`BAND_SETS`: 4, 6 (native Landsat-7) or 8 (synthetic); see the module
+        docstring for how each band set is built.
     steps, batch, patch
         Optimiser steps, patches per step, patch edge in target (PAN-input) pixels.
     lr
@@ -93,9 +100,14 @@ class TrainConfig:
     spacenet: bool = True
 
     def __post_init__(self) -> None:
-        if self.n_bands not in (4, 8):
+        if self.n_bands not in BAND_SETS:
+            sets = "; ".join(f"{n}: {', '.join(b)}" for n, b in sorted(BAND_SETS.items()))
             raise ConfigError(
-                "train-backbone builds 4- or 8-band weights.", got=self.n_bands, fix="--bands 4"
+                "The training data has no band set of this size.",
+                expected=f"--bands one of {sorted(BAND_SETS)} ({sets})",
+                got=self.n_bands,
+                fix="--bands 6 for Landsat-7/-8-like sensors, 4 for blue/green/red/NIR sensors; "
+                "other band counts run the band-group path of pipeline.backbones.groups.",
             )
         if self.patch % RATIO or self.patch < 4 * RATIO:
             raise ConfigError(
@@ -202,10 +214,16 @@ def wald_pair(
 
 
 def landsat_bands(ms6: NDArray[np.floating], n_bands: int) -> NDArray[np.float64]:
-    """FuseBox ``(6, h, w)`` (R, G, B, NIR, SWIR1, SWIR2) -> 4 (BGRN) or 8 synthetic bands."""
+    """FuseBox ``(6, h, w)`` (R, G, B, NIR, SWIR1, SWIR2) -> the band set :data:`BAND_SETS` names.
+
+    4: blue, green, red, NIR; 6: blue, green, red, NIR, SWIR1, SWIR2 (the ``landsat7`` order);
+    8: the synthetic WorldView-like set.
+    """
     r, g, b, nir, sw1 = (np.asarray(ms6[i], dtype=np.float64) for i in range(5))
     if n_bands == 4:
         return np.stack([b, g, r, nir])
+    if n_bands == 6:
+        return np.stack([b, g, r, nir, sw1, np.asarray(ms6[5], dtype=np.float64)])
     coastal = np.clip(1.25 * b - 0.25 * g, 0.0, 1.0)
     return np.stack(
         [coastal, b, g, (g + r) / 2, r, 0.4 * r + 0.6 * nir, nir, 0.9 * nir + 0.1 * sw1]
@@ -345,6 +363,7 @@ def train_and_save(cfg: TrainConfig, out: str | Path, root: Path | None = None) 
     summary: dict[str, Any] = {
         "name": cfg.name,
         "n_bands": cfg.n_bands,
+        "bands": ",".join(BAND_SETS[cfg.n_bands]),
         "steps": cfg.steps,
         "batch": cfg.batch,
         "patch": cfg.patch,
@@ -366,6 +385,8 @@ def train_and_save(cfg: TrainConfig, out: str | Path, root: Path | None = None) 
 
 
 __all__ = [
+    "BAND_SETS",
+    "L7_BANDS",
     "TrainConfig",
     "TrainResult",
     "TrainingPair",
