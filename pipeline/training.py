@@ -75,6 +75,9 @@ class TrainConfig:
         Adam learning rate; multiplied by 0.2 after ``decay_at`` of the steps.
     seed
         Seeds weights, patch positions and augmentation.
+    ratio
+        PAN/MS ratio of the simulated pairs (4 by default; 2 = Landsat's own ratio: MS input at
+        60 m, PAN input and target at 30 m).
     ms_gain, pan_gain
         MTF Nyquist gains of the simulated degradations.
     val_scenes
@@ -93,6 +96,7 @@ class TrainConfig:
     lr: float = 1e-3
     decay_at: float = 0.7
     seed: int = 0
+    ratio: int = RATIO
     ms_gain: float = 0.3
     pan_gain: float = 0.15
     val_scenes: tuple[int, ...] = (26, 27, 28, 29, 30)
@@ -109,7 +113,9 @@ class TrainConfig:
                 fix="--bands 6 for Landsat-7/-8-like sensors, 4 for blue/green/red/NIR sensors; "
                 "other band counts run the band-group path of pipeline.backbones.groups.",
             )
-        if self.patch % RATIO or self.patch < 4 * RATIO:
+        if self.ratio not in (2, 4):
+            raise ConfigError("The training ratio is 2 or 4.", got=self.ratio, fix="--ratio 4")
+        if self.patch % 4 or self.patch < 16:
             raise ConfigError(
                 "The patch must be a multiple of 4 of at least 16 pixels.", got=self.patch
             )
@@ -202,13 +208,14 @@ def wald_pair(
         The source's own PAN/MS ratio (2 for Landsat, 4 for WorldView).
     """
     b = ms.shape[0]
-    h, w = ms.shape[-2] // RATIO * RATIO, ms.shape[-1] // RATIO * RATIO
+    r = cfg.ratio
+    h, w = ms.shape[-2] // r * r, ms.shape[-1] // r * r
     gt = np.asarray(ms[:, :h, :w], dtype=np.float64)
     pan_f = filter_np(np.asarray(pan, dtype=np.float64)[None], [cfg.pan_gain], native_ratio)
     pan_t = _block_mean(pan_f[0], native_ratio)[:h, :w]
-    o = RATIO // 2
-    ms_lr = filter_np(gt, [cfg.ms_gain] * b, RATIO)[:, o::RATIO, o::RATIO]
-    lms = upsample(torch.from_numpy(ms_lr)[None], RATIO, upsampler)[0].numpy()
+    o = r // 2
+    ms_lr = filter_np(gt, [cfg.ms_gain] * b, r)[:, o::r, o::r]
+    lms = upsample(torch.from_numpy(ms_lr)[None], r, upsampler)[0].numpy()
     f32 = np.float32
     return TrainingPair(name, ms_lr.astype(f32), lms.astype(f32), pan_t.astype(f32), gt.astype(f32))
 
@@ -284,13 +291,14 @@ def sample_batch(
     """Random aligned crops with flips/rot90: ``(ms, lms, pan, gt)`` as NCHW float32 tensors."""
     areas = np.array([p.gt.shape[-2] * p.gt.shape[-1] for p in pairs], dtype=np.float64)
     idx = rng.choice(len(pairs), size=batch, p=areas / areas.sum())
-    q = patch // RATIO
+    ratio = pairs[0].gt.shape[-1] // pairs[0].ms.shape[-1]
+    q = patch // ratio
     cols: list[list[NDArray[np.float32]]] = [[], [], [], []]
     for i in idx:
         p = pairs[int(i)]
         y = int(rng.integers(0, p.ms.shape[-2] - q + 1))
         x = int(rng.integers(0, p.ms.shape[-1] - q + 1))
-        big = (slice(RATIO * y, RATIO * y + patch), slice(RATIO * x, RATIO * x + patch))
+        big = (slice(ratio * y, ratio * y + patch), slice(ratio * x, ratio * x + patch))
         crops = [p.ms[:, y : y + q, x : x + q], p.lms[:, big[0], big[1]]]
         crops += [p.pan[None, big[0], big[1]], p.gt[:, big[0], big[1]]]
         aug = _augment(crops, int(rng.integers(0, 4)), bool(rng.integers(0, 2)))
@@ -338,8 +346,9 @@ def reduced_resolution_scores(
             t = [torch.from_numpy(a)[None] for a in (p.ms, p.lms, p.pan[None])]
             fused = model(*t)[0].double().numpy()
         gt = p.gt.astype(np.float64)
+        ratio = p.gt.shape[-1] // p.ms.shape[-1]
         for key, img in (("model", fused), ("lms", p.lms.astype(np.float64))):
-            out[key].append((quality.sam(img, gt), quality.ergas(img, gt, RATIO)))
+            out[key].append((quality.sam(img, gt), quality.ergas(img, gt, ratio)))
     return {
         k: {"sam": float(np.mean([s for s, _ in v])), "ergas": float(np.mean([e for _, e in v]))}
         for k, v in out.items()
@@ -363,6 +372,7 @@ def train_and_save(cfg: TrainConfig, out: str | Path, root: Path | None = None) 
     summary: dict[str, Any] = {
         "name": cfg.name,
         "n_bands": cfg.n_bands,
+        "ratio": cfg.ratio,
         "bands": ",".join(BAND_SETS[cfg.n_bands]),
         "steps": cfg.steps,
         "batch": cfg.batch,

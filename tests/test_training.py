@@ -64,11 +64,24 @@ def test_landsat_band_sets() -> None:
     assert eight.shape == (8, 2, 2)
     np.testing.assert_allclose(eight[[1, 2, 4, 6], 0, 0], [0.1, 0.2, 0.3, 0.6])
     assert 0.2 < eight[3, 0, 0] < 0.3 and 0.3 < eight[5, 0, 0] < 0.6  # yellow, red edge
+    six = landsat_bands(ms6, 6)  # native bands in the landsat7 sensor's order (B, G, R, ...)
+    np.testing.assert_allclose(six[:, 0, 0], [0.1, 0.2, 0.3, 0.6, 0.5, 0.4])
+
+
+def test_band_sets_are_the_sensor_orders() -> None:
+    from pipeline.backbones.groups import SHIPPED_BANDS
+    from pipeline.sensors import get_sensor
+    from pipeline.training import BAND_SETS
+
+    assert BAND_SETS[6] == get_sensor("landsat7").bands == SHIPPED_BANDS[6]
+    assert BAND_SETS[4] == SHIPPED_BANDS[4] and BAND_SETS[8] == SHIPPED_BANDS[8]
 
 
 def test_train_config_is_validated() -> None:
-    with pytest.raises(ConfigError):
-        TrainConfig(n_bands=6)
+    TrainConfig(n_bands=6)  # the native Landsat-7 set
+    with pytest.raises(ConfigError, match="band set") as err:
+        TrainConfig(n_bands=7)
+    assert "6" in str(err.value.expected)
     with pytest.raises(ConfigError):
         TrainConfig(patch=30)
 
@@ -110,21 +123,35 @@ def test_short_training_reduces_the_loss() -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
+@pytest.mark.parametrize("n_bands", [6, 8])
 def test_cli_train_backbone_writes_loadable_weights(
-    tmp_path: Path, data_file: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+    n_bands: int,
+    tmp_path: Path,
+    data_file: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from pipeline.cli import main
 
     data_file("landsat/fusebox_landsat7/cropped/1_pan.mat")
     out = tmp_path / "w.pt"
-    argv = ["train-backbone", "--bands", "8", "--steps", "3", "--batch", "2", "--patch", "16"]
-    argv += ["--scenes", "1,26", "--val-scenes", "26", "--json", "-o", str(out)]
+    argv = ["train-backbone", "--bands", str(n_bands), "--steps", "3", "--batch", "2"]
+    argv += ["--patch", "16", "--scenes", "1,26", "--val-scenes", "26", "--json", "-o", str(out)]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["n_bands"] == 8 and summary["val_scenes"] == ["fusebox-26"]
+    assert summary["n_bands"] == n_bands and summary["val_scenes"] == ["fusebox-26"]
     assert summary["train_scenes"] == 1
-    model = load("fusionnet", out, n_bands=8)
-    assert model.n_bands == 8
+    model = load("fusionnet", out, n_bands=n_bands)
+    assert model.n_bands == n_bands
+
+
+def test_cli_train_backbone_refuses_a_band_count_the_data_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    out = tmp_path / "w.pt"
+    assert main(["train-backbone", "--bands", "7", "--steps", "1", "-o", str(out)]) != 0
+    assert "band set" in capsys.readouterr().err and not out.exists()
 
 
 def test_parse_scenes() -> None:
