@@ -98,6 +98,17 @@ def test_every_builtin_sensor_loads_a_network(sensor: str) -> None:
     assert Path(rec["file"]).name == f"fusionnet_{min(spec.n_bands, 6)}band.pt"
 
 
+def test_saved_band_groups_load_back(tmp_path: Path) -> None:
+    """A fine-tuned band-group backbone (saved by the fit) loads as the same network."""
+    from pipeline.backbones import checksum, save_backbone
+
+    model = load("fusionnet", None, sensor="landsat8")
+    save_backbone(model, tmp_path / "ft.pt", {})
+    again = load("fusionnet", tmp_path / "ft.pt", sensor="landsat8")
+    assert isinstance(again, BandGroups) and again.groups == model.groups
+    assert checksum(again) == checksum(model)
+
+
 def test_wrong_band_count_with_explicit_weights_still_fails() -> None:
     with pytest.raises(CheckpointError, match="does not fit"):
         load("fusionnet", default_weights("fusionnet", 4), n_bands=7)

@@ -184,15 +184,17 @@ def test_dry_run_writes_nothing_and_existing_output_is_refused(
 ) -> None:
     store = small_store(tmp_path / "s.zarr", (64, 64), 32)
     out = tmp_path / "o.tif"
-    plan = run_scene(cfg_for(store.path, out, weights["dicnn"], dry_run=True))
+    plan = run_scene(cfg_for(store.path, out, weights["dicnn"], method="dicnn", dry_run=True))
     assert plan["dry_run"] and plan["tiles"] == 4 and "fit" in plan["stages"]
     assert (
         not out.exists()
-        and not RunPaths.of(cfg_for(store.path, out, weights["dicnn"])).work_dir.exists()
+        and not RunPaths.of(
+            cfg_for(store.path, out, weights["dicnn"], method="dicnn")
+        ).work_dir.exists()
     )
     out.write_bytes(b"not ours")
     with pytest.raises(StoreError, match="--overwrite"):
-        run_scene(cfg_for(store.path, out, weights["dicnn"]))
+        run_scene(cfg_for(store.path, out, weights["dicnn"], method="dicnn"))
     assert out.read_bytes() == b"not ours"
 
 

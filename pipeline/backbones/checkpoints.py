@@ -146,6 +146,20 @@ def _shipped_groups(name: str, spec: SensorSpec) -> Backbone | None:
     return model
 
 
+def _grouped_checkpoint(model: Backbone, path: Path) -> Backbone:
+    """``model``, or the :class:`~.groups.BandGroups` a saved band-group checkpoint holds."""
+    from .groups import BandGroups
+
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return model  # _read reports it
+    if not (isinstance(obj, Mapping) and obj.get("format") == FORMAT and obj.get("groups")):
+        return model
+    net = build(model.name, int(obj["net_bands"]))
+    return BandGroups(net, [tuple(g) for g in obj["groups"]], model.n_bands)
+
+
 def _read(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
@@ -257,6 +271,7 @@ def load(
         path = dlpan_checkpoint(model.name, weights.split(":", 1)[1])
     else:
         path = Path(weights)
+        model = _grouped_checkpoint(model, path)
     load_state(model, _read(path), path)
     model.eval()
     model.requires_grad_(False)
@@ -313,6 +328,11 @@ def save_backbone(model: Backbone, path: str | Path, meta: Mapping[str, str | in
         "meta": dict(meta),
         "state_dict": state,
     }
+    from .groups import BandGroups
+
+    if isinstance(model, BandGroups):  # load() rebuilds it from these
+        obj["groups"] = [list(g) for g in model.groups]
+        obj["net_bands"] = model.net.n_bands
     torch.save(obj, Path(path))
 
 
