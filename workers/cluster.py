@@ -137,6 +137,8 @@ def slurm_kwargs(cfg: ClusterConfig) -> tuple[dict[str, Any], int]:
     worker_args = list(s.pop("worker_extra_args", []) or [])
     prologue = list(s.pop("job_script_prologue", []) or [])
     prologue += [f"export {k}={shlex.quote(v)}" for k, v in nanny_environ_override().items()]
+    if _injected_malloc_trim():  # sbatch exports the driver's environment: drop Dask's copy
+        prologue.append("unset MALLOC_TRIM_THRESHOLD_")
     if gpus:
         extra.append(f"--gres=gpu:{gpus}")
         worker_args += ["--resources", f"{GPU_RESOURCE}=1"]
@@ -186,6 +188,15 @@ def add_kubernetes_volumes(spec: dict[str, Any], cfg: ClusterConfig) -> dict[str
             for container in pod["containers"]:
                 container["volumeMounts"] = mounts
     return spec
+
+
+def _injected_malloc_trim() -> bool:
+    """Whether this process holds the ``MALLOC_TRIM_THRESHOLD_`` a Dask nanny put there."""
+    import dask
+
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    injected = environ.get("MALLOC_TRIM_THRESHOLD_")
+    return injected is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(injected)
 
 
 @contextlib.contextmanager
