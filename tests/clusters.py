@@ -91,6 +91,15 @@ def free_port() -> int:
         return port
 
 
+def host_environ() -> dict[str, str]:
+    """This process's environment as a fresh shell on another host would have it.
+
+    A Dask nanny started earlier in the test session (an in-process LocalCluster) leaves its
+    ``MALLOC_TRIM_THRESHOLD_`` in ``os.environ``; a process started on a real host never sees it.
+    """
+    return {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+
+
 class Procs:
     """Subprocesses started in their own process groups, logged to files, always stopped."""
 
@@ -108,7 +117,7 @@ class Procs:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**host_environ(), **(env or {})},
             start_new_session=True,
             **kw,
         )
