@@ -319,7 +319,7 @@ def export_cog(
         nodata = float("nan")
     profile = _profile(src, dtype, nodata, meta.crs, opts)
     n_levels = level_count(src.shape[1:], opts.blocksize)
-    own = opts.overview_resampling == "average" and aligned(src.step, n_levels)
+    own = opts.overview_resampling == "average" and aligned(src.shape[1:], src.step, n_levels)
     tmp, vrt, part, levels = stage_paths(out, n_levels if own else 0)
     try:
         with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):

@@ -4,14 +4,15 @@ GDAL's COG driver, given a source without overviews, builds them after the fact:
 whole full-resolution image back, averages it level by level into a temporary compressed file
 and reads that again. :class:`Pyramid` instead takes every full-resolution window as the export
 writes it, and produces each overview level's window at once (2 x 2 block means of the level
-above, ``ceil`` sizes at odd edges as GDAL's, nodata and NaN excluded from the means): one pass,
-in numpy, memory bounded by one window. The levels are written as tiled GeoTIFFs beside the
+above, nodata and NaN excluded from the means): one pass,
+in numpy, memory bounded by one window, for images whose sides are multiples of ``2**levels``
+(:func:`aligned`; other sizes keep GDAL's overviews). The levels are written as tiled GeoTIFFs beside the
 full-resolution stage file and attached to it as the overviews of a VRT
 (:func:`vrt_with_overviews`), which the COG driver copies as they are.
 
-The full resolution is never touched here; only the overview pixels may differ from GDAL's own
-``AVERAGE`` overviews (rounding of the integer means: round half to even of the exact mean of the
-valid pixels of the ``2^k x 2^k`` block, where GDAL averages the rounded level above).
+The full resolution is never touched here. The levels are GDAL's own ``AVERAGE`` overviews: each
+from the rounded level above, integer means rounded half up (``tests/test_overviews.py`` compares
+them with GDAL's).
 """
 
 from __future__ import annotations
@@ -57,17 +58,19 @@ def level_shape(shape_yx: tuple[int, int], level: int) -> tuple[int, int]:
     return -(-shape_yx[0] // f), -(-shape_yx[1] // f)
 
 
-def aligned(step: int, n_levels: int) -> bool:
-    """Whether windows of ``step`` pixels map onto whole pixels of every level."""
-    return n_levels == 0 or step % (1 << n_levels) == 0
+def aligned(shape_yx: tuple[int, int], step: int, n_levels: int) -> bool:
+    """Whether the levels are exact ``2 x 2`` block means of each other, window by window.
+
+    The image sides and the window step must be multiples of ``2**n_levels``: GDAL maps an odd
+    side onto its overview with a non-integer factor (203 rows -> 102 overview rows, each
+    averaging about 1.99 rows), which is left to GDAL (the export falls back to it).
+    """
+    f = 1 << n_levels
+    return n_levels == 0 or (step % f == 0 and shape_yx[0] % f == 0 and shape_yx[1] % f == 0)
 
 
 def _sum2(x: NDArray[Any]) -> NDArray[Any]:
-    """Sums over 2 x 2 blocks of the last two axes (a missing odd edge row/column counts 0)."""
-    h, w = x.shape[-2:]
-    if h % 2 or w % 2:
-        pad = [(0, 0)] * (x.ndim - 2) + [(0, h % 2), (0, w % 2)]
-        x = np.pad(x, pad)
+    """Sums over 2 x 2 blocks of the last two axes (even sizes)."""
     s = x[..., 0::2, :] + x[..., 1::2, :]
     out: NDArray[Any] = s[..., 0::2] + s[..., 1::2]
     return out
@@ -106,47 +109,36 @@ class Pyramid:
         return valid
 
     def _cast(self, mean: NDArray[np.float64], empty: NDArray[np.bool_] | None) -> NDArray[Any]:
+        """The level's pixels: integer means rounded half up (GDAL's), empty blocks -> nodata."""
         if np.issubdtype(self.dtype, np.integer):
             info = np.iinfo(self.dtype)
-            mean = np.clip(np.rint(mean), info.min, info.max)
+            mean = np.clip(np.floor(mean + 0.5), info.min, info.max)
         if empty is not None:
             fill = self.nodata if self.nodata is not None else float("nan")
             mean[empty] = fill if np.issubdtype(self.dtype, np.floating) else (fill or 0)
         return mean.astype(self.dtype)
 
-    def add(self, block: NDArray[Any], window: Window) -> None:
-        """Take the full-resolution ``block`` ``(B, h, w)`` at ``window`` (origin aligned)."""
-        if self.n_levels == 0:
-            return
+    def _half(self, block: NDArray[Any]) -> NDArray[Any]:
+        """The next level of ``block``: the mean of the valid pixels of each 2 x 2 block."""
         valid = self._valid(block)
         x = block.astype(np.float64)
-        if valid is not None:
-            x[~valid] = 0.0
-            count: NDArray[np.float64] | None = valid.astype(np.float64)
-        else:
-            count = None
-        total, n = x, count
+        if valid is None:
+            return self._cast(_sum2(x) / 4.0, None)
+        x[~valid] = 0.0
+        n = _sum2(valid.astype(np.float64))
+        empty = n == 0
+        return self._cast(_sum2(x) / np.where(empty, 1.0, n), empty)
+
+    def add(self, block: NDArray[Any], window: Window) -> None:
+        """Take the full-resolution ``block`` ``(B, h, w)`` at ``window`` (origin aligned).
+
+        Each level is made from the (rounded) level above, as GDAL's ``AVERAGE`` does.
+        """
         for level in range(1, self.n_levels + 1):
-            total = _sum2(total)
-            n = _sum2(n) if n is not None else None
-            if n is None:  # every pixel valid: partial edge blocks hold fewer pixels
-                n_eff = _edge_counts(window, level, total.shape[-2:])
-                mean, empty = total / n_eff, None
-            else:
-                empty = n == 0
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = total / np.where(empty, 1.0, n)
+            block = self._half(block)
             f = 1 << level
             win = Window(window.y0 // f, -(-window.y1 // f), window.x0 // f, -(-window.x1 // f))
-            self.write(level, win, self._cast(mean, empty))
-
-
-def _edge_counts(window: Window, level: int, shape: tuple[int, ...]) -> NDArray[np.float64]:
-    """Pixels each level-``level`` pixel of ``window`` averages (fewer at odd right/bottom edges)."""
-    f = 1 << level
-    ys = np.minimum(np.arange(shape[0]) * f + f, window.y1 - window.y0) - np.arange(shape[0]) * f
-    xs = np.minimum(np.arange(shape[1]) * f + f, window.x1 - window.x0) - np.arange(shape[1]) * f
-    return np.outer(ys, xs).astype(np.float64)
+            self.write(level, win, block)
 
 
 def level_profile(profile: dict[str, Any], shape_yx: tuple[int, int], level: int) -> dict[str, Any]:
