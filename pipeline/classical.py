@@ -50,6 +50,7 @@ computed once and shared by both halves).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -59,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 from scipy.optimize import nnls
 
@@ -78,6 +80,7 @@ Coefficients = dict[str, Any]
 Reader = Callable[[TileRead], tuple[Any, Any]]
 
 _FIT_SAMPLES = 1 << 18  # MS pixels used at most by the weight regressions
+_MATMUL_MAX = 512  # MS pixels a side up to which the LMS is two matrix products per band
 _EPS = 1e-12
 _KEYS = ("brovey", "gsa", "mtf-glp", "mtf-glp-hpm")
 
@@ -117,9 +120,36 @@ def _check_bands(key: str, n_bands: int, spec: SensorSpec) -> None:
         )
 
 
-def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> FloatArray:
+@functools.lru_cache(maxsize=16)
+def _axis_matrix(n: int, ratio: int, upsampler: str) -> torch.Tensor:
+    """The upsampler along one axis of ``n`` samples as a ``(ratio n, n)`` float32 matrix.
+
+    Built in float64 by upsampling the identity (the mirrored edges are folded in), so
+    ``A_y @ ms_b @ A_x.T`` is :func:`pipeline.backbones.upsample` of band ``b`` (separable).
+    """
+    from .backbones import upsample
+
+    eye = torch.eye(n, dtype=torch.float64).view(1, n, n, 1)
+    return upsample(eye, ratio, upsampler)[0, :, :, 0].T.to(torch.float32).contiguous()
+
+
+def _lms_of(m: FloatArray, ratio: int, upsampler: str) -> NDArray[np.floating[Any]]:
+    """The LMS of a window: two dense matrix products per band up to :data:`_MATMUL_MAX` MS
+    pixels a side (about 4x faster than the filter bank on a tile, same values to float32
+    rounding, below 2e-3 DN on 11-bit data), else :func:`interpolate`."""
+    h, w = m.shape[1:]
+    if max(h, w) > _MATMUL_MAX:
+        return interpolate(m, ratio, upsampler)
+    x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))
+    up = _axis_matrix(h, ratio, upsampler) @ x @ _axis_matrix(w, ratio, upsampler).T
+    return np.asarray(up.numpy())  # float32: the fit's statistics promote it, Brovey keeps it
+
+
+def _lms(
+    m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str
+) -> NDArray[np.floating[Any]]:
     if lms is None:
-        return interpolate(m, spec.ratio, upsampler)
+        return _lms_of(m, spec.ratio, upsampler)
     up = as_bands(lms, "lms")
     want = (m.shape[0], spec.ratio * m.shape[1], spec.ratio * m.shape[2])
     if up.shape != want:
@@ -176,7 +206,7 @@ class _Block:
         self.own = own if own is not None else Window(0, m.shape[1], 0, m.shape[2])
         self.origin = origin
         self._lms_given = lms
-        self._up: FloatArray | None = None
+        self._up: NDArray[np.floating[Any]] | None = None
         self._low: dict[float, FloatArray] = {}
         self._lp: dict[float, FloatArray] = {}
 
@@ -191,7 +221,7 @@ class _Block:
         return cls(m, p, spec, upsampler, own=own.relative_to(tr.ms), origin=(own.y0, own.x0))
 
     @property
-    def up(self) -> FloatArray:
+    def up(self) -> NDArray[np.floating[Any]]:
         """LMS of the window ``(B, H', W')``."""
         if self._up is None:
             self._up = _lms(self.m, self._lms_given, self.spec, self.upsampler)
@@ -209,11 +239,11 @@ class _Block:
             self._lp[gain] = interpolate(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
         return self._lp[gain]
 
-    def own_ms(self, x: FloatArray) -> FloatArray:
+    def own_ms(self, x: NDArray[Any]) -> NDArray[Any]:
         """``x``'s pixels (last two axes, MS grid) inside :attr:`own`."""
         return x[(..., *self.own.slices)]
 
-    def own_pan(self, x: FloatArray) -> FloatArray:
+    def own_pan(self, x: NDArray[Any]) -> NDArray[Any]:
         """``x``'s pixels (last two axes, PAN grid) inside :attr:`own`."""
         return x[(..., *self.own.scaled(self.spec.ratio).slices)]
 
@@ -360,11 +390,12 @@ def _fit_blocks(
 def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
     """The fusion of the whole window of ``b`` with the global ``coeffs``."""
     key, spec, up, p = coeffs["method"], b.spec, b.up, b.p
-    if key == "brovey":
-        pseudo = np.einsum("b,byx->yx", np.asarray(coeffs["weights"]), up)
+    if key == "brovey":  # float32 throughout (a pixelwise ratio: 1e-7 relative)
+        up32 = np.asarray(up, dtype=np.float32)
+        pseudo = np.tensordot(np.asarray(coeffs["weights"], dtype=np.float32), up32, axes=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(pseudo != 0, p / pseudo, 0.0)
-        return (up * ratio).astype(np.float32)
+            ratio = np.where(pseudo != 0, p.astype(np.float32) / pseudo, np.float32(0.0))
+        return up32 * ratio
     if key == "gsa":
         inten = np.einsum("b,byx->yx", np.asarray(coeffs["weights"]), up) + coeffs["offset"]
         detail = (p - coeffs["pan_mean"]) * coeffs["pan_scale"] + coeffs["intensity_mean"] - inten
