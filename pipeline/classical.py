@@ -62,7 +62,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from scipy.optimize import nnls
 
 from .errors import ConfigError, InputError
 from .grid import TileGrid, TileRead, Window
@@ -145,9 +144,7 @@ def _lms_of(m: FloatArray, ratio: int, upsampler: str) -> NDArray[np.floating[An
     return np.asarray(up.numpy())  # float32: the fit's statistics promote it, Brovey keeps it
 
 
-def _lms(
-    m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str
-) -> NDArray[np.floating[Any]]:
+def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> NDArray[np.floating[Any]]:
     if lms is None:
         return _lms_of(m, spec.ratio, upsampler)
     up = as_bands(lms, "lms")
@@ -275,8 +272,40 @@ def _design(
     return np.concatenate(xs)[order], np.concatenate(ys)[order]
 
 
+def _nnls(a: FloatArray, b: FloatArray) -> FloatArray:
+    """``argmin ||a x - b||`` subject to ``x >= 0`` (Lawson & Hanson's active set method).
+
+    On the ``n x n`` triangle ``r`` of ``a = q r`` (same minimiser: ``||a x - b||^2 =
+    ||r x - q^T b||^2 + const``), so each inner solve is ``n x n`` whatever the sample count.
+    scipy's ``nnls`` solves the same problem; importing ``scipy.optimize`` costs a fresh worker
+    about 0.6 s, more than this whole fit.
+    """
+    q, r = np.linalg.qr(a)
+    c = q.T @ b
+    n = r.shape[1]
+    tol = 10 * np.finfo(np.float64).eps * np.abs(r).sum(axis=0).max() * n
+    x, passive = np.zeros(n), np.zeros(n, dtype=bool)
+    for _ in range(3 * n):
+        grad = r.T @ (c - r @ x)
+        if passive.all() or grad[~passive].max() <= tol:
+            break
+        passive[int(np.argmax(np.where(passive, -np.inf, grad)))] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(r[:, passive], c, rcond=None)[0]
+            if (z[passive] > tol).all():
+                break
+            neg = passive & (z <= tol)
+            alpha = float(np.min(x[neg] / (x[neg] - z[neg])))
+            x = x + alpha * (z - x)
+            passive &= x > tol
+            x[~passive] = 0.0
+        x = z
+    return x
+
+
 def _nnls_weights(x: FloatArray, y: FloatArray) -> FloatArray:
-    w, _ = nnls(x, y)
+    w = _nnls(x, y)
     if not np.any(w > 0):
         log.warning("Brovey weight fit gave all zeros; using equal weights.")
         w = np.full(x.shape[1], 1.0 / x.shape[1])
