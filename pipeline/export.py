@@ -49,6 +49,7 @@ COMPRESSIONS = ("deflate", "zstd", "lzw")
 RESAMPLINGS = ("average", "nearest", "bilinear", "cubic", "mode")
 _THREADS = 2  # read + convert threads of the export (zarr and numpy release the GIL)
 _AHEAD = 4  # windows read ahead at most
+_STREAM_OVERVIEWS = True  # False: GDAL builds them (benchmarks/speed.py's A/B)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,7 +320,11 @@ def export_cog(
         nodata = float("nan")
     profile = _profile(src, dtype, nodata, meta.crs, opts)
     n_levels = level_count(src.shape[1:], opts.blocksize)
-    own = opts.overview_resampling == "average" and aligned(src.shape[1:], src.step, n_levels)
+    own = (
+        _STREAM_OVERVIEWS
+        and opts.overview_resampling == "average"
+        and aligned(src.shape[1:], src.step, n_levels)
+    )
     tmp, vrt, part, levels = stage_paths(out, n_levels if own else 0)
     try:
         with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):
