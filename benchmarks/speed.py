@@ -145,7 +145,11 @@ def export_ab(store: Path, tmp: Path, repeats: int) -> dict[str, Any]:
             opts = export.CogOptions() if stream else export.CogOptions(level=None)
             path = tmp / f"exp_{name}.tif"
             out[name].append(
-                timed(lambda: export.export_cog(store, "fused", path, options=opts, overwrite=True))
+                timed(
+                    lambda p=path, o=opts: export.export_cog(
+                        store, "fused", p, options=o, overwrite=True
+                    )
+                )
             )
             sizes[name] = path.stat().st_size
     export._STREAM_OVERVIEWS = True
@@ -194,7 +198,9 @@ def main() -> None:
                 ("deflate", {"COMPRESS": "DEFLATE", "PREDICTOR": 2}),
                 ("deflate1", {"COMPRESS": "DEFLATE", "PREDICTOR": 2, "ZLEVEL": 1}),
             ):
-                gdal[name].append(timed(lambda co=co: gdal_translate(vrt, tmp / "g.tif", **co)))
+                gdal[name].append(
+                    timed(lambda v=vrt, co=co: gdal_translate(v, tmp / "g.tif", **co))
+                )
             brovey.append(classical_row(syn, tmp, "brovey", two))
             glp.append(classical_row(syn, tmp, "mtf-glp", two))
         rows["gdal_brovey"] = {
