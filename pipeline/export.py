@@ -40,6 +40,7 @@ from .overviews import (
     stage_paths,
     vrt_with_overviews,
 )
+from .overviews import to_dn as _convert
 from .store import INPUT_ARRAYS, SceneStore
 
 log = logging.getLogger(__name__)
@@ -178,39 +179,6 @@ def _windows(shape_yx: tuple[int, int], step: int) -> Iterator[Window]:
     for y0 in range(0, h, step):
         for x0 in range(0, w, step):
             yield Window(y0, min(y0 + step, h), x0, min(x0 + step, w))
-
-
-def _convert(
-    block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
-) -> NDArray[Any]:
-    """Scale to DN (float64), round and clip to ``dtype``; NaN -> ``nodata``.
-
-    In place on one float64 copy of the block (no temporaries per step).
-    """
-    if scale == 1.0 and block.dtype == dtype:
-        if np.issubdtype(dtype, np.floating) and nodata is not None and not np.isnan(nodata):
-            return np.where(np.isnan(block), dtype.type(nodata), block)
-        return block
-    if np.issubdtype(dtype, np.integer):
-        x = np.array(block, dtype=np.float64)
-        if scale != 1.0:
-            x *= scale
-        nan = np.isnan(x)
-        has_nan = bool(nan.any())
-        if has_nan:
-            x[nan] = 0.0
-        info = np.iinfo(dtype)
-        np.rint(x, out=x)
-        np.clip(x, info.min, info.max, out=x)
-        out = x.astype(dtype)
-        if has_nan:
-            out[nan] = 0 if nodata is None else nodata
-        return out
-    y = np.asarray(block, dtype=np.float64) * scale if scale != 1.0 else block
-    y = np.array(y, dtype=dtype)
-    if nodata is not None:
-        y[np.isnan(y)] = nodata
-    return y
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -8,7 +8,8 @@ above, nodata and NaN excluded from the means): one pass,
 in numpy, memory bounded by one window, for images whose sides are multiples of ``2**levels``
 (:func:`aligned`; other sizes keep GDAL's overviews). The levels are written as tiled GeoTIFFs beside the
 full-resolution stage file and attached to it as the overviews of a VRT
-(:func:`vrt_with_overviews`), which the COG driver copies as they are.
+(:func:`vrt_with_overviews`), which the COG driver copies as they are. The export's other staging
+helpers live here too (:func:`to_dn`, :func:`read_ahead`, :func:`stage_paths`).
 
 The full resolution is never touched here. The levels are GDAL's own ``AVERAGE`` overviews: each
 from the rounded level above, integer means rounded half up (``tests/test_overviews.py`` compares
@@ -141,6 +142,39 @@ class Pyramid:
             self.write(level, win, block)
 
 
+def to_dn(
+    block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
+) -> NDArray[Any]:
+    """Scale to DN (float64), round and clip to ``dtype``; NaN -> ``nodata``.
+
+    In place on one float64 copy of the block (no temporaries per step).
+    """
+    if scale == 1.0 and block.dtype == dtype:
+        if np.issubdtype(dtype, np.floating) and nodata is not None and not np.isnan(nodata):
+            return np.where(np.isnan(block), dtype.type(nodata), block)
+        return block
+    if np.issubdtype(dtype, np.integer):
+        x = np.array(block, dtype=np.float64)
+        if scale != 1.0:
+            x *= scale
+        nan = np.isnan(x)
+        has_nan = bool(nan.any())
+        if has_nan:
+            x[nan] = 0.0
+        info = np.iinfo(dtype)
+        np.rint(x, out=x)
+        np.clip(x, info.min, info.max, out=x)
+        out = x.astype(dtype)
+        if has_nan:
+            out[nan] = 0 if nodata is None else nodata
+        return out
+    y = np.asarray(block, dtype=np.float64) * scale if scale != 1.0 else block
+    y = np.array(y, dtype=dtype)
+    if nodata is not None:
+        y[np.isnan(y)] = nodata
+    return y
+
+
 def level_profile(profile: dict[str, Any], shape_yx: tuple[int, int], level: int) -> dict[str, Any]:
     """The rasterio profile of a level's stage file: the full resolution's, resized, no georef."""
     h, w = level_shape(shape_yx, level)
@@ -204,5 +238,6 @@ __all__ = [
     "level_shape",
     "read_ahead",
     "stage_paths",
+    "to_dn",
     "vrt_with_overviews",
 ]
