@@ -240,6 +240,8 @@ def main() -> int:
     ap.add_argument("--small", action="store_true", help="tiny scenes (smoke test)")
     ap.add_argument("--no-run", action="store_true", help="skip the run_scene rows")
     args = ap.parse_args()
+    if args.small:  # a smoke test of the code path, not a measurement
+        args.steps, args.repeats = min(args.steps, 3), 1
     if args.device == "cuda" and not torch.cuda.is_available():
         print("SKIP benchmarks/gpu.py: no CUDA device visible (torch.cuda.is_available() is False);"
               " run it on a GPU machine, or --device cpu --small for a CPU smoke test.")  # fmt: skip
