@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,12 +129,14 @@ def forward_window(
     nodata: float | None = None,
     clip: bool = True,
     crop: Window | None = None,
+    band_gains: Sequence[float] | None = None,
 ) -> NDArray[np.float32]:
     """Run the model on one window: ms ``(B, h, w)`` DN, pan ``(r*h, r*w)`` DN -> ``(B, r*h, r*w)``.
 
     :func:`pipeline.infer.infer_window` on this worker's device: normalised ``DN / dn_max`` in
     and out (float32), invalid inputs (non-finite or ``nodata``) filled before the forward and NaN
-    in the output, valid outputs clipped to ``[0, 1]`` unless ``clip=False``, cropped to ``crop``.
+    in the output (filled with the scene's ``band_gains``, ``meta.radiometry``), valid outputs
+    clipped to ``[0, 1]`` unless ``clip=False``, cropped to ``crop``.
     The same function serves whole images and tiles; tiles are whole images of their window plus
     halo.
     """
@@ -146,7 +149,8 @@ def forward_window(
         memory_format=memory_format(dev),
         context=lambda: inference(dev, amp),
     )
-    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip)
+    gains = None if band_gains is None else tuple(float(g) for g in band_gains)
+    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip, band_gains=gains)
     return infer_window(run, ms_dn, pan_dn, rad, crop=crop)
 
 
@@ -197,6 +201,7 @@ def infer_tile(task: TileTask) -> TileResult:
         nodata=meta.nodata,
         clip=task.clip,
         crop=read.crop,
+        band_gains=meta.radiometry.get("band_gains"),
     )
     return _write_tile(store, task, read, tile, t0, t1)
 
@@ -283,7 +288,7 @@ def classical_tile(task: ClassicalTileTask) -> TileResult:
     read = store.grid.read(task.key, int(coeffs["halo_ms"]))
     ms_dn, pan_dn = read_window(store, read)
     t1 = time.perf_counter()
-    rad = Radiometry(dn_max=meta.dn_max, ratio=meta.ratio, nodata=meta.nodata, clip=task.clip)
+    rad = Radiometry.of(meta, clip=task.clip)
     run = classical_run(task.method, coeffs, store.sensor, meta.dn_max)
     tile = infer_window(run, ms_dn, pan_dn, rad, crop=read.crop)
     return _write_tile(store, task, read, tile, t0, t1)

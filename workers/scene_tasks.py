@@ -227,6 +227,7 @@ def tile_quality(job: QualityJob) -> dict[str, Any]:
                 ratio=meta.ratio,
                 nodata=meta.nodata,
                 crop=read.crop,
+                band_gains=meta.radiometry.get("band_gains"),
             ).astype(np.float64)
             * meta.dn_max
         )
