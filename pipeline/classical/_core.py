@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, InputError
 from ..grid import TileGrid, TileRead, Window
 from ..mtf import DEFAULT_SIZE
-from ..quality.full_resolution import DEFAULT_UPSAMPLER, interpolate, mtf_degrade
+from ..quality.full_resolution import DEFAULT_UPSAMPLER, mtf_degrade
 from ..quality.inputs import as_bands, as_plane
 from ..sensors import SensorSpec, get_sensor
 from ._stats import _EPS, FloatArray, _gain, _lms_of, _Moments, _nnls_weights, _std
@@ -125,7 +125,7 @@ class _Block:
         self._lms_given = lms
         self._up: NDArray[np.floating[Any]] | None = None
         self._low: dict[float, FloatArray] = {}
-        self._lp: dict[float, FloatArray] = {}
+        self._lp: dict[float, NDArray[np.floating[Any]]] = {}
 
     @classmethod
     def read(
@@ -150,10 +150,10 @@ class _Block:
             self._low[gain] = mtf_degrade(self.p[None], [gain], self.spec.ratio)[0]
         return self._low[gain]
 
-    def lp(self, gain: float) -> FloatArray:
-        """``P_LP``: :meth:`low` re-interpolated to the PAN grid ``(H', W')``."""
+    def lp(self, gain: float) -> NDArray[np.floating[Any]]:
+        """``P_LP``: :meth:`low` re-interpolated to the PAN grid ``(H', W')`` (as the LMS)."""
         if gain not in self._lp:
-            self._lp[gain] = interpolate(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
+            self._lp[gain] = _lms_of(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
         return self._lp[gain]
 
     def own_ms(self, x: NDArray[Any]) -> NDArray[Any]:
