@@ -1,12 +1,13 @@
 """The tile task: read a tile plus halo from the store, one forward, crop, write its own chunk.
 
 :func:`infer_tile` is what every inference task runs on a worker. It receives a
-:class:`TileTask` (store path, output name, tile key, model spec: keys and paths, never arrays or
-models), reads the tile's PAN/MS windows plus the halo the model needs (clipped at the scene
-edges, where the network pads exactly as on the whole image), normalises by ``dn_max``, upsamples
+:class:`pipeline.jobs.TileTask` (store path, output name, tile key, model spec: keys and paths,
+never arrays or models), reads the tile's PAN/MS windows plus the halo the model needs (clipped
+at the scene edges, where the network pads exactly as on the whole image), normalises by ``dn_max``, upsamples
 MS to LMS, runs one forward under ``torch.inference_mode`` (channels_last on CPU, optional AMP
 on GPU), crops to the tile and writes exactly the tile's output chunk. It returns a small
-:class:`TileResult` (timings, peak memory, a digest of what it wrote) for the driver's journal.
+:class:`pipeline.jobs.TileResult` (timings, peak memory, a digest of what it wrote) for the
+driver's journal.
 
 :func:`classical_tile` is the same task for a classical method: the scene's global coefficients
 (fitted once, :func:`workers.scene_tasks.fit_classical`) are applied to the tile plus the halo
@@ -23,7 +24,6 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,68 +32,17 @@ import torch
 from numpy.typing import NDArray
 
 from pipeline.errors import StoreError
-from pipeline.grid import TileKey, TileRead, Window
+from pipeline.files import file_sha256
+from pipeline.grid import TileRead, Window
 from pipeline.infer import Radiometry, Run, infer_window, model_run
+from pipeline.jobs import ClassicalTileTask, TileResult, TileTask
 from pipeline.store import SceneStore
 
 from .device import inference, memory_format
-from .plugin import LoadedModel, ModelSpec, current_cache, file_sha256
+from .plugin import LoadedModel, current_cache
 
 FAULT_TILE_ENV = "PANTAILOR_FAULT_TILE"
 FAULT_MARKER_ENV = "PANTAILOR_FAULT_MARKER"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TileTask:
-    """Everything one tile task needs, by reference.
-
-    Attributes
-    ----------
-    store
-        Path of the scene store.
-    output
-        Output array name (created by the driver before the tasks run).
-    key
-        The tile.
-    model
-        The model to run.
-    amp
-        Mixed precision on GPU.
-    clip
-        Clip valid outputs to ``[0, dn_max]`` (``run --no-clip`` turns it off).
-    """
-
-    store: str
-    output: str
-    key: TileKey
-    model: ModelSpec
-    amp: bool = False
-    clip: bool = True
-
-
-@dataclass(frozen=True, kw_only=True)
-class TileResult:
-    """What a finished tile task reports back (small; the pixels stay in the store).
-
-    Attributes
-    ----------
-    key
-        The tile.
-    sha256
-        Digest of the float32 bytes written.
-    seconds
-        ``{"read", "forward", "write"}`` wall times in seconds.
-    peak_rss
-        The worker process's peak resident memory during the task, bytes.
-    pid
-        The worker process id.
-    """
-
-    key: TileKey
-    sha256: str
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_rss: int = 0
-    pid: int = 0
 
 
 def _reset_peak_rss() -> bool:
@@ -226,31 +175,6 @@ def _write_tile(
         peak_rss=_peak_rss(),
         pid=os.getpid(),
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClassicalTileTask:
-    """One tile of a classical method with the scene's global coefficients, by reference.
-
-    Attributes
-    ----------
-    store, output, key
-        As for :class:`TileTask`.
-    method
-        A key of :data:`pipeline.classical.METHODS`.
-    coefficients, sha256
-        The JSON file :func:`workers.scene_tasks.fit_classical` wrote and its digest.
-    clip
-        As for :class:`TileTask`.
-    """
-
-    store: str
-    output: str
-    key: TileKey
-    method: str
-    coefficients: str
-    sha256: str
-    clip: bool = True
 
 
 _COEFFS: dict[tuple[str, str], dict[str, Any]] = {}

@@ -51,7 +51,6 @@ computed once and shared by both halves).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,12 +79,9 @@ from ._stats import FloatArray, _lms_of, _nnls  # noqa: F401  (tests reach the f
 
 def save_coefficients(coeffs: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``coeffs`` as JSON atomically (floats round-trip exactly)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(dict(coeffs), indent=1, sort_keys=True))
-    os.replace(tmp, out)
-    return out
+    from ..files import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(dict(coeffs), indent=1, sort_keys=True))
 
 
 def load_coefficients(path: str | Path) -> Coefficients:
