@@ -380,10 +380,13 @@ def _describe(dst: Any, store: SceneStore, array_name: str) -> None:
     names = ["pan"] if array_name == "pan" else list(store.meta.bands)
     for i, name in enumerate(names[: dst.count], start=1):
         dst.set_band_description(i, name)
+    # A run's array is named by its run key, which includes the output path; the product's
+    # bytes must not depend on where it was written, so the tag keeps the kind only.
+    label = array_name.split("-", 1)[0] if array_name.startswith("fused-") else array_name
     dst.update_tags(
         pantailor_version=store.meta.version,
         sensor=store.meta.sensor,
-        array=array_name,
+        array=label,
         dn_max=str(store.meta.dn_max),
     )
 

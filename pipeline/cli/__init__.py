@@ -20,7 +20,17 @@ from ._base import Handler
 log = logging.getLogger("pantailor")
 
 #: Subcommand modules in the order ``--help`` lists them.
-COMMANDS = ("ingest", "export", "train_backbone", "run", "demo", "metrics", "weights")
+COMMANDS = (
+    "ingest",
+    "export",
+    "train_backbone",
+    "run",
+    "batch",
+    "status",
+    "demo",
+    "metrics",
+    "weights",
+)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
