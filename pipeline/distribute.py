@@ -173,14 +173,14 @@ class Engine:
 
     def infer_tiles(self, tasks: Sequence[TileTask | ClassicalTileTask]) -> Iterator[TileResult]:
         """Compute every tile task; yield results as they complete (see :meth:`_map`)."""
-        yield from self._map(_tile_task, tasks, "tile")
+        yield from self._map(_tile_task, tasks, "infer-tile")
 
     #: The name benchmarks used before the seam was typed (same method).
     map_tiles = infer_tiles
 
     def score_tiles(self, jobs: Sequence[QualityJob]) -> list[QualityResult]:
         """Score every quality job; results in the order of ``jobs``."""
-        by_key = {r.key: r for r in self._map(tile_quality, jobs, "quality")}
+        by_key = {r.key: r for r in self._map(tile_quality, jobs, "quality-tile")}
         return [by_key[j.key] for j in jobs]
 
     def _map(self, fn: Callable[[J], R], jobs: Sequence[J], name: str) -> Iterator[R]:

@@ -155,6 +155,11 @@ def run_scene(
             for stage in stages_of(cfg, paths):
                 stage.run(state)
             summary = _summary(state)
+        if base is not None:  # the weights used: file, sha256, band groups
+            from .backbones import load, weights_record
+
+            model = load(base.backbone, base.weights, n_bands=base.n_bands, sensor=base.sensor)
+            summary["weights"] = weights_record(model)
         summary["timings"] = {**state.timings, "total": time.perf_counter() - t0}
         journal.creates(paths.report)
         write_report(paths.report, summary)

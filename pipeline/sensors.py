@@ -271,7 +271,8 @@ _BUILTIN: tuple[SensorSpec, ...] = (
         mtf_pan=DEFAULT_PAN_GAIN,
         aliases=("l7", "le07", "etm+", "landsat-7"),
         source="USGS Landsat 7 Data Users Handbook (bands 1-5,7 at 30 m, band 8 PAN at 15 m, "
-        "8-bit DN); " + _DEFAULT,
+        "8-bit DN; FuseBox containers, stored R, G, B, ..., are reordered to this order on "
+        "reading); " + _DEFAULT,
     ),
     SensorSpec(
         name="landsat8",

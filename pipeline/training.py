@@ -13,8 +13,10 @@ Training pairs follow Wald's protocol at ratio 4, cut from scenes whose licences
   nearest-upsampled x2: the native 150² at 2 m is ``ms[:, ::2, ::2]``), native ratio 4: target
   = native MS, MS input = MS degraded by 4, PAN input = PAN degraded by 4 (MTF + 4x4 mean).
 
-Band sets: 4 bands = (blue, green, red, NIR) from both sources. There is **no permissive 8-band
-data**, so the 8-band set is *synthesised* from the six Landsat bands by spectral interpolation
+Band sets (:data:`BAND_SETS`): 4 bands = (blue, green, red, NIR) from both sources; 6 bands =
+the six native Landsat-7 bands in the ``landsat7`` sensor's order (blue, green, red, NIR, SWIR1,
+SWIR2; FuseBox stores them R, G, B, NIR, SWIR1, SWIR2 and is reordered). There is **no permissive
+8-band data**, so the 8-band set is *synthesised* from the six Landsat bands by spectral interpolation
 (WorldView order: coastal = 1.25 blue - 0.25 green, blue, green, yellow = (green + red) / 2,
 red, red-edge = 0.4 red + 0.6 NIR, NIR1 = NIR, NIR2 = 0.9 NIR + 0.1 SWIR1). It teaches the
 network to inject PAN detail into 8 correlated bands; it is not real 8-band radiometry.
@@ -50,6 +52,10 @@ RATIO = 4
 FUSEBOX = "landsat/fusebox_landsat7/cropped"
 SPACENET = "vhr/spacenet_wv2"
 _FB_RGBN = (2, 1, 0, 3)  # FuseBox band order is R, G, B, NIR, SWIR1, SWIR2
+L7_BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
+WV8_BANDS = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
+#: Band sets ``train-backbone --bands N`` can build, by band count: the band names, in order.
+BAND_SETS: dict[int, tuple[str, ...]] = {4: L7_BANDS[:4], 6: L7_BANDS, 8: WV8_BANDS}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,13 +67,17 @@ class TrainConfig:
     name
         Backbone to train (``"fusionnet"``, ...).
     n_bands
-        4 or 8 (see the module docstring for how each band set is built).
+        A key of :data:`BAND_SETS`: 4, 6 (native Landsat-7) or 8 (synthetic); see the module
+        docstring for how each band set is built.
     steps, batch, patch
         Optimiser steps, patches per step, patch edge in target (PAN-input) pixels.
     lr
         Adam learning rate; multiplied by 0.2 after ``decay_at`` of the steps.
     seed
         Seeds weights, patch positions and augmentation.
+    ratio
+        PAN/MS ratio of the simulated pairs (4 by default; 2 = Landsat's own ratio: MS input at
+        60 m, PAN input and target at 30 m).
     ms_gain, pan_gain
         MTF Nyquist gains of the simulated degradations.
     val_scenes
@@ -86,6 +96,7 @@ class TrainConfig:
     lr: float = 1e-3
     decay_at: float = 0.7
     seed: int = 0
+    ratio: int = RATIO
     ms_gain: float = 0.3
     pan_gain: float = 0.15
     val_scenes: tuple[int, ...] = (26, 27, 28, 29, 30)
@@ -93,11 +104,18 @@ class TrainConfig:
     spacenet: bool = True
 
     def __post_init__(self) -> None:
-        if self.n_bands not in (4, 8):
+        if self.n_bands not in BAND_SETS:
+            sets = "; ".join(f"{n}: {', '.join(b)}" for n, b in sorted(BAND_SETS.items()))
             raise ConfigError(
-                "train-backbone builds 4- or 8-band weights.", got=self.n_bands, fix="--bands 4"
+                "The training data has no band set of this size.",
+                expected=f"--bands one of {sorted(BAND_SETS)} ({sets})",
+                got=self.n_bands,
+                fix="--bands 6 for Landsat-7/-8-like sensors, 4 for blue/green/red/NIR sensors; "
+                "other band counts run the band-group path of pipeline.backbones.groups.",
             )
-        if self.patch % RATIO or self.patch < 4 * RATIO:
+        if self.ratio not in (2, 4):
+            raise ConfigError("The training ratio is 2 or 4.", got=self.ratio, fix="--ratio 4")
+        if self.patch % 4 or self.patch < 16:
             raise ConfigError(
                 "The patch must be a multiple of 4 of at least 16 pixels.", got=self.patch
             )
@@ -190,22 +208,29 @@ def wald_pair(
         The source's own PAN/MS ratio (2 for Landsat, 4 for WorldView).
     """
     b = ms.shape[0]
-    h, w = ms.shape[-2] // RATIO * RATIO, ms.shape[-1] // RATIO * RATIO
+    r = cfg.ratio
+    h, w = ms.shape[-2] // r * r, ms.shape[-1] // r * r
     gt = np.asarray(ms[:, :h, :w], dtype=np.float64)
     pan_f = filter_np(np.asarray(pan, dtype=np.float64)[None], [cfg.pan_gain], native_ratio)
     pan_t = _block_mean(pan_f[0], native_ratio)[:h, :w]
-    o = RATIO // 2
-    ms_lr = filter_np(gt, [cfg.ms_gain] * b, RATIO)[:, o::RATIO, o::RATIO]
-    lms = upsample(torch.from_numpy(ms_lr)[None], RATIO, upsampler)[0].numpy()
+    o = r // 2
+    ms_lr = filter_np(gt, [cfg.ms_gain] * b, r)[:, o::r, o::r]
+    lms = upsample(torch.from_numpy(ms_lr)[None], r, upsampler)[0].numpy()
     f32 = np.float32
     return TrainingPair(name, ms_lr.astype(f32), lms.astype(f32), pan_t.astype(f32), gt.astype(f32))
 
 
 def landsat_bands(ms6: NDArray[np.floating], n_bands: int) -> NDArray[np.float64]:
-    """FuseBox ``(6, h, w)`` (R, G, B, NIR, SWIR1, SWIR2) -> 4 (BGRN) or 8 synthetic bands."""
+    """FuseBox ``(6, h, w)`` (R, G, B, NIR, SWIR1, SWIR2) -> the band set :data:`BAND_SETS` names.
+
+    4: blue, green, red, NIR; 6: blue, green, red, NIR, SWIR1, SWIR2 (the ``landsat7`` order);
+    8: the synthetic WorldView-like set.
+    """
     r, g, b, nir, sw1 = (np.asarray(ms6[i], dtype=np.float64) for i in range(5))
     if n_bands == 4:
         return np.stack([b, g, r, nir])
+    if n_bands == 6:
+        return np.stack([b, g, r, nir, sw1, np.asarray(ms6[5], dtype=np.float64)])
     coastal = np.clip(1.25 * b - 0.25 * g, 0.0, 1.0)
     return np.stack(
         [coastal, b, g, (g + r) / 2, r, 0.4 * r + 0.6 * nir, nir, 0.9 * nir + 0.1 * sw1]
@@ -266,13 +291,14 @@ def sample_batch(
     """Random aligned crops with flips/rot90: ``(ms, lms, pan, gt)`` as NCHW float32 tensors."""
     areas = np.array([p.gt.shape[-2] * p.gt.shape[-1] for p in pairs], dtype=np.float64)
     idx = rng.choice(len(pairs), size=batch, p=areas / areas.sum())
-    q = patch // RATIO
+    ratio = pairs[0].gt.shape[-1] // pairs[0].ms.shape[-1]
+    q = patch // ratio
     cols: list[list[NDArray[np.float32]]] = [[], [], [], []]
     for i in idx:
         p = pairs[int(i)]
         y = int(rng.integers(0, p.ms.shape[-2] - q + 1))
         x = int(rng.integers(0, p.ms.shape[-1] - q + 1))
-        big = (slice(RATIO * y, RATIO * y + patch), slice(RATIO * x, RATIO * x + patch))
+        big = (slice(ratio * y, ratio * y + patch), slice(ratio * x, ratio * x + patch))
         crops = [p.ms[:, y : y + q, x : x + q], p.lms[:, big[0], big[1]]]
         crops += [p.pan[None, big[0], big[1]], p.gt[:, big[0], big[1]]]
         aug = _augment(crops, int(rng.integers(0, 4)), bool(rng.integers(0, 2)))
@@ -320,8 +346,9 @@ def reduced_resolution_scores(
             t = [torch.from_numpy(a)[None] for a in (p.ms, p.lms, p.pan[None])]
             fused = model(*t)[0].double().numpy()
         gt = p.gt.astype(np.float64)
+        ratio = p.gt.shape[-1] // p.ms.shape[-1]
         for key, img in (("model", fused), ("lms", p.lms.astype(np.float64))):
-            out[key].append((quality.sam(img, gt), quality.ergas(img, gt, RATIO)))
+            out[key].append((quality.sam(img, gt), quality.ergas(img, gt, ratio)))
     return {
         k: {"sam": float(np.mean([s for s, _ in v])), "ergas": float(np.mean([e for _, e in v]))}
         for k, v in out.items()
@@ -345,6 +372,8 @@ def train_and_save(cfg: TrainConfig, out: str | Path, root: Path | None = None) 
     summary: dict[str, Any] = {
         "name": cfg.name,
         "n_bands": cfg.n_bands,
+        "ratio": cfg.ratio,
+        "bands": ",".join(BAND_SETS[cfg.n_bands]),
         "steps": cfg.steps,
         "batch": cfg.batch,
         "patch": cfg.patch,
@@ -366,6 +395,8 @@ def train_and_save(cfg: TrainConfig, out: str | Path, root: Path | None = None) 
 
 
 __all__ = [
+    "BAND_SETS",
+    "L7_BANDS",
     "TrainConfig",
     "TrainResult",
     "TrainingPair",

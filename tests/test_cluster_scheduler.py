@@ -83,7 +83,10 @@ def test_run_on_a_running_scheduler_survives_a_worker_host_killed_mid_run(
 
         def progress() -> tuple[int, list[str]] | None:
             if run.poll() is not None:  # fail fast instead of waiting out the timeout
-                raise AssertionError("the run ended before a worker could be killed mid-run")
+                raise AssertionError(
+                    "the run ended before a worker could be killed mid-run:\n"
+                    + log.read_text()[-3000:]
+                )
             done, busy = client.run_on_scheduler(tile_progress)
             return (done, busy) if done >= 1 and busy else None
 

@@ -3,6 +3,7 @@ a short training run, the CLI, and the shipped weights."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,9 @@ from pipeline.training import (
     TrainConfig,
     TrainingPair,
     landsat_bands,
+    load_pairs,
     parse_scenes,
+    reduced_resolution_scores,
     sample_batch,
     train,
     wald_pair,
@@ -64,11 +67,24 @@ def test_landsat_band_sets() -> None:
     assert eight.shape == (8, 2, 2)
     np.testing.assert_allclose(eight[[1, 2, 4, 6], 0, 0], [0.1, 0.2, 0.3, 0.6])
     assert 0.2 < eight[3, 0, 0] < 0.3 and 0.3 < eight[5, 0, 0] < 0.6  # yellow, red edge
+    six = landsat_bands(ms6, 6)  # native bands in the landsat7 sensor's order (B, G, R, ...)
+    np.testing.assert_allclose(six[:, 0, 0], [0.1, 0.2, 0.3, 0.6, 0.5, 0.4])
+
+
+def test_band_sets_are_the_sensor_orders() -> None:
+    from pipeline.backbones.groups import SHIPPED_BANDS
+    from pipeline.sensors import get_sensor
+    from pipeline.training import BAND_SETS
+
+    assert BAND_SETS[6] == get_sensor("landsat7").bands == SHIPPED_BANDS[6]
+    assert BAND_SETS[4] == SHIPPED_BANDS[4] and BAND_SETS[8] == SHIPPED_BANDS[8]
 
 
 def test_train_config_is_validated() -> None:
-    with pytest.raises(ConfigError):
-        TrainConfig(n_bands=6)
+    TrainConfig(n_bands=6)  # the native Landsat-7 set
+    with pytest.raises(ConfigError, match="band set") as err:
+        TrainConfig(n_bands=7)
+    assert "6" in str(err.value.expected)
     with pytest.raises(ConfigError):
         TrainConfig(patch=30)
 
@@ -110,21 +126,35 @@ def test_short_training_reduces_the_loss() -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
+@pytest.mark.parametrize("n_bands", [6, 8])
 def test_cli_train_backbone_writes_loadable_weights(
-    tmp_path: Path, data_file: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+    n_bands: int,
+    tmp_path: Path,
+    data_file: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from pipeline.cli import main
 
     data_file("landsat/fusebox_landsat7/cropped/1_pan.mat")
     out = tmp_path / "w.pt"
-    argv = ["train-backbone", "--bands", "8", "--steps", "3", "--batch", "2", "--patch", "16"]
-    argv += ["--scenes", "1,26", "--val-scenes", "26", "--json", "-o", str(out)]
+    argv = ["train-backbone", "--bands", str(n_bands), "--steps", "3", "--batch", "2"]
+    argv += ["--patch", "16", "--scenes", "1,26", "--val-scenes", "26", "--json", "-o", str(out)]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["n_bands"] == 8 and summary["val_scenes"] == ["fusebox-26"]
+    assert summary["n_bands"] == n_bands and summary["val_scenes"] == ["fusebox-26"]
     assert summary["train_scenes"] == 1
-    model = load("fusionnet", out, n_bands=8)
-    assert model.n_bands == 8
+    model = load("fusionnet", out, n_bands=n_bands)
+    assert model.n_bands == n_bands
+
+
+def test_cli_train_backbone_refuses_a_band_count_the_data_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    out = tmp_path / "w.pt"
+    assert main(["train-backbone", "--bands", "7", "--steps", "1", "-o", str(out)]) != 0
+    assert "band set" in capsys.readouterr().err and not out.exists()
 
 
 def test_parse_scenes() -> None:
@@ -137,7 +167,7 @@ def test_parse_scenes() -> None:
         TrainConfig(fusebox_scenes=(1, 2), val_scenes=(3,))
 
 
-@pytest.mark.parametrize("n_bands", [4, 8])
+@pytest.mark.parametrize("n_bands", [4, 6, 8])
 def test_shipped_weights_are_small_and_load(n_bands: int) -> None:
     path = default_weights("fusionnet", n_bands)
     assert path.stat().st_size < 500_000
@@ -145,3 +175,25 @@ def test_shipped_weights_are_small_and_load(n_bands: int) -> None:
     assert model.n_bands == n_bands
     meta = torch.load(path, weights_only=True)["meta"]
     assert "train_seconds" in meta and "val" in meta
+
+
+def test_shipped_6band_weights_beat_interpolation_on_held_out_scenes() -> None:
+    """The recorded held-out scores of the shipped Landsat-7 weights (scenes never trained on)."""
+    meta = torch.load(default_weights("fusionnet", 6), weights_only=True)["meta"]
+    assert meta["bands"] == "blue,green,red,nir,swir1,swir2" and meta["ratio"] == "2"
+    assert "fusebox-26" in meta["val_scenes"] and meta["train_scenes"] == "25"
+    val = ast.literal_eval(meta["val"])
+    assert val["model"]["sam"] < val["lms"]["sam"] and val["model"]["ergas"] < val["lms"]["ergas"]
+
+
+@pytest.mark.data
+def test_shipped_6band_weights_beat_interpolation_on_a_held_out_scene(
+    data_file: Callable[[str], Path],
+) -> None:
+    """Recomputed: FuseBox scene 28 (held out), Wald protocol at ratio 2."""
+    data_file("landsat/fusebox_landsat7/cropped/28_pan.mat")
+    cfg = TrainConfig(n_bands=6, ratio=2, fusebox_scenes=(28,), val_scenes=(28,))
+    _, val = load_pairs(cfg)
+    s = reduced_resolution_scores(load("fusionnet", None, n_bands=6), val)
+    assert s["model"]["sam"] < 0.95 * s["lms"]["sam"]
+    assert s["model"]["ergas"] < 0.95 * s["lms"]["ergas"]

@@ -16,9 +16,11 @@ from .checkpoints import (
     dlpan_checkpoint,
     load,
     save_backbone,
+    weights_record,
 )
 from .dicnn import DiCNN
 from .fusionnet import FusionNet
+from .groups import BandGroups, band_groups
 from .pannet import PanNet
 from .pnn import PNN
 from .upsample import UPSAMPLER_SUPPORT_MS, support_ms, upsample
@@ -27,10 +29,12 @@ __all__ = [
     "PNN",
     "UPSAMPLER_SUPPORT_MS",
     "Backbone",
+    "BandGroups",
     "DiCNN",
     "FusionNet",
     "PanNet",
     "backbone_names",
+    "band_groups",
     "build",
     "checksum",
     "default_weights",
@@ -39,4 +43,5 @@ __all__ = [
     "save_backbone",
     "support_ms",
     "upsample",
+    "weights_record",
 ]

@@ -73,6 +73,7 @@ class Backbone(nn.Module):
             raise ConfigError("A backbone needs at least one band.", got=n_bands)
         self.n_bands = n_bands
         self.ratio: int | None = None
+        self.weights_file: str | None = None  # the checkpoint load() read, for reports
 
     @property
     def receptive_field(self) -> int:

@@ -113,6 +113,53 @@ def default_weights(name: str, n_bands: int) -> Path:
     return registry.verify(entry, path, source="package") if entry is not None else path
 
 
+def _shipped_groups(name: str, spec: SensorSpec) -> Backbone | None:
+    """The shipped weights on band groups (:mod:`.groups`) where the sensor needs them, else None.
+
+    ``None`` (load the shipped file of the sensor's band count as usual) when a file of that
+    count is shipped and its band names are the sensor's or not all among them; a
+    :class:`~.groups.BandGroups` when the count is not shipped (the largest fitting set) or the
+    names are the sensor's in another order (FuseBox Landsat-7: R, G, B, ...).
+    """
+    from .groups import SHIPPED_BANDS, BandGroups, band_groups, pick_shipped
+
+    stem = f"{name}_"
+    have = sorted(
+        int(p.name[len(stem) : -len("band.pt")])
+        for p in WEIGHTS_DIR.glob(f"{stem}*band.pt")
+        if p.name[len(stem) : -len("band.pt")].isdigit()
+    )
+    k = pick_shipped(spec.bands, have)
+    names = SHIPPED_BANDS.get(k or 0, ())
+    if k is None:
+        return None  # default_weights raises, naming the shipped files
+    if k == spec.n_bands and (tuple(names) == spec.bands or set(names) != set(spec.bands)):
+        return None
+    net = build(name, k)
+    path = default_weights(net.name, k)
+    load_state(net, _read(path), path)
+    net.eval().requires_grad_(False)
+    model = BandGroups(net, band_groups(spec.bands, names or ("",) * k), spec.n_bands)
+    model.eval().requires_grad_(False)
+    model.weights_file = str(path)
+    log.info("%s for %s: shipped %s, %s", name, spec.name, path.name, model.describe())
+    return model
+
+
+def _grouped_checkpoint(model: Backbone, path: Path) -> Backbone:
+    """``model``, or the :class:`~.groups.BandGroups` a saved band-group checkpoint holds."""
+    from .groups import BandGroups
+
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return model  # _read reports it
+    if not (isinstance(obj, Mapping) and obj.get("format") == FORMAT and obj.get("groups")):
+        return model
+    net = build(model.name, int(obj["net_bands"]))
+    return BandGroups(net, [tuple(g) for g in obj["groups"]], model.n_bands)
+
+
 def _read(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
@@ -208,6 +255,10 @@ def load(
             got=f"{spec.name} with ratio {spec.ratio}",
             fix="choose a backbone without a fixed ratio (e.g. fusionnet).",
         )
+    if weights is None and spec is not None:
+        grouped = _shipped_groups(model.name, spec)
+        if grouped is not None:
+            return grouped
     if weights is None:
         path = default_weights(model.name, n_bands)
         if n_bands == 8:
@@ -220,9 +271,11 @@ def load(
         path = dlpan_checkpoint(model.name, weights.split(":", 1)[1])
     else:
         path = Path(weights)
+        model = _grouped_checkpoint(model, path)
     load_state(model, _read(path), path)
     model.eval()
     model.requires_grad_(False)
+    model.weights_file = str(path)
     log.info("loaded %s (%d bands) from %s", model.name, n_bands, path)
     return model
 
@@ -240,6 +293,31 @@ def checksum(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def weights_record(model: Backbone) -> dict[str, Any]:
+    """What a report says about the weights :func:`load` returned: file, its sha256, bands.
+
+    ``file`` is the checkpoint read (``None`` for an unloaded network), ``file_sha256`` the
+    digest of its bytes, ``state_sha256`` :func:`checksum` of the loaded network, ``n_bands`` the
+    band count run, and ``band_groups`` the groups (:mod:`.groups`) where the weights have
+    another band count or order than the sensor.
+    """
+    from .groups import BandGroups
+
+    file = getattr(model, "weights_file", None)
+    digest = None
+    if file is not None and Path(file).is_file():
+        digest = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    groups = [list(g) for g in model.groups] if isinstance(model, BandGroups) else None
+    return {
+        "backbone": model.name,
+        "file": file,
+        "file_sha256": digest,
+        "state_sha256": checksum(model),
+        "n_bands": model.n_bands,
+        "band_groups": groups,
+    }
+
+
 def save_backbone(model: Backbone, path: str | Path, meta: Mapping[str, str | int | float]) -> None:
     """Save ``model`` in the pantailor checkpoint format (float32 state dict plus metadata)."""
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}
@@ -250,6 +328,11 @@ def save_backbone(model: Backbone, path: str | Path, meta: Mapping[str, str | in
         "meta": dict(meta),
         "state_dict": state,
     }
+    from .groups import BandGroups
+
+    if isinstance(model, BandGroups):  # load() rebuilds it from these
+        obj["groups"] = [list(g) for g in model.groups]
+        obj["net_bands"] = model.net.n_bands
     torch.save(obj, Path(path))
 
 
@@ -265,4 +348,5 @@ __all__ = [
     "load",
     "load_state",
     "save_backbone",
+    "weights_record",
 ]

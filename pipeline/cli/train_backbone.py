@@ -18,7 +18,19 @@ def add(
     )
     p.add_argument("-o", "--output", required=True, help="target checkpoint, e.g. my.pt")
     p.add_argument("--name", default="fusionnet", help="backbone (default fusionnet)")
-    p.add_argument("--bands", type=int, choices=[4, 8], default=4, help="band set (default 4)")
+    p.add_argument(
+        "--bands",
+        type=int,
+        default=4,
+        help="band set: 4 (B, G, R, NIR), 6 (native Landsat-7: B, G, R, NIR, SWIR1, SWIR2) or 8 "
+        "(synthetic WorldView-like); default 4",
+    )
+    p.add_argument(
+        "--ratio",
+        type=int,
+        default=4,
+        help="PAN/MS ratio of the simulated pairs: 4 (default) or 2 (Landsat's own)",
+    )
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
     p.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
     p.add_argument("--patch", type=int, default=64, help="patch edge in PAN pixels (default 64)")
@@ -49,6 +61,7 @@ def cmd(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         name=args.name,
         n_bands=args.bands,
+        ratio=args.ratio,
         steps=args.steps,
         batch=args.batch,
         patch=args.patch,

@@ -1,7 +1,12 @@
 """Research containers: MATLAB ``.mat`` v5 (scipy), v7.3 (HDF5, h5py) and plain ``.h5``.
 
 Key conventions ``I_PAN``/``I_MS_LR``/``I_MS``, ``pan``/``lrms``/``ms``/``gt`` and
-``cropped_gray``/``cropped_im`` (PAN and MS may sit in two files). MATLAB arrays are
+``cropped_gray``/``cropped_im`` (PAN and MS may sit in two files), and the Sentinel-2 keys
+``im10`` (the 10 m bands B2, B3, B4, B8, ``H x W x 4``) / ``im20`` (the 20 m bands, the MS): the
+PAN is B8 of ``im10`` (:data:`S2_PAN_BAND`; B8 overlaps the 20 m red-edge/NIR bands best).
+Keys with a known band order (:data:`KEY_BANDS`: FuseBox ``cropped_im`` is R, G, B, NIR, SWIR1,
+SWIR2) are reordered to the sensor's order when the sensor names the same bands (``landsat7``
+is blue, green, red, ...), so band ``i`` of the scene is the sensor's band ``i``. MATLAB arrays are
 ``H x W x B``; they are returned as ``(B, H, W)``. Containers are not georeferenced: the PAN grid
 is the pixel grid (identity transform), the MS grid has pixel size ``ratio``. A GRIP-style
 container states its bit depth (key ``L``), which becomes the scene's ``dn_max``.
@@ -24,8 +29,12 @@ from .model import IDENTITY, Inputs, Raster
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".mat", ".h5", ".hdf5", ".he5")
-PAN_KEYS = ("I_PAN", "pan", "PAN", "cropped_gray")
-MS_KEYS = ("I_MS_LR", "lrms", "ms", "MS", "I_MS", "cropped_im")
+PAN_KEYS = ("I_PAN", "pan", "PAN", "cropped_gray", "im10")
+MS_KEYS = ("I_MS_LR", "lrms", "ms", "MS", "I_MS", "cropped_im", "im20")
+#: Index of B8 in a Sentinel-2 ``im10`` array (B2, B3, B4, B8): the PAN of ``s2-20m``.
+S2_PAN_BAND = 3
+#: Container keys whose band order is fixed by their source: FuseBox Landsat-7.
+KEY_BANDS = {"cropped_im": ("red", "green", "blue", "nir", "swir1", "swir2")}
 GT_KEYS = ("gt", "GT", "I_GT")
 
 
@@ -103,7 +112,9 @@ def _to_bhw(a: NDArray[Any], key: str, path: Path, patch: int | None, pan: bool)
     return a[None] if pan else np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
-def _read_containers(paths: Sequence[Path], patch: int | None) -> tuple[Raster, Raster, Any]:
+def _read_containers(
+    paths: Sequence[Path], patch: int | None, sensor: SensorSpec
+) -> tuple[Raster, Raster, Any]:
     arrays: dict[str, NDArray[Any]] = {}
     origin: dict[str, Path] = {}
     for p in paths:
@@ -121,14 +132,26 @@ def _read_containers(paths: Sequence[Path], patch: int | None) -> tuple[Raster, 
                 fix="pass a container with the standard keys (or PAN and MS files together).",
             )
     (pk, pa), (mk, ma) = found["PAN"], found["MS"]  # type: ignore[misc]
+    if pk == "im10" and pa.ndim >= 3 and pa.shape[-1] > 1:
+        pa = pa[..., S2_PAN_BAND]  # Sentinel-2: B8 of the 10 m bands
     pan = _to_bhw(pa, pk, origin[pk], patch, pan=True)
-    ms = _to_bhw(ma, mk, origin[mk], patch, pan=False)
+    ms = _sensor_order(_to_bhw(ma, mk, origin[mk], patch, pan=False), mk, sensor)
     g = _pick(arrays, GT_KEYS)
     gt = None if g is None else _to_bhw(g[1], g[0], origin[g[0]], patch, pan=False)
+    gt = None if gt is None else _sensor_order(gt, mk, sensor)
     log.info("container keys: PAN %r, MS %r, reference %r", pk, mk, g and g[0])
     mk_raster = Raster(paths=(origin[mk],), data=ms, crs=None, transform=IDENTITY, nodata=None)
     pk_raster = Raster(paths=(origin[pk],), data=pan, crs=None, transform=IDENTITY, nodata=None)
     return pk_raster, mk_raster, gt
+
+
+def _sensor_order(data: NDArray[Any], key: str, sensor: SensorSpec) -> NDArray[Any]:
+    """``data`` ``(B, H, W)`` in the sensor's band order where ``key``'s order is known."""
+    known = KEY_BANDS.get(key)
+    if known is None or tuple(known) == sensor.bands or set(known) != set(sensor.bands):
+        return data
+    log.info("%s holds %s: reordered to %s's %s", key, known, sensor.name, sensor.bands)
+    return np.ascontiguousarray(data[[known.index(b) for b in sensor.bands]])
 
 
 def _container_dn_max(paths: Sequence[Path]) -> float | None:
@@ -159,8 +182,16 @@ class ContainerReader:
         self, files: Sequence[Path], sensor: SensorSpec, *, patch: int | None, rows: int
     ) -> Inputs:
         """Load the arrays (in memory: research containers are small)."""
-        pan, ms, gt = _read_containers(files, patch)
+        pan, ms, gt = _read_containers(files, patch, sensor)
         return Inputs(pan=pan, ms=ms, gt=gt, dn_max=_container_dn_max(files))
 
 
-__all__ = ["GT_KEYS", "MS_KEYS", "PAN_KEYS", "SUFFIXES", "ContainerReader"]
+__all__ = [
+    "GT_KEYS",
+    "KEY_BANDS",
+    "MS_KEYS",
+    "PAN_KEYS",
+    "S2_PAN_BAND",
+    "SUFFIXES",
+    "ContainerReader",
+]

@@ -66,6 +66,7 @@ DLPAN: tuple[tuple[str, str, str, str, str, str, str], ...] = (
 #: The project's own weights shipped in this package: (file, bands, sha256).
 SHIPPED: tuple[tuple[str, int, str], ...] = (
     ("fusionnet_4band.pt", 4, "3f288e47835d7f6e6dca8242b2818cb30f6870e555c9afcc83917e88f439e0a8"),
+    ("fusionnet_6band.pt", 6, "5c560c1a5a91a971f858298ca9fdcc3718b8d609cddc7b8955c797448e373ec0"),
     ("fusionnet_8band.pt", 8, "364e0ac6696b5e63272af92989dc9babf480893e4519f95781151fef73c0d62d"),
 )
 
