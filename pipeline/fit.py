@@ -72,6 +72,10 @@ class FitConfig:
         Loss weights.
     seed
         Seed of the tailor initialisation.
+    ls_start
+        Conjugate-gradient iterations of the least-squares start of the tailor's last layer
+        (:func:`pipeline.fit_ls.ls_start`); ``0`` (default) keeps the zero start: measured on
+        imgWV2 it does not hold HQNR with fewer steps (``benchmarks/fit_speed.py``).
     """
 
     adapt: str = "tailor"
@@ -85,6 +89,7 @@ class FitConfig:
     kernel: int = 3
     weights: LossWeights = field(default_factory=LossWeights)
     seed: int = 0
+    ls_start: int = 0
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -95,6 +100,8 @@ class FitConfig:
             raise ConfigError("Learning rates must be > 0.", got=(self.lr, self.finetune_lr))
         if self.patience < 1:
             raise ConfigError("patience must be >= 1.", got=self.patience)
+        if self.ls_start < 0:
+            raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
 
 
 @dataclass(frozen=True)
@@ -371,6 +378,10 @@ def fit_tailor(
         return out, out_d, delta
 
     objective = _objective(x, sensor, cfg.weights, forward)
+    if cfg.ls_start:
+        from .fit_ls import ls_start
+
+        ls_start(tailor, backbone, x, feats, feats_d, sensor, cfg, objective)
     params = list(tailor.parameters())
     losses, initial, history = _optimise(params, objective, cfg.steps, cfg, cfg.lr)
     if not history:
