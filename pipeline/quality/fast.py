@@ -43,31 +43,44 @@ def symmetric_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.T
 
 def mtf_filter(x: torch.Tensor, gains: Sequence[float], ratio: int) -> torch.Tensor:
     """``imfilter(x_b, h_b, 'replicate')`` for every band of ``(B, H, W)`` at once (FFT)."""
-    b, h, w = x.shape
+    h, w = x.shape[-2:]
     p = MTF_SIZE // 2
     xp = F.pad(x[None], (p, p, p, p), mode="replicate")[0]
-    k = torch.stack(
-        [torch.from_numpy(mtf_kernel(g, ratio)[::-1, ::-1].copy()) for g in gains]
-    ).to(x)
+    flipped = [np.ascontiguousarray(mtf_kernel(g, ratio)[::-1, ::-1]) for g in gains]
+    k = torch.from_numpy(np.stack(flipped)).to(x)
     size = (h + 2 * p, w + 2 * p)
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k, s=size), s=size)
+    y: torch.Tensor = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k, s=size), s=size)
     return y[:, 2 * p :, 2 * p :]
+
+
+def _stage_axis(y: torch.Tensor, dim: int, first: bool, odd: torch.Tensor) -> torch.Tensor:
+    """One x2 stage along ``dim`` (polyphase form of zero-stuffing + 23-tap circular filtering).
+
+    The first stage keeps the coarse samples at odd fine positions, later stages at even ones;
+    the other phase is ``sum_j odd[j] (y[k + a + j] + y[k + a - 1 - j])`` (circular).
+    """
+    a = 0 if first else 1
+    interp = torch.zeros_like(y)
+    for j in range(odd.numel()):
+        interp += odd[j] * (
+            torch.roll(y, -(a + j), dims=dim) + torch.roll(y, -(a - 1 - j), dims=dim)
+        )
+    pair = (interp, y) if first else (y, interp)
+    out = torch.stack(pair, dim=dim + 1)
+    shape = list(y.shape)
+    shape[dim] *= 2
+    return out.reshape(shape)
 
 
 def interp23tap(ms: torch.Tensor, ratio: int) -> torch.Tensor:
     """The toolbox's ``interp23tap`` of ``(B, h, w)`` -> ``(B, r h, r w)`` (circular borders)."""
-    taps = torch.from_numpy(interp23tap_taps()).to(ms)
-    c = ms.shape[0]
-    y = ms[None]
+    taps = interp23tap_taps()
+    odd = torch.from_numpy(taps[12::2].copy()).to(ms)  # offsets +1, +3, ..., +11
+    y = ms
     for stage in range(int(math.log2(ratio))):
-        n, _, h, w = y.shape
-        z = y.new_zeros((n, c, 2 * h, 2 * w))
-        o = 1 if stage == 0 else 0
-        z[..., o::2, o::2] = y
-        z = F.pad(z, (11, 11, 11, 11), mode="circular")
-        z = F.conv2d(z, taps.view(1, 1, 23, 1).expand(c, 1, 23, 1), groups=c)
-        y = F.conv2d(z, taps.view(1, 1, 1, 23).expand(c, 1, 1, 23), groups=c)
-    return y[0]
+        y = _stage_axis(y, 1, stage == 0, odd)
+        y = _stage_axis(y, 2, stage == 0, odd)
+    return y
 
 
 @functools.cache
@@ -110,19 +123,26 @@ def to_uint16(x: torch.Tensor) -> torch.Tensor:
 def blocks(x: torch.Tensor, block: int) -> torch.Tensor:
     """``(C, H, W)`` -> ``(nblocks, C, block*block)`` (mirror-completed to multiples of ``block``)."""
     h, w = x.shape[-2:]
-    x = symmetric_pad(symmetric_pad(x, 0, (-h) % block, 1), 0, (-w) % block, 2)
+    if h % block:
+        x = symmetric_pad(x, 0, (-h) % block, 1)
+    if w % block:
+        x = symmetric_pad(x, 0, (-w) % block, 2)
     c, hh, ww = x.shape
     b = x.reshape(c, hh // block, block, ww // block, block).permute(1, 3, 0, 2, 4)
     return b.reshape(-1, c, block * block)
 
 
-def _uqi(mx: torch.Tensor, my: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, cxy: torch.Tensor) -> torch.Tensor:
+def _uqi(
+    mx: torch.Tensor, my: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, cxy: torch.Tensor
+) -> torch.Tensor:
     den_v, den_m = vx + vy, mx * mx + my * my
     full = 4.0 * cxy * mx * my / torch.where(den_v * den_m > 0, den_v * den_m, 1.0)
     lum = 2.0 * mx * my / torch.where(den_m > 0, den_m, 1.0)
     con = 2.0 * cxy / torch.where(den_v > 0, den_v, 1.0)
     one = torch.ones_like(full)
-    return torch.where(den_v > 0, torch.where(den_m > 0, full, con), torch.where(den_m > 0, lum, one))
+    return torch.where(
+        den_v > 0, torch.where(den_m > 0, full, con), torch.where(den_m > 0, lum, one)
+    )
 
 
 def uqi_pairs(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
