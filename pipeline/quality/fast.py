@@ -25,10 +25,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 
+from . import toolbox
 from .hypercomplex import padded_width
 from .indices import _structure
-from .toolbox import MTF_SIZE, imresize_weights, interp23tap_taps, mtf_kernel
+from .toolbox import MTF_SIZE, imresize_weights, mtf_kernel
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -41,46 +43,83 @@ def symmetric_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.T
     return x.index_select(dim, torch.where(m >= n, 2 * n - 1 - m, m))
 
 
+@functools.cache
+def _kernel_spectrum(gain: float, ratio: int, size: tuple[int, int]) -> torch.Tensor:
+    k = np.ascontiguousarray(mtf_kernel(gain, ratio)[::-1, ::-1])  # correlation
+    spectrum: torch.Tensor = torch.fft.rfft2(torch.from_numpy(k), s=size)
+    return spectrum
+
+
 def mtf_filter(x: torch.Tensor, gains: Sequence[float], ratio: int) -> torch.Tensor:
-    """``imfilter(x_b, h_b, 'replicate')`` for every band of ``(B, H, W)`` at once (FFT)."""
+    """``imfilter(x_b, h_b, 'replicate')`` for every band of ``(B, H, W)`` at once (FFT).
+
+    Linear convolution of the edge-replicated stack by FFT on a 5-smooth size; the wrapped-around
+    part falls in the discarded margin.
+    """
+    from scipy.fft import next_fast_len
+
     h, w = x.shape[-2:]
     p = MTF_SIZE // 2
     xp = F.pad(x[None], (p, p, p, p), mode="replicate")[0]
-    flipped = [np.ascontiguousarray(mtf_kernel(g, ratio)[::-1, ::-1]) for g in gains]
-    k = torch.from_numpy(np.stack(flipped)).to(x)
-    size = (h + 2 * p, w + 2 * p)
-    y: torch.Tensor = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k, s=size), s=size)
-    return y[:, 2 * p :, 2 * p :]
+    size = (next_fast_len(h + 2 * p, real=True), next_fast_len(w + 2 * p, real=True))
+    spec = torch.fft.rfft2(xp, s=size)
+    uniq = sorted(set(gains))
+    kern = torch.stack([_kernel_spectrum(float(g), ratio, size) for g in uniq]).to(spec.device)
+    spec *= kern[torch.tensor([uniq.index(g) for g in gains])]
+    y: torch.Tensor = torch.fft.irfft2(spec, s=size)
+    return y[:, 2 * p : 2 * p + h, 2 * p : 2 * p + w]
 
 
-def _stage_axis(y: torch.Tensor, dim: int, first: bool, odd: torch.Tensor) -> torch.Tensor:
-    """One x2 stage along ``dim`` (polyphase form of zero-stuffing + 23-tap circular filtering).
+@functools.cache
+def _interp_phases(ratio: int) -> tuple[NDArray[np.float64], int]:
+    """``interp23tap``'s 1-D operator in polyphase form: ``W (ratio, 2J+1)`` and ``J``.
 
-    The first stage keeps the coarse samples at odd fine positions, later stages at even ones;
-    the other phase is ``sum_j odd[j] (y[k + a + j] + y[k + a - 1 - j])`` (circular).
+    Fine sample ``r k + p`` is ``sum_j W[p, j + J] y[k + j]`` (circular); read off the NumPy
+    operator's response to unit impulses, so the two cannot drift apart.
     """
-    a = 0 if first else 1
-    interp = torch.zeros_like(y)
-    for j in range(odd.numel()):
-        interp += odd[j] * (
-            torch.roll(y, -(a + j), dims=dim) + torch.roll(y, -(a - 1 - j), dims=dim)
-        )
-    pair = (interp, y) if first else (y, interp)
-    out = torch.stack(pair, dim=dim + 1)
-    shape = list(y.shape)
-    shape[dim] *= 2
-    return out.reshape(shape)
+    n = 64
+    eye = np.zeros((n, n, 1))
+    eye[np.arange(n), np.arange(n), 0] = 1.0
+    resp = toolbox.interp23tap(eye, ratio)[:, :, 0]  # (impulse k, fine position) at column 0
+    k0 = n // 2
+    w = np.stack([resp[k0 + np.arange(-k0, k0), ratio * k0 + p] for p in range(ratio)])
+    used = np.flatnonzero(np.abs(w).max(axis=0) > 0)
+    reach = int(max(k0 - used[0], used[-1] - k0))
+    return np.ascontiguousarray(w[:, k0 - reach : k0 + reach + 1]), reach
+
+
+_CHUNK = 16  # coarse samples per banded-matrix block of the interpolator
+
+
+@functools.cache
+def _interp_chunk_matrix(ratio: int) -> NDArray[np.float64]:
+    """``(CHUNK + 2J, ratio * CHUNK)``: one block of the banded circulant interpolation matrix."""
+    w, reach = _interp_phases(ratio)
+    k = 2 * reach + 1
+    a = np.zeros((_CHUNK + k - 1, ratio * _CHUNK))
+    for i in range(_CHUNK):
+        a[i : i + k, ratio * i : ratio * (i + 1)] = w.T
+    return a
+
+
+def _interp_last(y: torch.Tensor, ratio: int) -> torch.Tensor:
+    """Interpolate the last axis by ``ratio`` (circular), as blocked banded matrix products."""
+    _, reach = _interp_phases(ratio)
+    n = y.shape[-1]
+    n_pad = -(-n // _CHUNK) * _CHUNK
+    idx = torch.remainder(torch.arange(-reach, n_pad + reach, device=y.device), n)
+    win = y.index_select(-1, idx).unfold(-1, _CHUNK + 2 * reach, _CHUNK)
+    out = win @ torch.from_numpy(_interp_chunk_matrix(ratio)).to(y)
+    return out.reshape(*y.shape[:-1], ratio * n_pad)[..., : ratio * n]
 
 
 def interp23tap(ms: torch.Tensor, ratio: int) -> torch.Tensor:
-    """The toolbox's ``interp23tap`` of ``(B, h, w)`` -> ``(B, r h, r w)`` (circular borders)."""
-    taps = interp23tap_taps()
-    odd = torch.from_numpy(taps[12::2].copy()).to(ms)  # offsets +1, +3, ..., +11
-    y = ms
-    for stage in range(int(math.log2(ratio))):
-        y = _stage_axis(y, 1, stage == 0, odd)
-        y = _stage_axis(y, 2, stage == 0, odd)
-    return y
+    """The toolbox's ``interp23tap`` of ``(B, h, w)`` -> ``(B, r h, r w)`` (circular borders).
+
+    Both x2 stages at once, as one polyphase filter per axis (blocked matrix products).
+    """
+    rows = _interp_last(ms, ratio)  # (B, h, r w)
+    return _interp_last(rows.transpose(-1, -2), ratio).transpose(-1, -2).contiguous()
 
 
 @functools.cache
@@ -116,8 +155,9 @@ def pan_low_pass(pan: torch.Tensor, ratio: int) -> torch.Tensor:
 
 def to_uint16(x: torch.Tensor) -> torch.Tensor:
     """Matlab ``uint16(x)``: round half away from zero, saturate to ``[0, 65535]``, NaN -> 0."""
-    r = torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
-    return torch.nan_to_num(r, nan=0.0).clamp(0.0, 65535.0)
+    r = x + 0.5  # negatives saturate to 0 either way, so floor(x + 0.5) is Matlab's rounding
+    r.floor_().clamp_(0.0, 65535.0)
+    return r.nan_to_num_(nan=0.0)
 
 
 def blocks(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -130,6 +170,17 @@ def blocks(x: torch.Tensor, block: int) -> torch.Tensor:
     c, hh, ww = x.shape
     b = x.reshape(c, hh // block, block, ww // block, block).permute(1, 3, 0, 2, 4)
     return b.reshape(-1, c, block * block)
+
+
+def block_moments(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block means ``(nb, C)`` and raw second moments ``E[x_i x_j]`` ``(nb, C, C)`` of ``(C, H, W)``.
+
+    One batched matrix product gives every band pair's cross moment at once; centring is done
+    on these moments (float64: the cancellation costs ~5 of 16 digits on DN data).
+    """
+    xb = blocks(x, block)
+    m = xb.shape[-1]
+    return xb.mean(-1), torch.bmm(xb, xb.transpose(1, 2)) / m
 
 
 def _uqi(
@@ -145,47 +196,53 @@ def _uqi(
     )
 
 
+def uqi_matrix(mean: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean block UQI of every channel pair ``(C, C)`` from :func:`block_moments`' output."""
+    cov = second - mean[:, :, None] * mean[:, None, :]
+    var = torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0.0)
+    cov = cov * (var[:, :, None] > 0) * (var[:, None, :] > 0)  # exact zeros for flat blocks
+    q = _uqi(mean[:, :, None], mean[:, None, :], var[:, :, None], var[:, None, :], cov)
+    return q.mean(0)
+
+
 def uqi_pairs(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
     """Mean block UQI of every band of ``a`` ``(A, H, W)`` with every band of ``b`` -> ``(A, B)``."""
-    xa, xb = blocks(a, block), blocks(b, block)
-    ma, mb = xa.mean(-1), xb.mean(-1)  # (n, A), (n, B)
-    ca, cb = xa - ma[..., None], xb - mb[..., None]
-    m = xa.shape[-1]
-    va, vb = (ca * ca).sum(-1) / m, (cb * cb).sum(-1) / m
-    cov = torch.bmm(ca, cb.transpose(1, 2)) / m  # (n, A, B)
-    q = _uqi(ma[:, :, None], mb[:, None, :], va[:, :, None], vb[:, None, :], cov)
-    return q.mean(0)
+    mean, second = block_moments(torch.cat([a, b]), block)
+    return uqi_matrix(mean, second)[: a.shape[0], a.shape[0] :]
 
 
 def q2n_blocks(fused: torch.Tensor, reference: torch.Tensor, block: int) -> torch.Tensor:
     """Q2n of each block, ``(B, H, W)`` pair -> ``(nblocks,)``, with the toolbox's flat-block rule.
 
     A reference band that is flat in a block is scaled by ``eps`` (``norm_blocco``), or not at all
-    where its block mean is 0 (``onions_quality``'s ``s == 0`` branch).
+    where its block mean is 0 (``onions_quality``'s ``s == 0`` branch). Zero bands pad the count
+    to a power of two; they normalise to 1 in both images.
     """
-    n = padded_width(reference.shape[0])
-    extra = n - reference.shape[0]
-    if extra:
-        zeros = reference.new_zeros((extra, *reference.shape[1:]))
-        fused, reference = torch.cat([fused, zeros]), torch.cat([reference, zeros])
-    fb, rb = blocks(fused, block), blocks(reference, block)  # (nb, n, M)
-    m = rb.shape[-1]
-    mu_r, mu_f = rb.mean(-1), fb.mean(-1)
-    sd = rb.std(-1, unbiased=True) if m > 1 else torch.zeros_like(mu_r)
-    t = torch.where(sd > 0, sd, torch.where(mu_r == 0, 1.0, _EPS))
-    z1 = (rb - mu_r[..., None]) / t[..., None]
-    z2 = (fb - mu_f[..., None]) / t[..., None]
-    m1 = math.sqrt(n)
+    c = reference.shape[0]
+    n = padded_width(c)
+    mean, second = block_moments(torch.cat([reference, fused]), block)
+    m = block * block
+    mu_r, mu_f = mean[:, :c], mean[:, c:]
+    cov = second - mean[:, :, None] * mean[:, None, :]
+    var_r = torch.diagonal(cov[:, :c, :c], dim1=1, dim2=2).clamp_min(0.0)
+    var_f = torch.diagonal(cov[:, c:, c:], dim1=1, dim2=2).clamp_min(0.0)
+    sd = torch.sqrt(var_r * (m / (m - 1)))
+    t = torch.where(var_r > 0, sd, torch.where(mu_r == 0, 1.0, _EPS))
+    cross = cov[:, :c, c:] / (t[:, :, None] * t[:, None, :])  # E[z1_j z2_k]
+    var = (var_r / t**2).sum(-1) + (var_f / t**2).sum(-1)
     m2 = torch.linalg.vector_norm((mu_f - mu_r) / t + 1.0, dim=-1)
-    var = (z1 * z1).sum((-2, -1)) / m + (z2 * z2).sum((-2, -1)) / m
-    cross = torch.bmm(z1, z2.transpose(1, 2)) / m  # (nb, n, n): E[z1_j z2_k]
+    m2 = torch.sqrt(m2 * m2 + (n - c))  # padded bands are 1 after normalisation
+    m1 = math.sqrt(n)
+    full = cross.new_zeros((cross.shape[0], n, n))
+    full[:, :c, :c] = cross
     struct = torch.from_numpy(_structure(n)).to(cross)
-    cov = torch.linalg.vector_norm(torch.einsum("ijk,bjk->bi", struct, cross), dim=-1)
+    qcov = torch.linalg.vector_norm(torch.einsum("ijk,bjk->bi", struct, full), dim=-1)
     lum = 2.0 * m1 * m2 / (m1 * m1 + m2 * m2)
-    return torch.where(var > 0, 2.0 * cov / torch.where(var > 0, var, 1.0) * lum, lum)
+    return torch.where(var > 0, 2.0 * qcov / torch.where(var > 0, var, 1.0) * lum, lum)
 
 
 __all__ = [
+    "block_moments",
     "blocks",
     "imresize_shrink",
     "interp23tap",
@@ -194,5 +251,6 @@ __all__ = [
     "q2n_blocks",
     "symmetric_pad",
     "to_uint16",
+    "uqi_matrix",
     "uqi_pairs",
 ]

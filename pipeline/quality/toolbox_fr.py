@@ -79,20 +79,15 @@ def toolbox_torch(
         up = fast.interp23tap(mt, r)
         lp = fast.mtf_filter(ft, spec.mtf_ms, r)
         p_lp = fast.pan_low_pass(pt, r)
-        ft, up, lp = (_cut(a, edge) for a in (ft, up, lp))
-        pp = _cut(torch.stack([pt, p_lp]), edge)
+        ft, up, lp, pt, p_lp = (_cut(a, edge) for a in (ft, up, lp, pt, p_lp))
         dk = 1.0 - float(fast.q2n_blocks(fast.to_uint16(lp), fast.to_uint16(up), block).mean())
-        q_high = fast.uqi_pairs(ft, pp[:1], block)[:, 0]
-        q_low = fast.uqi_pairs(up, pp[1:], block)[:, 0]
-        ds = float((q_high - q_low).abs().mean())
+        del lp
         n = ft.shape[0]
-        if n > 1:
-            iu = torch.triu_indices(n, n, 1)
-            qf = fast.uqi_pairs(ft, ft, block)[iu[0], iu[1]]
-            qm = fast.uqi_pairs(up, up, block)[iu[0], iu[1]]
-            dl = float((qf - qm).abs().mean())
-        else:
-            dl = 0.0
+        q_high = fast.uqi_matrix(*fast.block_moments(torch.cat([ft, pt[None]]), block))
+        q_low = fast.uqi_matrix(*fast.block_moments(torch.cat([up, p_lp[None]]), block))
+        ds = float((q_high[:n, n] - q_low[:n, n]).abs().mean())
+        iu = torch.triu_indices(n, n, 1)
+        dl = float((q_high[iu[0], iu[1]] - q_low[iu[0], iu[1]]).abs().mean()) if n > 1 else 0.0
     return _assemble(dk, ds, dl)
 
 
