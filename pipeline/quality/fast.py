@@ -63,9 +63,9 @@ def mtf_filter(x: torch.Tensor, gains: Sequence[float], ratio: int) -> torch.Ten
     xp = F.pad(x[None], (p, p, p, p), mode="replicate")[0]
     size = (next_fast_len(h + 2 * p, real=True), next_fast_len(w + 2 * p, real=True))
     spec = torch.fft.rfft2(xp, s=size)
-    uniq = sorted(set(gains))
-    kern = torch.stack([_kernel_spectrum(float(g), ratio, size) for g in uniq]).to(spec.device)
-    spec *= kern[torch.tensor([uniq.index(g) for g in gains])]
+    del xp
+    for b, g in enumerate(gains):
+        spec[b] *= _kernel_spectrum(float(g), ratio, size).to(spec.device)
     y: torch.Tensor = torch.fft.irfft2(spec, s=size)
     return y[:, 2 * p : 2 * p + h, 2 * p : 2 * p + w]
 
@@ -113,13 +113,26 @@ def _interp_last(y: torch.Tensor, ratio: int) -> torch.Tensor:
     return out.reshape(*y.shape[:-1], ratio * n_pad)[..., : ratio * n]
 
 
+def _interp_rows(y: torch.Tensor, ratio: int) -> torch.Tensor:
+    """Interpolate axis -2 of ``(B, h, W)`` by ``ratio`` (circular): ``A @ chunk`` per row block."""
+    _, reach = _interp_phases(ratio)
+    b, n, w = y.shape
+    n_chunks = -(-n // _CHUNK)
+    k = _CHUNK + 2 * reach
+    starts = torch.arange(n_chunks, device=y.device)[:, None] * _CHUNK - reach
+    idx = torch.remainder(starts + torch.arange(k, device=y.device)[None, :], n).reshape(-1)
+    win = y.index_select(1, idx).view(b, n_chunks, k, w)
+    a_t = torch.from_numpy(np.ascontiguousarray(_interp_chunk_matrix(ratio).T)).to(y)
+    out = torch.matmul(a_t, win)  # (B, n_chunks, r CHUNK, W)
+    return out.reshape(b, n_chunks * ratio * _CHUNK, w)[:, : ratio * n]
+
+
 def interp23tap(ms: torch.Tensor, ratio: int) -> torch.Tensor:
     """The toolbox's ``interp23tap`` of ``(B, h, w)`` -> ``(B, r h, r w)`` (circular borders).
 
     Both x2 stages at once, as one polyphase filter per axis (blocked matrix products).
     """
-    rows = _interp_last(ms, ratio)  # (B, h, r w)
-    return _interp_last(rows.transpose(-1, -2), ratio).transpose(-1, -2).contiguous()
+    return _interp_last(_interp_rows(ms, ratio), ratio)
 
 
 @functools.cache
@@ -172,13 +185,33 @@ def blocks(x: torch.Tensor, block: int) -> torch.Tensor:
     return b.reshape(-1, c, block * block)
 
 
-def block_moments(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block means ``(nb, C)`` and raw second moments ``E[x_i x_j]`` ``(nb, C, C)`` of ``(C, H, W)``.
+def blocks_of(images: Sequence[torch.Tensor], block: int) -> torch.Tensor:
+    """:func:`blocks` of the channel concatenation of ``(C_i, H, W)`` images, one copy each."""
+    h, w = images[0].shape[-2:]
+    if h % block or w % block:
+        return blocks(torch.cat(list(images)), block)
+    c = sum(im.shape[0] for im in images)
+    ny, nx = h // block, w // block
+    out = images[0].new_empty((ny, nx, c, block, block))
+    at = 0
+    for im in images:
+        k = im.shape[0]
+        src = im.reshape(k, ny, block, nx, block).permute(1, 3, 0, 2, 4)
+        out[:, :, at : at + k].copy_(src)
+        at += k
+    return out.view(ny * nx, c, block * block)
 
-    One batched matrix product gives every band pair's cross moment at once; centring is done
-    on these moments (float64: the cancellation costs ~5 of 16 digits on DN data).
+
+def block_moments(
+    x: torch.Tensor | Sequence[torch.Tensor], block: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block means ``(nb, C)`` and raw second moments ``E[x_i x_j]`` ``(nb, C, C)``.
+
+    ``x``: a ``(C, H, W)`` stack, or several whose channels are concatenated. One batched matrix
+    product gives every channel pair's cross moment at once; centring is done on these moments
+    (float64: the cancellation costs ~5 of 16 digits on DN data).
     """
-    xb = blocks(x, block)
+    xb = blocks_of([x] if isinstance(x, torch.Tensor) else x, block)
     m = xb.shape[-1]
     return xb.mean(-1), torch.bmm(xb, xb.transpose(1, 2)) / m
 
@@ -207,27 +240,31 @@ def uqi_matrix(mean: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 def uqi_pairs(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
     """Mean block UQI of every band of ``a`` ``(A, H, W)`` with every band of ``b`` -> ``(A, B)``."""
-    mean, second = block_moments(torch.cat([a, b]), block)
+    mean, second = block_moments([a, b], block)
     return uqi_matrix(mean, second)[: a.shape[0], a.shape[0] :]
 
 
-def q2n_blocks(fused: torch.Tensor, reference: torch.Tensor, block: int) -> torch.Tensor:
+def q2n_blocks(
+    fused: torch.Tensor, reference: torch.Tensor, block: int, flat: str = "toolbox"
+) -> torch.Tensor:
     """Q2n of each block, ``(B, H, W)`` pair -> ``(nblocks,)``, with the toolbox's flat-block rule.
 
     A reference band that is flat in a block is scaled by ``eps`` (``norm_blocco``), or not at all
-    where its block mean is 0 (``onions_quality``'s ``s == 0`` branch). Zero bands pad the count
-    to a power of two; they normalise to 1 in both images.
+    where its block mean is 0 (``onions_quality``'s ``s == 0`` branch); ``flat="unit"``: by 1
+    (:func:`pipeline.quality.indices.q2n_map`'s default). Zero bands pad the count to a power
+    of two; they normalise to 1 in both images.
     """
     c = reference.shape[0]
     n = padded_width(c)
-    mean, second = block_moments(torch.cat([reference, fused]), block)
+    mean, second = block_moments([reference, fused], block)
     m = block * block
     mu_r, mu_f = mean[:, :c], mean[:, c:]
     cov = second - mean[:, :, None] * mean[:, None, :]
     var_r = torch.diagonal(cov[:, :c, :c], dim1=1, dim2=2).clamp_min(0.0)
     var_f = torch.diagonal(cov[:, c:, c:], dim1=1, dim2=2).clamp_min(0.0)
     sd = torch.sqrt(var_r * (m / (m - 1)))
-    t = torch.where(var_r > 0, sd, torch.where(mu_r == 0, 1.0, _EPS))
+    flat_scale = torch.where(mu_r == 0, 1.0, _EPS) if flat == "toolbox" else torch.ones_like(sd)
+    t = torch.where(var_r > 0, sd, flat_scale)
     cross = cov[:, :c, c:] / (t[:, :, None] * t[:, None, :])  # E[z1_j z2_k]
     var = (var_r / t**2).sum(-1) + (var_f / t**2).sum(-1)
     m2 = torch.linalg.vector_norm((mu_f - mu_r) / t + 1.0, dim=-1)

@@ -314,7 +314,8 @@ def full_resolution(
     convention
         ``"toolbox"`` (default: the Matlab toolbox's indices) or ``"project"``.
     engine
-        ``"toolbox"`` convention: ``"torch"`` (batched, default) or ``"numpy"`` (reference).
+        ``"torch"`` (batched block statistics, default) or ``"numpy"`` (the reference loops);
+        same values to 1e-6 in both conventions.
 
     Returns
     -------
@@ -326,6 +327,10 @@ def full_resolution(
     if check_convention(convention) == "toolbox":
         return _toolbox(fused, ms, pan, spec, block, edge, engine)
     f, m = _inputs(fused, ms, spec)
+    if engine == "torch":
+        from .project_fast import project_torch
+
+        return project_torch(f, m, _pan(pan, f), spec, block, edge, upsampler)
     up = interpolate(m, spec.ratio, upsampler)
     kw: dict[str, Any] = {"block": block, "edge": edge, "convention": "project"}
     dk = d_lambda_khan(f, m, spec, ms_up=up, upsampler=upsampler, **kw)

@@ -83,8 +83,8 @@ def toolbox_torch(
         dk = 1.0 - float(fast.q2n_blocks(fast.to_uint16(lp), fast.to_uint16(up), block).mean())
         del lp
         n = ft.shape[0]
-        q_high = fast.uqi_matrix(*fast.block_moments(torch.cat([ft, pt[None]]), block))
-        q_low = fast.uqi_matrix(*fast.block_moments(torch.cat([up, p_lp[None]]), block))
+        q_high = fast.uqi_matrix(*fast.block_moments([ft, pt[None]], block))
+        q_low = fast.uqi_matrix(*fast.block_moments([up, p_lp[None]], block))
         ds = float((q_high[:n, n] - q_low[:n, n]).abs().mean())
         iu = torch.triu_indices(n, n, 1)
         dl = float((q_high[iu[0], iu[1]] - q_low[iu[0], iu[1]]).abs().mean()) if n > 1 else 0.0
