@@ -219,7 +219,7 @@ def evaluate_methods(
     if min(ms_lr.shape[1:]) < 4:
         raise InputError(
             "The scene is too small for the reduced-resolution protocol.",
-            expected=f"MS of at least {4 * spec.ratio} pixels a side",
+            expected=f"MS of at least {4 * spec.ratio} pixels a side (PAN {4 * spec.ratio**2})",
             got=tuple(scene.ms.shape),
             fix="use a larger --crop or scene.",
         )

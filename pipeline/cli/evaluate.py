@@ -36,6 +36,11 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
         "rescaled to the sensor's DN, on which the toolbox indices are defined",
     )
     p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
+    p.add_argument(
+        "--ms-decimate",
+        type=int,
+        help="keep every K-th MS pixel, for MS stored upsampled by K (SpaceNet: 2)",
+    )
     p.add_argument("--block", type=int, default=32, help="Q/Q2n block edge (default 32)")
     p.add_argument("-o", "--out", default="evaluate", help="output folder (default: ./evaluate)")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
@@ -63,7 +68,8 @@ def cmd(args: argparse.Namespace) -> int:
         crop=args.crop,
         block=args.block,
     )
-    opts = {k: v for k, v in (("dn_max", args.dn_max), ("patch", args.patch)) if v is not None}
+    given = (("dn_max", args.dn_max), ("patch", args.patch), ("ms_decimate", args.ms_decimate))
+    opts = {k: v for k, v in given if v is not None}
     inputs = load_inputs(args.inputs, args.sensor, **opts)
     result = evaluate_methods(inputs, cfg, dn_max=args.dn_max)
     meta = {
