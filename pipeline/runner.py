@@ -448,7 +448,10 @@ def stage_quality(
         for k in keys
     ]
     results = list(engine.map_tiles(jobs, tile_quality))  # type: ignore[arg-type]
+    from .quality import conventions
+
     out: dict[str, Any] = {
+        "conventions": conventions(),
         "tiles": [str(k) for k in keys],
         "product": _weighted(results, "product"),
         "seconds": time.perf_counter() - t0,

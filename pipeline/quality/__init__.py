@@ -27,6 +27,13 @@ from .reduced_resolution import ergas, high_pass, reduced_resolution, sam, sam_m
 from .tiles import full_resolution_tiles, reduced_resolution_tiles
 
 FULL_RESOLUTION_KEYS = ("d_lambda_k", "d_s", "hqnr", "d_lambda", "qnr")
+
+
+def conventions(full_resolution: str = DEFAULT_CONVENTION) -> dict[str, str]:
+    """The note to store beside full-resolution numbers (reports, benchmarks)."""
+    return {"full_resolution": f"{full_resolution}: {CONVENTION_NOTES[full_resolution]}"}
+
+
 REDUCED_RESOLUTION_KEYS = ("sam", "ergas", "q2n", "scc")
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "DEFAULT_CONVENTION",
     "FULL_RESOLUTION_KEYS",
     "REDUCED_RESOLUTION_KEYS",
+    "conventions",
     "d_lambda_khan",
     "d_lambda_qnr",
     "d_s",
