@@ -82,8 +82,23 @@ class CogOptions:
                 expected=", ".join(RESAMPLINGS),
                 got=self.overview_resampling,
             )
-        if self.dtype is not None:
-            np.dtype(self.dtype)  # raises TypeError on nonsense; checked again in export_cog
+        if self.dtype is not None and not _is_pixel_dtype(self.dtype):
+            raise ConfigError(
+                "Unknown output dtype.",
+                expected="one of " + ", ".join(PIXEL_DTYPES),
+                got=repr(self.dtype),
+                fix="pass e.g. --dtype uint16 or --dtype float32.",
+            )
+
+
+PIXEL_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+def _is_pixel_dtype(name: str) -> bool:
+    try:
+        return np.dtype(name).name in PIXEL_DTYPES
+    except TypeError:
+        return False
 
 
 @dataclass(frozen=True, kw_only=True)

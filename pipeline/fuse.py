@@ -28,9 +28,10 @@ import torch
 from numpy.typing import NDArray
 
 from .backbones import Backbone, upsample
-from .errors import ConfigError, InputError
+from .errors import InputError
 from .fit import FitConfig, FitResult, adapt, fit_tailor
-from .sampling import SampleConfig, invalid_mask, sample_patches
+from .infer import Radiometry, finish, prepare, to_dn_float
+from .sampling import SampleConfig, sample_patches
 from .sensors import SensorSpec
 from .tailor import FeatureTailor
 
@@ -71,21 +72,6 @@ class Fused:
     overlapped: bool = False
 
 
-def _normalised(
-    pan: NDArray[Any], ms: NDArray[Any], ratio: int, dn_max: float, nodata: float | None
-) -> tuple[torch.Tensor, torch.Tensor, NDArray[np.bool_] | None]:
-    """``(1, B, h, w)`` MS and ``(1, 1, H, W)`` PAN over ``dn_max``, invalid pixels zeroed (as
-    :func:`pipeline.sampling.read_patches` does), and the PAN-grid invalid mask or ``None``."""
-    bad = invalid_mask(pan, ms, ratio, nodata)
-    bad_ms = bad[ratio // 2 :: ratio, ratio // 2 :: ratio]
-    scale = np.float32(dn_max)
-    pan_f = np.where(bad, 0.0, np.asarray(pan, dtype=np.float32)) / scale
-    ms_f = np.where(bad_ms[None], 0.0, np.asarray(ms, dtype=np.float32)) / scale
-    pan_t = torch.from_numpy(pan_f.astype(np.float32))[None, None]
-    ms_t = torch.from_numpy(ms_f.astype(np.float32))[None]
-    return ms_t.contiguous(), pan_t.contiguous(), (bad if bad.any() else None)
-
-
 def _check(pan: NDArray[Any], ms: NDArray[Any], sensor: SensorSpec, backbone: Backbone) -> None:
     if pan.ndim != 2 or ms.ndim != 3:
         raise InputError(
@@ -123,6 +109,7 @@ def fuse(
     nodata: float | None = None,
     overlap: bool = True,
     max_feature_bytes: int = MAX_FEATURE_BYTES,
+    clip: bool = True,
 ) -> Fused:
     """Adapt ``backbone`` to the scene (``fit.adapt``) and pansharpen it, in memory, on CPU.
 
@@ -141,12 +128,15 @@ def fuse(
     dn_max
         Normalisation (default: the sensor's ``dn_max``).
     nodata
-        No-data DN of the inputs; such pixels are excluded from the fit and set to ``nodata`` in
-        the output (NaN inputs likewise, set to NaN).
+        No-data DN of the inputs. Invalid pixels (``nodata`` or non-finite, in the PAN or in any
+        band of their MS pixel) are excluded from the fit, filled before the forward and set to
+        ``nodata`` in the output (NaN when ``nodata`` is ``None``): :mod:`pipeline.infer`.
     overlap
         Run the extractor over the scene concurrently with the tailor fit (``adapt="tailor"``).
     max_feature_bytes
         Largest feature tensor the overlap may hold; bigger scenes run sequentially.
+    clip
+        Clip valid outputs to ``[0, dn_max]`` (the default; ``False`` keeps overshoots).
 
     Returns
     -------
@@ -158,38 +148,42 @@ def fuse(
     pan, ms = np.asarray(pan), np.asarray(ms)
     _check(pan, ms, sensor, backbone)
     dn = float(dn_max if dn_max is not None else sensor.dn_max)
-    if dn <= 0:
-        raise ConfigError("dn_max must be > 0.", got=dn)
+    rad = Radiometry(dn_max=dn, ratio=sensor.ratio, nodata=nodata, clip=clip)
     t0 = time.perf_counter()
     patches = sample_patches((pan, ms), sample, seed, ratio=sensor.ratio, dn_max=dn, nodata=nodata)
     t_sample = time.perf_counter() - t0
-    ms_t, pan_t, bad = _normalised(pan, ms, sensor.ratio, dn, nodata)
+    prep = prepare(ms, pan, rad)
+    ms_t, pan_t = prep.ms, prep.pan  # normalised, invalid pixels filled (pipeline.infer)
     backbone = backbone.to("cpu").eval().requires_grad_(False)
     lms_t = upsample(ms_t, sensor.ratio, backbone.upsampler)
     fit = dataclasses.replace(fit, seed=seed)
     feat_bytes = 4 * backbone.feat_channels * pan_t.shape[-2] * pan_t.shape[-1]
     overlapped = fit.adapt == "tailor" and overlap and feat_bytes <= max_feature_bytes
     t1 = time.perf_counter()
-    if overlapped:
-        result, out, t_after = _fit_overlapped(backbone, patches, sensor, fit, ms_t, lms_t, pan_t)
-    else:
-        model, result = adapt(patches, backbone, sensor, fit)
-        t_fit_end = time.perf_counter()
-        model = _cl_copy(model)
-        with torch.inference_mode():
-            out = model(*_cl(ms_t, lms_t, pan_t))
-        t_after = time.perf_counter() - t_fit_end
-    image = (out[0].contiguous().numpy() * np.float32(dn)).astype(np.float32)
-    if bad is not None:
-        image[:, bad] = np.float32(nodata) if nodata is not None else np.float32(np.nan)
+    args = (backbone, patches, sensor, fit, ms_t, lms_t, pan_t)
+    result, out, t_after = _fit_overlapped(*args) if overlapped else _fit_then_infer(*args)
+    image = to_dn_float(finish(out[0].contiguous().numpy(), prep.bad, rad), rad, nodata)
     total = time.perf_counter() - t0
-    seconds = {
-        "sample": t_sample,
-        "fit": time.perf_counter() - t1 - t_after,
-        "infer": t_after,
-        "total": total,
-    }
-    return Fused(image, result, seconds, overlapped)
+    seconds = {"sample": t_sample, "fit": total - (t1 - t0) - t_after, "infer": t_after}
+    return Fused(image, result, {**seconds, "total": total}, overlapped)
+
+
+def _fit_then_infer(
+    backbone: Backbone,
+    patches: Any,
+    sensor: SensorSpec,
+    fit: FitConfig,
+    ms_t: torch.Tensor,
+    lms_t: torch.Tensor,
+    pan_t: torch.Tensor,
+) -> tuple[FitResult, torch.Tensor, float]:
+    """The sequential path: adapt, then one whole-scene forward (same returns as below)."""
+    model, result = adapt(patches, backbone, sensor, fit)
+    t_fit_end = time.perf_counter()
+    model = _cl_copy(model)
+    with torch.inference_mode():
+        out = model(*_cl(ms_t, lms_t, pan_t))
+    return result, out, time.perf_counter() - t_fit_end
 
 
 def _fit_overlapped(

@@ -15,8 +15,8 @@ mask (``True`` = valid pixel) and averages over valid pixels only.
 - **Penalty**: ``mean T(F)^2``, keeps the tailored features close to the pretrained ones.
 
 Each is a function plus an ``nn.Module`` holding its constants. :func:`degrade` is the MTF
-degradation computed only at the kept samples (strided), the same values as
-:func:`pipeline.mtf.degrade_torch` at a sixteenth of the cost for ratio 4.
+degradation of :mod:`pipeline.mtf` (computed only at the kept samples) for sizes that are
+multiples of the ratio.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .mtf import kernels_1d
+from .mtf import degrade_torch, kernels_1d
 from .sensors import SensorSpec
 
 EPS = 1e-8
@@ -95,7 +95,8 @@ def mtf_taps(gains: tuple[float, ...] | list[float], ratio: int) -> torch.Tensor
 
 
 def degrade(x: torch.Tensor, taps: torch.Tensor, ratio: int) -> torch.Tensor:
-    """MTF-filter (replicate edges) and decimate by ``ratio``, computing only the kept samples.
+    """MTF-filter (replicate edges) and decimate by ``ratio``: :func:`pipeline.mtf.degrade_torch`
+    for sizes that are multiples of the ratio.
 
     Parameters
     ----------
@@ -109,21 +110,12 @@ def degrade(x: torch.Tensor, taps: torch.Tensor, ratio: int) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        ``(N, C, H / ratio, W / ratio)``, equal to ``pipeline.mtf.degrade_torch(x, taps, ratio)``.
+        ``(N, C, H / ratio, W / ratio)``.
     """
-    _, c, h, w = x.shape
+    h, w = x.shape[-2:]
     if h % ratio or w % ratio:
         raise ConfigError("degrade needs H and W divisible by the ratio.", got=(h, w))
-    k = taps.shape[-1]
-    t = taps.to(dtype=x.dtype, device=x.device)
-    if t.shape[0] == 1 and c > 1:
-        t = t.expand(c, k)
-    pad = k // 2
-    o = ratio // 2
-    xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")[..., o:, o:]
-    y = F.conv2d(xp, t.reshape(c, 1, k, 1), stride=(ratio, 1), groups=c)
-    y = F.conv2d(y, t.reshape(c, 1, 1, k), stride=(1, ratio), groups=c)
-    return y[..., : h // ratio, : w // ratio]
+    return degrade_torch(x, taps, ratio)
 
 
 def degrade_inputs(

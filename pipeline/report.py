@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 
 from . import __version__
 from .grid import Window
-from .sensors import get_sensor
 from .store import SceneStore
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def quicklook(store: SceneStore, output: str, path: str | Path, *, max_px: int =
     from PIL import Image
 
     meta = store.meta
-    spec = get_sensor(meta.sensor)
+    spec = meta.spec
     bands = [b for b in spec.rgb if b < meta.n_bands] if meta.n_bands >= 3 else [0, 0, 0]
     step = max(1, math.ceil(max(meta.pan_shape_yx) / max_px))
     ms = _decimated(store, "ms_up", bands, step)

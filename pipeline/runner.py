@@ -311,7 +311,7 @@ def model_spec(cfg: RunConfig, store: SceneStore) -> Any:
     return ModelSpec(
         backbone=cfg.method,
         weights=weights,
-        sensor=store.meta.sensor,
+        sensor=store.sensor,
         n_bands=store.meta.n_bands,
     )
 

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, InputError
 from .grid import TileGrid, TileKey, Window
+from .infer import invalid_mask
 
 log = logging.getLogger(__name__)
 
@@ -158,22 +159,6 @@ def _full_keys(grid: TileGrid) -> list[TileKey]:
     t = grid.ms_tile
     keys = grid.keys()
     return [k for k in keys if grid.ms_window(k).shape_yx == (t, t)]
-
-
-def invalid_mask(
-    pan: NDArray[Any], ms: NDArray[Any], ratio: int, nodata: float | None
-) -> NDArray[Any]:
-    """``(H, W)`` bool on the PAN grid: PAN no-data/NaN, or under an MS pixel with a NaN band or
-    all bands no-data (``ms`` ``(B, H/ratio, W/ratio)``)."""
-    bad_pan = ~np.isfinite(pan) if pan.dtype.kind == "f" else np.zeros(pan.shape, bool)
-    bad_ms = (
-        np.any(~np.isfinite(ms), axis=0) if ms.dtype.kind == "f" else np.zeros(ms.shape[1:], bool)
-    )
-    if nodata is not None:
-        bad_pan |= pan == nodata
-        bad_ms |= np.all(ms == nodata, axis=0)
-    up = np.repeat(np.repeat(bad_ms, ratio, axis=0), ratio, axis=1)
-    return np.asarray(bad_pan | up)
 
 
 def _texture(ms: NDArray[Any]) -> float:

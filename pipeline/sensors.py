@@ -69,11 +69,18 @@ class SensorSpec:
     def __post_init__(self) -> None:
         if not self.bands:
             raise SensorError(f"Sensor {self.name!r} has no bands.", fix="list its MS bands.")
-        if len(self.mtf_ms) != len(self.bands):
+        gains = self.mtf_ms if isinstance(self.mtf_ms, tuple) else (self.mtf_ms,)
+        if not all(_is_number(g) for g in (*gains, self.mtf_pan)):
+            raise SensorError(
+                f"Sensor {self.name!r}: MTF gains must be numbers.",
+                got=f"mtf_ms={self.mtf_ms!r}, mtf_pan={self.mtf_pan!r}",
+                fix="give mtf_ms as a list of numbers (one per band) and mtf_pan as a number.",
+            )
+        if not isinstance(self.mtf_ms, tuple) or len(self.mtf_ms) != len(self.bands):
             raise SensorError(
                 f"Sensor {self.name!r}: one MS MTF gain per band is required.",
                 expected=f"{len(self.bands)} gains",
-                got=f"{len(self.mtf_ms)}",
+                got=f"{len(gains)}" if isinstance(self.mtf_ms, tuple) else repr(self.mtf_ms),
                 fix="give mtf_ms as a list as long as bands.",
             )
         if any(not 0.0 < g < 1.0 for g in (*self.mtf_ms, self.mtf_pan)):
@@ -82,9 +89,17 @@ class SensorSpec:
                 got=f"mtf_ms={self.mtf_ms}, mtf_pan={self.mtf_pan}",
                 fix="use Nyquist gains such as 0.3.",
             )
-        if self.ratio < 2:
+        if not _is_int(self.ratio) or self.ratio < 2:
             raise SensorError(
-                f"Sensor {self.name!r}: ratio must be an integer >= 2.", got=self.ratio
+                f"Sensor {self.name!r}: ratio must be an integer >= 2.",
+                got=repr(self.ratio),
+                fix="give the PAN/MS pixel-size ratio as a whole number, e.g. ratio: 4.",
+            )
+        if not _is_int(self.bit_depth) or self.bit_depth < 1:
+            raise SensorError(
+                f"Sensor {self.name!r}: bit_depth must be an integer >= 1.",
+                got=repr(self.bit_depth),
+                fix="give the radiometric resolution in bits, e.g. bit_depth: 11.",
             )
         if any(not 0 <= i < len(self.bands) for i in self.rgb):
             raise SensorError(
@@ -99,6 +114,24 @@ class SensorSpec:
     def n_bands(self) -> int:
         """Number of MS bands."""
         return len(self.bands)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The whole spec as a JSON-ready dict (stored with every scene; see :meth:`from_attrs`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_attrs(cls, raw: Mapping[str, Any]) -> SensorSpec:
+        """Inverse of :meth:`to_attrs` (lists become tuples); validated like any spec."""
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**kwargs)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 _VHR = "METHOD.md (toolbox Nyquist gains)"
@@ -364,36 +397,41 @@ def load_sensor_file(path: str | Path) -> list[SensorSpec]:
             got=type(raw).__name__,
             fix="see pipeline.sensors.load_sensor_file for an example.",
         )
-    allowed = {f.name for f in fields(SensorSpec)}
-    specs = []
-    for name, body in raw.items():
-        if not isinstance(body, Mapping):
-            raise SensorError(f"Sensor {name!r} must be a mapping.", path=path, got=body)
-        unknown = set(body) - allowed
-        if unknown:
-            raise SensorError(
-                f"Sensor {name!r} has unknown fields.",
-                path=path,
-                expected="fields among " + ", ".join(sorted(allowed - {"name"})),
-                got=", ".join(sorted(unknown)),
-                fix="remove or rename them.",
-            )
-        kwargs: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in body.items()
-        }
-        kwargs.setdefault("title", str(name))
-        try:
-            spec = SensorSpec(name=str(name).lower(), **kwargs)
-        except TypeError as exc:
-            raise SensorError(
-                f"Sensor {name!r} is incomplete.",
-                path=path,
-                got=str(exc),
-                fix="give title, bands, rgb, ratio, bit_depth, mtf_ms and mtf_pan.",
-            ) from exc
+    specs = [_spec_from(str(name), body, path) for name, body in raw.items()]
+    for spec in specs:
         register_sensor(spec, replace=True)
-        specs.append(spec)
     return specs
+
+
+def _spec_from(name: str, body: object, path: Path) -> SensorSpec:
+    """One sensor of a sensor file; errors name the file."""
+    allowed = {f.name for f in fields(SensorSpec)}
+    if not isinstance(body, Mapping):
+        raise SensorError(f"Sensor {name!r} must be a mapping.", path=path, got=body)
+    unknown = set(body) - allowed
+    if unknown:
+        raise SensorError(
+            f"Sensor {name!r} has unknown fields.",
+            path=path,
+            expected="fields among " + ", ".join(sorted(allowed - {"name"})),
+            got=", ".join(sorted(unknown)),
+            fix="remove or rename them.",
+        )
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in body.items()}
+    kwargs.setdefault("title", name)
+    try:
+        return SensorSpec(name=name.lower(), **kwargs)
+    except SensorError as exc:
+        raise SensorError(
+            exc.problem, path=path, expected=exc.expected, got=exc.got, fix=exc.fix
+        ) from exc
+    except TypeError as exc:
+        raise SensorError(
+            f"Sensor {name!r} is incomplete.",
+            path=path,
+            got=str(exc),
+            fix="give title, bands, rgb, ratio, bit_depth, mtf_ms and mtf_pan.",
+        ) from exc
 
 
 __all__ = [

@@ -12,21 +12,16 @@ Layout (``T`` = tile edge in PAN pixels, ``r`` = ratio)::
 PAN and MS chunk grids are aligned with :class:`~pipeline.grid.TileGrid`, so one tile task reads
 one aligned window of each and writes exactly one output chunk.
 
-An ingest writes into a hidden temporary sibling (``.scene.zarr.partial-<id>``), marks it
-complete and renames it into place at the very end: an interrupted ingest never leaves anything
-at the target path, and :meth:`SceneStore.open` refuses a store whose ``complete`` flag is unset.
-Ingest streams one tile row at a time, so peak memory depends on the tile size and the scene
-width, not on the scene height.
+The metadata record is :class:`~pipeline.store_meta.SceneMeta`; writing a store (ingest) is
+:mod:`pipeline.ingest.write` (both re-exported here). :meth:`SceneStore.open` refuses a store
+whose ``complete`` flag is unset (an interrupted ingest).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,337 +29,22 @@ import numpy as np
 import zarr
 from numpy.typing import NDArray
 
-from . import __version__
 from .errors import StoreError
 from .grid import TileGrid, Window
-from .scene import Scene, Transform
+from .ingest.write import SourceReadError, create_store, write_scene
+from .sensors import SensorSpec
+from .store_meta import (
+    ATTRS_KEY,
+    INPUT_ARRAYS,
+    UNITS,
+    SceneMeta,
+    SourceFile,
+    fill_value,
+    is_store_dir,
+    scene_meta,
+)
 
 log = logging.getLogger(__name__)
-
-ATTRS_KEY = "pantailor"
-INPUT_ARRAYS = ("pan", "ms", "gt")
-UNITS = ("normalised", "dn")
-_HASH_BLOCK = 1 << 22
-
-
-@dataclass(frozen=True, kw_only=True)
-class SourceFile:
-    """One input file: its path, size in bytes and SHA-256 hex digest."""
-
-    path: str
-    bytes: int
-    sha256: str
-
-    @classmethod
-    def of(cls, path: str | Path) -> SourceFile:
-        """Describe ``path`` (reads it once, streaming, to hash it)."""
-        p = Path(path)
-        digest = hashlib.sha256()
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(_HASH_BLOCK), b""):
-                digest.update(block)
-        return cls(path=str(p.resolve()), bytes=p.stat().st_size, sha256=digest.hexdigest())
-
-
-@dataclass(frozen=True, kw_only=True)
-class SceneMeta:
-    """Everything a store records about its scene (the group attribute ``pantailor``).
-
-    Attributes
-    ----------
-    version
-        pantailor version that wrote the store.
-    sensor
-        Canonical sensor name.
-    ratio
-        PAN/MS pixel-size ratio.
-    tile
-        Tile edge ``T`` in PAN pixels (PAN chunks ``(T, T)``, MS chunks ``(B, T/r, T/r)``).
-    pan_shape_yx
-        ``(H, W)`` of the PAN; the MS is ``(B, H/r, W/r)``.
-    n_bands
-        Number of MS bands ``B``.
-    crs
-        CRS as WKT, or ``None`` for a scene on a plain pixel grid.
-    pan_transform, ms_transform
-        Affine coefficients ``(a, b, c, d, e, f)`` of the PAN and MS grids.
-    alignment
-        ``"corner"`` or ``"centre"`` (see :class:`pipeline.scene.Scene`).
-    nodata
-        The no-data DN, or ``None``.
-    dtype
-        MS source dtype (the default export dtype).
-    pan_dtype
-        PAN source dtype.
-    dn_max
-        DN mapped to 1.0 when scaling to float.
-    bands
-        MS band names.
-    has_gt
-        Whether a reference ``gt`` array is stored.
-    sources
-        Input files with sizes and checksums.
-    complete
-        ``True`` only once everything else has been written.
-    """
-
-    version: str
-    sensor: str
-    ratio: int
-    tile: int
-    pan_shape_yx: tuple[int, int]
-    n_bands: int
-    crs: str | None
-    pan_transform: Transform
-    ms_transform: Transform
-    alignment: str
-    nodata: float | None
-    dtype: str
-    pan_dtype: str
-    dn_max: float
-    bands: tuple[str, ...]
-    has_gt: bool = False
-    sources: tuple[SourceFile, ...] = ()
-    complete: bool = False
-
-    @property
-    def ms_shape_yx(self) -> tuple[int, int]:
-        """``(h, w)`` of the MS."""
-        return (self.pan_shape_yx[0] // self.ratio, self.pan_shape_yx[1] // self.ratio)
-
-    @property
-    def georeferenced(self) -> bool:
-        """Whether the scene has a CRS."""
-        return self.crs is not None
-
-    def to_attrs(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return asdict(self)
-
-    @classmethod
-    def from_attrs(cls, raw: dict[str, Any], path: str | Path = "") -> SceneMeta:
-        """Inverse of :meth:`to_attrs`; raises :class:`StoreError` on a malformed record."""
-        try:
-            return cls(
-                **{
-                    **raw,
-                    "pan_shape_yx": tuple(raw["pan_shape_yx"]),
-                    "pan_transform": tuple(raw["pan_transform"]),
-                    "ms_transform": tuple(raw["ms_transform"]),
-                    "bands": tuple(raw["bands"]),
-                    "sources": tuple(SourceFile(**s) for s in raw.get("sources", ())),
-                }
-            )
-        except (KeyError, TypeError) as exc:
-            raise StoreError(
-                "The scene store's metadata is malformed.",
-                path=path,
-                expected="the 'pantailor' group attributes written by pantailor ingest",
-                got=str(exc),
-                fix="re-ingest the scene with pantailor ingest --overwrite.",
-            ) from exc
-
-
-def scene_meta(scene: Scene, tile: int, *, hash_sources: bool = True) -> SceneMeta:
-    """The metadata of ``scene`` stored with tile edge ``tile`` (``complete=False``)."""
-    sources = tuple(
-        SourceFile.of(p) if hash_sources else SourceFile(path=str(p), bytes=0, sha256="")
-        for p in scene.sources
-    )
-    return SceneMeta(
-        version=__version__,
-        sensor=scene.sensor.name,
-        ratio=scene.ratio,
-        tile=tile,
-        pan_shape_yx=scene.pan_shape_yx,
-        n_bands=scene.n_bands,
-        crs=scene.crs,
-        pan_transform=scene.pan_transform,
-        ms_transform=scene.ms_transform,
-        alignment=scene.alignment,
-        nodata=scene.nodata,
-        dtype=str(np.dtype(scene.ms.dtype)),
-        pan_dtype=str(np.dtype(scene.pan.dtype)),
-        dn_max=float(scene.dn_max),
-        bands=tuple(scene.sensor.bands),
-        has_gt=scene.gt is not None,
-        sources=sources,
-    )
-
-
-def _fill(dtype: np.dtype[Any], nodata: float | None) -> float | int:
-    if np.issubdtype(dtype, np.floating):
-        return float("nan") if nodata is None else float(nodata)
-    return 0 if nodata is None else int(nodata)
-
-
-def _is_store_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "zarr.json").is_file()
-
-
-def _check_target(path: Path, overwrite: bool) -> None:
-    if not path.exists():
-        return
-    if not overwrite:
-        raise StoreError(
-            "The output store already exists.",
-            path=path,
-            expected="a path that does not exist yet",
-            got="an existing " + ("store" if _is_store_dir(path) else "file or folder"),
-            fix="choose another -o path or pass --overwrite.",
-        )
-    if not _is_store_dir(path):
-        raise StoreError(
-            "Refusing to overwrite something that is not a Zarr store.",
-            path=path,
-            expected="a Zarr store (a folder with zarr.json) or nothing",
-            got="a file or a folder without zarr.json",
-            fix="remove it yourself or choose another -o path.",
-        )
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` to ``path``, replacing an old store if allowed."""
-    _check_target(path, overwrite)
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-        path.rename(old)
-    tmp.rename(path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _row_bands(n: int, step: int) -> Iterator[tuple[int, int]]:
-    for y0 in range(0, n, step):
-        yield y0, min(y0 + step, n)
-
-
-def _stream_copy(dst: Any, src: Any, step: int) -> None:
-    """Copy ``src`` into ``dst`` one band of ``step`` rows (axis -2) at a time."""
-    lead = (slice(None),) * (len(dst.shape) - 2)
-    for y0, y1 in _row_bands(int(dst.shape[-2]), step):
-        sel = (*lead, slice(y0, y1), slice(None))
-        dst[sel] = np.asarray(src[sel], dtype=dst.dtype)
-
-
-def create_store(
-    path: str | Path,
-    meta: SceneMeta,
-    *,
-    pan: Any,
-    ms: Any,
-    gt: Any = None,
-    overwrite: bool = False,
-) -> SceneStore:
-    """Write a complete store from array-likes, streaming one tile row at a time.
-
-    Parameters
-    ----------
-    path
-        Target ``*.zarr`` folder.
-    meta
-        Scene metadata (``complete`` is ignored and set last).
-    pan, ms, gt
-        ``(H, W)``, ``(B, h, w)`` and optional ``(B, H, W)`` sliceable arrays (NumPy, Dask, Zarr):
-        only one row band of ``tile`` PAN rows is materialised at a time.
-    overwrite
-        Replace an existing store at ``path``.
-
-    Raises
-    ------
-    StoreError
-        If ``path`` exists and ``overwrite`` is false (checked before any work).
-    """
-    path = Path(path)
-    _check_target(path, overwrite)
-    grid = TileGrid(meta.pan_shape_yx, meta.ratio, meta.tile)  # validates the shapes
-    _check_shapes(meta, pan, ms, gt, path)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        group = zarr.open_group(tmp, mode="w-", zarr_format=3)
-        group.attrs[ATTRS_KEY] = replace(meta, complete=False).to_attrs()
-        t, tm, b = meta.tile, grid.ms_tile, meta.n_bands
-        arrays: list[tuple[str, Any, tuple[int, ...], int]] = [
-            ("pan", pan, (t, t), t),
-            ("ms", ms, (b, tm, tm), tm),
-        ]
-        if gt is not None:
-            arrays.append(("gt", gt, (b, t, t), t))
-        for name, src, chunks, step in arrays:
-            dtype = np.dtype(src.dtype)
-            dst = group.create_array(
-                name,
-                shape=tuple(int(s) for s in src.shape),
-                dtype=dtype,
-                chunks=chunks,
-                fill_value=_fill(dtype, meta.nodata),
-                dimension_names=("y", "x") if name == "pan" else ("band", "y", "x"),
-            )
-            _stream_copy(dst, src, step)
-        group.attrs[ATTRS_KEY] = replace(meta, complete=True).to_attrs()
-        _publish(tmp, path, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("wrote scene store %s (%s x %s PAN, tile %d)", path, *meta.pan_shape_yx, meta.tile)
-    return SceneStore.open(path)
-
-
-def _check_shapes(meta: SceneMeta, pan: Any, ms: Any, gt: Any, path: Path) -> None:
-    h, w = meta.pan_shape_yx
-    want = {
-        "pan": (h, w),
-        "ms": (meta.n_bands, *meta.ms_shape_yx),
-        "gt": (meta.n_bands, h, w),
-    }
-    for name, arr in (("pan", pan), ("ms", ms), ("gt", gt)):
-        if arr is not None and tuple(int(s) for s in arr.shape) != want[name]:
-            raise StoreError(
-                f"The {name} array does not match the scene metadata.",
-                path=path,
-                expected=want[name],
-                got=tuple(arr.shape),
-                fix="build the metadata from the same scene (pipeline.store.scene_meta).",
-            )
-
-
-def write_scene(
-    scene: Scene,
-    path: str | Path,
-    *,
-    tile: int = 512,
-    overwrite: bool = False,
-    hash_sources: bool = True,
-    gdal_cache_mb: int = 64,
-) -> SceneStore:
-    """Ingest ``scene`` into a new store at ``path`` (streaming; see :func:`create_store`).
-
-    Parameters
-    ----------
-    scene
-        A validated scene from :mod:`pipeline.scene`.
-    path
-        Target ``*.zarr`` folder.
-    tile
-        Tile edge in PAN pixels; a multiple of the ratio.
-    overwrite
-        Replace an existing store.
-    hash_sources
-        Record SHA-256 checksums of the source files (reads each file once).
-    gdal_cache_mb
-        GDAL block cache while reading GeoTIFF sources, MiB (keeps memory independent of the
-        scene size).
-    """
-    import rasterio
-
-    _check_target(Path(path), overwrite)  # fail before hashing
-    meta = scene_meta(scene, tile, hash_sources=hash_sources)
-    # GDAL's block cache defaults to 5% of RAM and would keep every GeoTIFF block read
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024):
-        return create_store(
-            path, meta, pan=scene.pan, ms=scene.ms, gt=scene.gt, overwrite=overwrite
-        )
 
 
 @dataclass
@@ -394,7 +74,7 @@ class SceneStore:
             If there is no store at ``path`` or it is incomplete (an interrupted ingest).
         """
         path = Path(path)
-        if not _is_store_dir(path):
+        if not is_store_dir(path):
             raise StoreError(
                 "No scene store found.",
                 path=path,
@@ -425,6 +105,11 @@ class SceneStore:
 
     def __reduce__(self) -> tuple[Any, tuple[Path]]:
         return (SceneStore.open, (self.path,))
+
+    @property
+    def sensor(self) -> SensorSpec:
+        """The scene's sensor as stored (custom sensors included; no lookup by name)."""
+        return self.meta.spec
 
     @property
     def grid(self) -> TileGrid:
@@ -530,7 +215,7 @@ class SceneStore:
             shape=shape,
             dtype=dt,
             chunks=(self.meta.n_bands, t, t),
-            fill_value=_fill(dt, self.meta.nodata),
+            fill_value=fill_value(dt, self.meta.nodata),
             dimension_names=("band", "y", "x"),
             attributes={"units": units},
             overwrite=True,
@@ -571,10 +256,15 @@ def partial_stores(path: str | Path) -> Sequence[Path]:
 
 __all__ = [
     "ATTRS_KEY",
+    "INPUT_ARRAYS",
+    "UNITS",
     "SceneMeta",
     "SceneStore",
     "SourceFile",
+    "SourceReadError",
     "create_store",
+    "fill_value",
+    "is_store_dir",
     "partial_stores",
     "scene_meta",
     "write_scene",

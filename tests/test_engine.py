@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.backbones import upsample
 from pipeline.cli import main
 from pipeline.distribute import Engine
 from pipeline.errors import StoreError
 from pipeline.grid import Window
+from pipeline.infer import Radiometry, infer_window, model_run
 from pipeline.runner import OUTPUT, Journal, RunConfig, RunPaths, run_scene, stage_infer
 from pipeline.store import SceneStore
 from tests.test_workers import random_weights, small_store
@@ -58,17 +58,15 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def whole_image(store: SceneStore, spec: ModelSpec) -> np.ndarray:
-    """The untiled reference: the model on the whole scene, straight from torch."""
+    """The untiled reference: the model on the whole scene through :mod:`pipeline.infer`."""
     loaded = ModelCache(torch.device("cpu")).get(spec)
     h, w = store.meta.pan_shape_yx
     r = store.meta.ratio
-    ms = store.read_ms(Window(0, h // r, 0, w // r)).astype(np.float32) / 2047.0
-    pan = store.read_pan(Window(0, h, 0, w)).astype(np.float32) / 2047.0
-    ms_t = torch.from_numpy(ms)[None]
-    with torch.no_grad():
-        lms = upsample(ms_t, r, loaded.backbone.upsampler)
-        out: np.ndarray = loaded.module(ms_t, lms, torch.from_numpy(pan)[None, None])[0].numpy()
-    return out
+    ms = store.read_ms(Window(0, h // r, 0, w // r))
+    pan = store.read_pan(Window(0, h, 0, w))
+    run = model_run(loaded.module, loaded.backbone.upsampler, r)
+    rad = Radiometry(dn_max=store.meta.dn_max, ratio=r, nodata=store.meta.nodata)
+    return infer_window(run, ms, pan, rad)
 
 
 def read_all(store: SceneStore) -> np.ndarray:

@@ -45,7 +45,9 @@ def test_overlapped_fit_and_extract_equal_the_sequential_path(scene) -> None:  #
 
 def test_the_tailor_changes_the_output_and_none_is_the_backbone(scene) -> None:  # type: ignore[no-untyped-def]
     bb = _backbone()
-    none = fuse(scene.pan, scene.ms, SENSOR, bb, fit=FitConfig(adapt="none"), sample=SAMPLE)
+    none = fuse(
+        scene.pan, scene.ms, SENSOR, bb, fit=FitConfig(adapt="none"), sample=SAMPLE, clip=False
+    )
     ms = torch.from_numpy(scene.ms.astype(np.float32) / np.float32(SENSOR.dn_max))[None]
     pan = torch.from_numpy(scene.pan.astype(np.float32) / np.float32(SENSOR.dn_max))[None, None]
     with torch.inference_mode():
@@ -53,7 +55,6 @@ def test_the_tailor_changes_the_output_and_none_is_the_backbone(scene) -> None: 
     np.testing.assert_allclose(none.image, ref, rtol=1e-4, atol=1e-2)
     tailored = fuse(scene.pan, scene.ms, SENSOR, bb, fit=FIT, sample=SAMPLE)
     assert np.abs(tailored.image - none.image).max() > 1e-2
-    assert torch.get_num_threads() >= 1
 
 
 def test_nodata_is_excluded_and_written_back(scene) -> None:  # type: ignore[no-untyped-def]

@@ -342,15 +342,18 @@ def test_real_spacenet_grid(data_file: Any) -> None:
     assert scene.alignment == "corner" and scene.ms.shape == (4, 150, 150)
 
 
-def test_normalised_container_warns_about_dn_max(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_normalised_container_is_rescaled_at_ingest_and_recorded(tmp_path: Path) -> None:
+    from pipeline.store import write_scene
+
     path = tmp_path / "rr.mat"
-    scipy.io.savemat(path, {"pan": np.full((36, 28), 0.5), "lrms": np.full((9, 7, 4), 0.25)})
-    with caplog.at_level(logging.WARNING):
-        open_scene(path, "wv4")
-    assert "--dn-max 1" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        open_scene(path, "wv4", dn_max=1)
-    assert caplog.text == ""
+    rng = np.random.default_rng(0)
+    pan = rng.uniform(0.2, 0.8, (36, 28))
+    scipy.io.savemat(path, {"pan": pan, "lrms": rng.uniform(0.1, 0.6, (9, 7, 4))})
+    scene = open_scene(path, "wv4")
+    assert scene.dn_max == 2047 and scene.dn_max_from == "sensor"
+    meta = write_scene(scene, tmp_path / "s.zarr", tile=16).meta
+    assert meta.dn_max == 1.0 and meta.radiometry["dn_max_from"] == "inputs"
+    assert "already normalised" in meta.radiometry["actions"][0]
+    # an explicit scale is kept as given
+    kept = write_scene(open_scene(path, "wv4", dn_max=1), tmp_path / "t.zarr", tile=16).meta
+    assert kept.dn_max == 1.0 and kept.radiometry["actions"] == []

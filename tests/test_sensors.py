@@ -135,6 +135,49 @@ def test_bad_yaml_sensor_files(tmp_path: Path, text: str, match: str) -> None:
     assert str(path) in str(info.value)
 
 
+_GOOD = {
+    "bands": "[b, g, r, n]",
+    "rgb": "[2, 1, 0]",
+    "ratio": "4",
+    "bit_depth": "11",
+    "mtf_ms": "[0.3, 0.3, 0.3, 0.3]",
+    "mtf_pan": "0.15",
+}
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("ratio", "2.5", "ratio must be an integer >= 2"),
+        ("ratio", "1", "ratio must be an integer >= 2"),
+        ("ratio", '"4"', "ratio must be an integer >= 2"),
+        ("bit_depth", "0", "bit_depth must be an integer >= 1"),
+        ("bit_depth", "11.5", "bit_depth must be an integer >= 1"),
+        ("mtf_ms", "[0.3, 0.3, 1.2, 0.3]", "strictly between 0 and 1"),
+        ("mtf_pan", "0", "strictly between 0 and 1"),
+        ("mtf_ms", "[0.3, 0.3, 0.3]", "one MS MTF gain per band"),
+        ("mtf_ms", "0.3", "one MS MTF gain per band"),
+        ("mtf_ms", '["a", 0.3, 0.3, 0.3]', "must be numbers"),
+    ],
+)
+def test_sensor_file_values_are_validated_and_errors_name_the_file(
+    tmp_path: Path, field: str, value: str, match: str
+) -> None:
+    body = "".join(f"  {k}: {value if k == field else v}\n" for k, v in _GOOD.items())
+    path = tmp_path / "odd.yaml"
+    path.write_text("oddsat-bad:\n" + body)
+    with pytest.raises(SensorError, match=match) as info:
+        load_sensor_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_spec_survives_the_store_attrs_round_trip() -> None:
+    spec = get_sensor("wv3")
+    import json
+
+    assert SensorSpec.from_attrs(json.loads(json.dumps(spec.to_attrs()))) == spec
+
+
 # --------------------------------------------------------------------------- MTF kernels
 
 

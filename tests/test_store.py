@@ -13,7 +13,7 @@ import pytest
 import zarr
 
 from pipeline import cli
-from pipeline.errors import ConfigError, StoreError
+from pipeline.errors import ConfigError, InputError, StoreError
 from pipeline.grid import Window
 from pipeline.scene import Scene, open_scene
 from pipeline.sensors import get_sensor
@@ -128,8 +128,9 @@ def test_interrupted_ingest_leaves_nothing(tmp_path: Path) -> None:
     from dataclasses import replace
 
     sc = _scene()
-    with pytest.raises(OSError, match="disk vanished"):
+    with pytest.raises(InputError, match="disk vanished") as info:
         write_scene(replace(sc, pan=_Spy(sc.pan, fail_at=2)), tmp_path / "s.zarr", tile=T)
+    assert "truncated" in str(info.value)
     assert not (tmp_path / "s.zarr").exists()
     assert list(tmp_path.iterdir()) == []
     assert partial_stores(tmp_path / "s.zarr") == []
@@ -141,7 +142,7 @@ def test_interrupted_ingest_overwriting_keeps_the_old_store(tmp_path: Path) -> N
     path = tmp_path / "s.zarr"
     write_scene(_scene(seed=1), path, tile=T)
     sc = _scene(seed=2)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError):
         write_scene(replace(sc, ms=_Spy(sc.ms, fail_at=1)), path, tile=T, overwrite=True)
     np.testing.assert_array_equal(
         SceneStore.open(path).read_pan(Window(0, H, 0, W)), _scene(seed=1).pan

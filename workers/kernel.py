@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pipeline.backbones import upsample
 from pipeline.errors import StoreError
 from pipeline.grid import TileKey, TileRead, Window
+from pipeline.infer import Radiometry, Run, infer_window, model_run
 from pipeline.store import SceneStore
 
 from .device import inference, memory_format
@@ -58,6 +58,8 @@ class TileTask:
         The model to run.
     amp
         Mixed precision on GPU.
+    clip
+        Clip valid outputs to ``[0, dn_max]`` (``run --no-clip`` turns it off).
     """
 
     store: str
@@ -65,6 +67,7 @@ class TileTask:
     key: TileKey
     model: ModelSpec
     amp: bool = False
+    clip: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,35 +125,29 @@ def forward_window(
     dn_max: float,
     ratio: int,
     amp: bool = False,
+    nodata: float | None = None,
+    clip: bool = True,
+    crop: Window | None = None,
 ) -> NDArray[np.float32]:
     """Run the model on one window: ms ``(B, h, w)`` DN, pan ``(r*h, r*w)`` DN -> ``(B, r*h, r*w)``.
 
-    Values are normalised ``DN / dn_max`` in and out (float32). The same function serves whole
-    images and tiles; tiles are whole images of their window plus halo.
+    :func:`pipeline.infer.infer_window` on this worker's device: normalised ``DN / dn_max`` in
+    and out (float32), invalid inputs (non-finite or ``nodata``) filled before the forward and NaN
+    in the output, valid outputs clipped to ``[0, 1]`` unless ``clip=False``, cropped to ``crop``.
+    The same function serves whole images and tiles; tiles are whole images of their window plus
+    halo.
     """
-    dev, fmt = loaded.device, memory_format(loaded.device)
-    scale = np.float32(1.0 / dn_max)
-    ms = torch.from_numpy(np.ascontiguousarray(ms_dn, dtype=np.float32) * scale)[None].to(dev)
-    pan = torch.from_numpy(np.ascontiguousarray(pan_dn, dtype=np.float32) * scale)[None, None]
-    pan = pan.to(dev)
-    with inference(dev, amp):
-        lms = upsample(ms, ratio, loaded.backbone.upsampler)
-        out = loaded.module(
-            ms.contiguous(memory_format=fmt),
-            lms.contiguous(memory_format=fmt),
-            pan.contiguous(memory_format=fmt),
-        )
-    return np.ascontiguousarray(out[0].float().cpu().numpy(), dtype=np.float32)
-
-
-def _nodata_mask(
-    ms_dn: NDArray[Any], pan_dn: NDArray[Any], nodata: float | None, ratio: int
-) -> NDArray[np.bool_] | None:
-    if nodata is None:
-        return None
-    ms_bad = np.repeat(np.repeat((ms_dn == nodata).any(axis=0), ratio, 0), ratio, 1)
-    bad: NDArray[np.bool_] = ms_bad | (pan_dn == nodata)
-    return bad if bad.any() else None
+    dev = loaded.device
+    run = model_run(
+        loaded.module,
+        loaded.backbone.upsampler,
+        ratio,
+        device=dev,
+        memory_format=memory_format(dev),
+        context=lambda: inference(dev, amp),
+    )
+    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip)
+    return infer_window(run, ms_dn, pan_dn, rad, crop=crop)
 
 
 def read_window(store: SceneStore, read: TileRead) -> tuple[NDArray[Any], NDArray[Any]]:
@@ -190,26 +187,29 @@ def infer_tile(task: TileTask) -> TileResult:
     read = store.grid.read(task.key, loaded.halo_ms)
     ms_dn, pan_dn = read_window(store, read)
     t1 = time.perf_counter()
-    full = forward_window(loaded, ms_dn, pan_dn, dn_max=meta.dn_max, ratio=meta.ratio, amp=task.amp)
-    return _write_tile(store, task, read, full, ms_dn, pan_dn, t0, t1)
+    tile = forward_window(
+        loaded,
+        ms_dn,
+        pan_dn,
+        dn_max=meta.dn_max,
+        ratio=meta.ratio,
+        amp=task.amp,
+        nodata=meta.nodata,
+        clip=task.clip,
+        crop=read.crop,
+    )
+    return _write_tile(store, task, read, tile, t0, t1)
 
 
 def _write_tile(
     store: SceneStore,
     task: TileTask | ClassicalTileTask,
     read: TileRead,
-    full: NDArray[np.float32],
-    ms_dn: NDArray[Any],
-    pan_dn: NDArray[Any],
+    tile: NDArray[np.float32],
     t0: float,
     t1: float,
 ) -> TileResult:
-    """Mask nodata, crop the window's output to the tile, write it; the task's report."""
-    meta = store.meta
-    mask = _nodata_mask(ms_dn, pan_dn, meta.nodata, meta.ratio)
-    if mask is not None:
-        full[:, mask] = np.nan
-    tile = np.ascontiguousarray(full[(slice(None), *read.crop.slices)])
+    """Write the tile's (cropped, masked) output; the task's report."""
     t2 = time.perf_counter()
     _maybe_fail(store, task, read.out)
     store.write_region(task.output, read.out, tile)
@@ -235,6 +235,8 @@ class ClassicalTileTask:
         A key of :data:`pipeline.classical.METHODS`.
     coefficients, sha256
         The JSON file :func:`workers.scene_tasks.fit_classical` wrote and its digest.
+    clip
+        As for :class:`TileTask`.
     """
 
     store: str
@@ -243,6 +245,7 @@ class ClassicalTileTask:
     method: str
     coefficients: str
     sha256: str
+    clip: bool = True
 
 
 _COEFFS: dict[tuple[str, str], dict[str, Any]] = {}
@@ -272,8 +275,6 @@ def classical_tile(task: ClassicalTileTask) -> TileResult:
     The halo is the one the coefficients name (upsampler support plus MTF reach); the window's
     output is cropped exactly like :func:`infer_tile`'s, and values are normalised by ``dn_max``.
     """
-    from pipeline.classical import apply_coefficients
-
     _reset_peak_rss()
     t0 = time.perf_counter()
     store = SceneStore.open(task.store)
@@ -282,9 +283,25 @@ def classical_tile(task: ClassicalTileTask) -> TileResult:
     read = store.grid.read(task.key, int(coeffs["halo_ms"]))
     ms_dn, pan_dn = read_window(store, read)
     t1 = time.perf_counter()
-    fused = apply_coefficients(task.method, ms_dn, pan_dn, coeffs, meta.sensor)
-    full = (fused / np.float32(meta.dn_max)).astype(np.float32)
-    return _write_tile(store, task, read, full, ms_dn, pan_dn, t0, t1)
+    rad = Radiometry(dn_max=meta.dn_max, ratio=meta.ratio, nodata=meta.nodata, clip=task.clip)
+    run = classical_run(task.method, coeffs, store.sensor, meta.dn_max)
+    tile = infer_window(run, ms_dn, pan_dn, rad, crop=read.crop)
+    return _write_tile(store, task, read, tile, t0, t1)
+
+
+def classical_run(method: str, coeffs: dict[str, Any], sensor: Any, dn_max: float) -> Run:
+    """A :data:`pipeline.infer.Run` applying a classical method's coefficients (DN in, DN out)."""
+    from pipeline.classical import apply_coefficients
+
+    scale = np.float32(dn_max)
+
+    def run(ms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+        fused = apply_coefficients(
+            method, ms[0].numpy() * scale, pan[0, 0].numpy() * scale, coeffs, sensor
+        )
+        return torch.from_numpy(np.asarray(fused, dtype=np.float32) / scale)[None]
+
+    return run
 
 
 __all__ = [

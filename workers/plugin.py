@@ -27,6 +27,7 @@ from pipeline.backbones import Backbone, load, support_ms
 from pipeline.backbones.base import conv_chain_radius
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.grid import halo_ms_for
+from pipeline.sensors import SensorSpec
 
 from .device import ThreadPolicy, memory_format, pick_device, release, threads_for_worker
 
@@ -56,7 +57,9 @@ class ModelSpec:
     weights
         Backbone weights: ``None`` (shipped), ``"dlpan:<SENSOR>"`` or a checkpoint path.
     sensor
-        Sensor name (band count and ratio).
+        The sensor (band count and ratio): its spec as stored with the scene
+        (:attr:`pipeline.store.SceneStore.sensor`), so custom sensors need no lookup by name;
+        a name is accepted too.
     n_bands
         MS band count.
     adapter
@@ -68,7 +71,7 @@ class ModelSpec:
 
     backbone: str
     weights: str | None
-    sensor: str
+    sensor: str | SensorSpec
     n_bands: int
     adapter: str = "none"
     adapter_path: str | None = None
@@ -213,7 +216,7 @@ def _place(module: Any, device: torch.device) -> Any:
     return module.to(device, memory_format=memory_format(device))
 
 
-def _ratio(sensor: str) -> int:
+def _ratio(sensor: str | SensorSpec) -> int:
     from pipeline.sensors import get_sensor
 
     return get_sensor(sensor).ratio

@@ -196,10 +196,10 @@ def _scores(store: SceneStore, fused_dn: Any, read: Any, pan: Any) -> dict[str, 
 
     ms_own = store.read_ms(store.grid.ms_window(read.key))
     pan_own = pan[read.crop.slices]
-    out = full_resolution(fused_dn, ms_own, pan_own, store.meta.sensor)
+    out = full_resolution(fused_dn, ms_own, pan_own, store.sensor)
     if store.meta.has_gt:
         gt = store.read_gt(read.out)
-        out.update(reduced_resolution(fused_dn, gt, store.meta.sensor))
+        out.update(reduced_resolution(fused_dn, gt, store.sensor))
     return out
 
 
@@ -218,8 +218,18 @@ def tile_quality(job: QualityJob) -> dict[str, Any]:
     }
     if job.baseline is not None:
         loaded = current_cache().get(job.baseline)
-        full = forward_window(loaded, ms, pan, dn_max=meta.dn_max, ratio=meta.ratio)
-        base = full[(slice(None), *read.crop.slices)].astype(np.float64) * meta.dn_max
+        base = (
+            forward_window(
+                loaded,
+                ms,
+                pan,
+                dn_max=meta.dn_max,
+                ratio=meta.ratio,
+                nodata=meta.nodata,
+                crop=read.crop,
+            ).astype(np.float64)
+            * meta.dn_max
+        )
         result["baseline"] = _scores(store, base, read, pan)
     return result
 
@@ -265,7 +275,7 @@ def fit_classical(job: ClassicalFitJob) -> ClassicalFitOutcome:
     FIT_CALLS.append(job.store)
     store = SceneStore.open(job.store)
     coeffs = fit_coefficients_tiled(
-        job.method, store.grid, lambda tr: read_window(store, tr), store.meta.sensor
+        job.method, store.grid, lambda tr: read_window(store, tr), store.sensor
     )
     save_coefficients(coeffs, job.out)
     return ClassicalFitOutcome(

@@ -55,6 +55,8 @@ def cmd(args: argparse.Namespace) -> int:
     print(
         f"{store.path}: {m.sensor}, PAN {m.pan_shape_yx[0]}x{m.pan_shape_yx[1]}, "
         f"{m.n_bands} bands, ratio {m.ratio}, tile {m.tile}, {m.alignment}-aligned, "
-        f"{'CRS set' if m.georeferenced else 'not georeferenced'}"
+        f"{'CRS set' if m.georeferenced else 'not georeferenced'}, dn_max {m.dn_max:g}"
     )
+    for action in m.radiometry.get("actions", []):
+        print(f"  normalised: {action}")
     return 0

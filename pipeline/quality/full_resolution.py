@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
-from ..mtf import filter_torch, kernels_1d
+from ..mtf import degrade_f32, filter_torch, kernels_1d
 from ..sensors import SensorSpec, get_sensor
 from . import toolbox
 from .indices import DEFAULT_BLOCK, q2n, uqi
@@ -102,16 +101,7 @@ def mtf_degrade(img: FloatArray, gains: Sequence[float], ratio: int) -> FloatArr
     Computes only the kept samples (strided convolutions, ``ratio**2`` times fewer products);
     equals :func:`pipeline.mtf.degrade_np` to float32 precision.
     """
-    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
-    taps = torch.from_numpy(kernels_1d(gains, ratio)).to(torch.float32)
-    c, k = taps.shape
-    pad, o = k // 2, ratio // 2
-    with torch.no_grad():
-        xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")[..., o:, o:]
-        y = F.conv2d(xp, taps.view(c, 1, k, 1), stride=(ratio, 1), groups=c)
-        y = F.conv2d(y, taps.view(c, 1, 1, k), stride=(1, ratio), groups=c)
-    h, w = -(-x.shape[-2] // ratio), -(-x.shape[-1] // ratio)
-    return np.asarray(y[0, :, :h, :w].numpy(), dtype=np.float64)
+    return degrade_f32(img, gains, ratio)
 
 
 def _inputs(fused: Any, ms: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
