@@ -131,7 +131,9 @@ def test_imresize_reproduces_a_ramp_at_the_sample_centres() -> None:
         assert out.shape == (48 // r, 64 // r)
         centre = r * np.arange(64 // r) + (r - 1) / 2
         interior = slice(2, -2)
-        np.testing.assert_allclose(out[:, interior], np.broadcast_to(centre, out.shape)[:, interior])
+        np.testing.assert_allclose(
+            out[:, interior], np.broadcast_to(centre, out.shape)[:, interior]
+        )
         assert abs(out[0, 0] - centre[0]) > 1e-3  # edge samples folded back, not extrapolated
 
 
@@ -184,9 +186,7 @@ def test_torch_operators_equal_numpy_operators() -> None:
         np.testing.assert_allclose(
             imresize_shrink(t[0], r).numpy(), tb.imresize_bicubic(x[0], 1 / r), atol=1e-9
         )
-        np.testing.assert_allclose(
-            interp23tap_torch(t, r).numpy(), tb.interp23tap(x, r), atol=1e-9
-        )
+        np.testing.assert_allclose(interp23tap_torch(t, r).numpy(), tb.interp23tap(x, r), atol=1e-9)
     gains = [0.3, 0.2, 0.35]
     np.testing.assert_allclose(
         mtf_filter_torch(t, gains, 4).numpy(), tb.mtf_filter(x, gains, 4), atol=1e-9
@@ -197,7 +197,9 @@ def test_torch_operators_equal_numpy_operators() -> None:
     ("sensor", "shape", "edge"),
     [("wv3", (136, 104), 0), ("qb", (96, 160), 8), ("landsat7", (70, 94), 0)],
 )
-def test_torch_engine_equals_numpy_reference(sensor: str, shape: tuple[int, int], edge: int) -> None:
+def test_torch_engine_equals_numpy_reference(
+    sensor: str, shape: tuple[int, int], edge: int
+) -> None:
     """Awkward sizes (not multiples of 32), an edge cut, ratio 2: same values to 1e-6."""
     s = make_scene(shape, sensor, seed=4)
     fused = s.truth + np.random.default_rng(0).normal(0, 5, s.truth.shape)
