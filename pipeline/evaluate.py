@@ -191,6 +191,8 @@ class MethodRunner:
             fused = np.asarray(out.image, dtype=np.float64)
             if m != "none":
                 info["fit_steps"] = out.fit.steps
+                info["step_budget"] = out.fit.step_budget
+                info["stop_rule"] = out.fit.stop_rule
         else:
             from .classical import pansharpen
 

@@ -108,11 +108,15 @@ def test_network_beats_interpolation_and_files_are_complete(
 @pytest.mark.data
 @pytest.mark.slow
 def test_tailor_runs_in_the_protocol(data_file: Callable[[str], Path]) -> None:
-    """The tailor fits on the degraded pair and on the original, and says how many steps ran."""
+    """The tailor fits on the degraded pair and on the original, and says how many steps ran
+    out of how many and which rule stopped it."""
     inputs, _, _ = _inputs("wv3-example", data_file)
     res = evaluate_methods(inputs, EvaluateConfig(methods=("tailor",), weights="dlpan:wv3"))
     row = res["rows"][0]
-    assert row["rr_info"]["fit_steps"] >= 1 and row["fr_info"]["fit_steps"] >= 1
+    for info in (row["rr_info"], row["fr_info"]):
+        assert 1 <= info["fit_steps"] <= info["step_budget"]
+        early = info["fit_steps"] < info["step_budget"]
+        assert info["stop_rule"].startswith("plateau") if early else info["stop_rule"] == "budget"
     assert np.isfinite(row["ergas"]) and 0.0 < row["hqnr"] <= 1.0
 
 

@@ -88,6 +88,8 @@ class FitOutcome:
         ``{"sample", "fit", "save"}`` wall times.
     losses
         Final loss terms by name.
+    step_budget, stop_rule
+        Steps allowed, and why the fit stopped (``"budget"`` or the plateau rule).
     """
 
     path: str
@@ -96,6 +98,8 @@ class FitOutcome:
     steps: int
     seconds: dict[str, float]
     losses: dict[str, float]
+    step_budget: int = 0
+    stop_rule: str = ""
 
 
 def fit_config(adapt: str, fields: Mapping[str, Any]) -> Any:
@@ -166,6 +170,8 @@ def fit_adapter(job: FitJob) -> FitOutcome:
         steps=int(result.steps),
         seconds={"sample": t1 - t0, "fit": t2 - t1, "save": t3 - t2},
         losses={str(k): float(v) for k, v in result.losses.items()},
+        step_budget=int(result.step_budget),
+        stop_rule=str(result.stop_rule),
     )
 
 
