@@ -287,6 +287,19 @@ _BUILTIN: tuple[SensorSpec, ...] = (
         "L1 products as 16-bit DN); " + _DEFAULT,
     ),
     SensorSpec(
+        name="landsat8-4band",
+        title="Landsat-8/9 OLI, blue/green/red/NIR (bands 2-5)",
+        bands=("blue", "green", "red", "nir"),
+        rgb=(2, 1, 0),
+        ratio=2,
+        bit_depth=16,
+        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
+        mtf_pan=DEFAULT_PAN_GAIN,
+        aliases=("l8-4band", "landsat8-bgrn"),
+        source="USGS Landsat 8 Data Users Handbook (bands 2-5 of OLI, the 4-band BGRN subset "
+        "the shipped 4-band weights take; the built-in demo scene); " + _DEFAULT,
+    ),
+    SensorSpec(
         name="s2-20m",
         title="Sentinel-2 MSI, 20 m bands sharpened by a 10 m band",
         bands=("b05", "b06", "b07", "b8a", "b11", "b12"),

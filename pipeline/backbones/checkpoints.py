@@ -4,7 +4,7 @@ Three kinds of ``weights`` are accepted by :func:`load`:
 
 * ``None``: the project's own weights shipped in ``pipeline/weights/<name>_<B>band.pt``;
 * ``"dlpan:<SENSOR>"`` (e.g. ``"dlpan:wv3"``): the published DLPan-Toolbox checkpoint of that
-  network under ``PANTAILOR_DATA/weights/dlpan/<SENSOR>/``;
+  network, from the weights registry (data folder, cache, mirror or download; sha256-checked);
 * a path to a ``.pt``/``.pth`` file: a plain state dict (DLPan or pantailor key names) or a
   pantailor checkpoint (a dict with ``"format": "pantailor-backbone"`` and ``"state_dict"``).
 
@@ -70,7 +70,17 @@ def build(name: str, n_bands: int) -> Backbone:
 
 
 def dlpan_checkpoint(name: str, sensor: str) -> Path:
-    """Path of the DLPan-Toolbox checkpoint of ``name`` trained on ``sensor`` (QB/WV2/WV3/WV4)."""
+    """A verified local copy of the DLPan-Toolbox checkpoint of ``name`` trained on ``sensor``.
+
+    Registered checkpoints (:mod:`pipeline.weights.registry`) come from ``PANTAILOR_DATA``, the
+    cache, the mirror or a download, checked against their sha256; others are looked up by file
+    name under ``PANTAILOR_DATA/weights/dlpan/<SENSOR>/`` as before.
+    """
+    from ..weights import registry
+
+    key = f"dlpan-{name}-{sensor.lower()}"
+    if key in registry.ENTRIES:
+        return registry.resolve(registry.ENTRIES[key])
     folder = data_dir() / "weights" / "dlpan" / sensor.upper()
     for fname in DLPAN_FILES.get(name, (f"{name}.pth",)):
         if (folder / fname).is_file():
@@ -80,7 +90,7 @@ def dlpan_checkpoint(name: str, sensor: str) -> Path:
         path=folder,
         expected=" or ".join(DLPAN_FILES.get(name, (f"{name}.pth",))),
         got="no such file",
-        fix="set PANTAILOR_DATA to the data folder, or pass a checkpoint path.",
+        fix="run `pantailor weights list` for the registered ones, or pass a checkpoint path.",
     )
 
 
@@ -97,7 +107,10 @@ def default_weights(name: str, n_bands: int) -> Path:
             fix="pass --weights PATH (or dlpan:<SENSOR>), or train some with "
             "`pantailor train-backbone`.",
         )
-    return path
+    from ..weights import registry
+
+    entry = next((e for e in registry.ENTRIES.values() if not e.url and e.file == path.name), None)
+    return registry.verify(entry, path, source="package") if entry is not None else path
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from ._base import Handler
 log = logging.getLogger("pantailor")
 
 #: Subcommand modules in the order ``--help`` lists them.
-COMMANDS = ("ingest", "export", "train_backbone", "run", "demo", "metrics", "evaluate")
+COMMANDS = ("ingest", "export", "train_backbone", "run", "demo", "metrics", "evaluate", "weights")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

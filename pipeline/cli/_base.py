@@ -43,5 +43,6 @@ def print_summary(summary: dict[str, object], as_json: bool) -> None:
             f"{summary.get('method')} ({summary.get('adapt')}) on {summary.get('sensor')}: {stages}"
         )
     if isinstance(outputs, dict):
-        for name in ("cog", "report", "quicklook"):
-            print(f"{name}: {outputs.get(name)}")
+        for name in ("cog", "report", "quicklook", "crop"):
+            if name in outputs:
+                print(f"{name}: {outputs.get(name)}")
