@@ -17,7 +17,8 @@ from the clean scene's product, with their range.
 Usage::
 
     python benchmarks/inputs_bad.py                       # this checkout
-    PYTHONPATH=/path/to/old/checkout python benchmarks/inputs_bad.py --label before
+    PYTHONPATH=/path/to/old/checkout PANTAILOR_REV=<its commit> \
+        python benchmarks/inputs_bad.py --label before
 
 Writes ``benchmarks/results/inputs_bad_<label>.{md,json}``.
 """
@@ -146,9 +147,13 @@ def main() -> None:
         results = measure(Path(tmp))
     import pipeline
 
+    where = Path(pipeline.__file__).parent
     rev = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+        ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip() or os.environ.get("PANTAILOR_REV", "not a git checkout")
     doc = {
         "label": args.label,
         "pipeline": str(Path(pipeline.__file__).parent),

@@ -53,7 +53,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -496,12 +495,9 @@ def apply_coefficients(
 
 def save_coefficients(coeffs: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``coeffs`` as JSON atomically (floats round-trip exactly)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(dict(coeffs), indent=1, sort_keys=True))
-    os.replace(tmp, out)
-    return out
+    from .files import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(dict(coeffs), indent=1, sort_keys=True))
 
 
 def load_coefficients(path: str | Path) -> Coefficients:

@@ -7,7 +7,10 @@ relative to the repository root).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -38,3 +41,110 @@ def require_data(relative: str) -> Path:
             fix="set PANTAILOR_DATA to the folder holding the data (default ../shared/data).",
         )
     return path
+
+
+#: The :func:`pipeline.scene.open_scene` options a run may pass through ``RunConfig.ingest``.
+INGEST_OPTIONS = ("nodata", "dn_max", "ms_decimate", "patch", "tolerance")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """One scene's run.
+
+    Attributes
+    ----------
+    inputs
+        PAN then MS file(s), a container, or one existing scene store (``*.zarr``).
+    output
+        The COG to write (``OUT.tif``).
+    sensor
+        Sensor name (optional for a store input: taken from it).
+    method
+        A method of :data:`pipeline.methods.METHODS` (a network or a classical method).
+    weights
+        Backbone weights: ``None`` (shipped), ``dlpan:<SENSOR>`` or a path.
+    adapt
+        An adapt mode of :data:`pipeline.methods.ADAPT_MODES` (``tailor``, ``none``,
+        ``finetune``).
+    work_dir
+        Where the store, journal, lock and adapter live (default ``OUT.work``).
+    tile
+        Tile edge in PAN pixels for ingest (a store keeps its own).
+    overwrite, dry_run
+        Start over (removing what this run's journal says it created) / only validate and plan.
+    seed
+        Seed of sampling and fitting.
+    sample, fit
+        :class:`pipeline.sampling.SampleConfig` / :class:`pipeline.fit.FitConfig` fields.
+    quality_tiles
+        Tiles scored for the report (0: none).
+    ingest
+        Extra :func:`pipeline.scene.open_scene` options, keys of :data:`INGEST_OPTIONS`
+        (``nodata``, ``dn_max``, ``ms_decimate``, ``patch``, ``tolerance``).
+    sensor_file
+        A sensor YAML file adding ``sensor`` (see :func:`pipeline.sensors.load_sensor_file`).
+    clip
+        Clip valid outputs to ``[0, dn_max]`` (default; ``--no-clip`` keeps the network's range).
+    """
+
+    inputs: tuple[str, ...]
+    output: str
+    sensor: str | None = None
+    method: str = "fusionnet"
+    weights: str | None = None
+    adapt: str = "tailor"
+    work_dir: str | None = None
+    tile: int = 512
+    overwrite: bool = False
+    dry_run: bool = False
+    seed: int = 0
+    sample: Mapping[str, Any] = field(default_factory=dict)
+    fit: Mapping[str, Any] = field(default_factory=dict)
+    quality_tiles: int = 4
+    ingest: Mapping[str, Any] = field(default_factory=dict)
+    sensor_file: str | None = None
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        from .methods import adapt_mode, method
+
+        method(self.method)
+        adapt_mode(self.adapt)
+        if not self.inputs:
+            raise ConfigError("No inputs given.", fix="pass PAN and MS files or a scene store.")
+        if not str(self.output).lower().endswith((".tif", ".tiff")):
+            raise ConfigError(
+                "The output must be a GeoTIFF path.", expected="OUT.tif", got=self.output
+            )
+        unknown = sorted(set(self.ingest) - set(INGEST_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                "Unknown ingest option.",
+                expected=", ".join(INGEST_OPTIONS),
+                got=", ".join(unknown),
+                fix="use the ingest options of `pantailor run --help`.",
+            )
+
+    @property
+    def effective_adapt(self) -> str:
+        """``none`` for classical methods (nothing to adapt), else :attr:`adapt`."""
+        from .methods import effective_adapt
+
+        return effective_adapt(self.method, self.adapt)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two runs the same run (compared on resume; weights by checksum later)."""
+        return {
+            "inputs": [str(Path(p).resolve()) for p in self.inputs],
+            "sensor": self.sensor,
+            "sensor_file": str(Path(self.sensor_file).resolve()) if self.sensor_file else None,
+            "method": self.method,
+            "weights": self.weights,
+            "adapt": self.effective_adapt,
+            "tile": self.tile,
+            "seed": self.seed,
+            "sample": dict(self.sample),
+            "fit": dict(self.fit),
+            "ingest": dict(self.ingest),
+            "clip": self.clip,
+        }

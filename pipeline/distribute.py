@@ -1,27 +1,89 @@
-"""The only Client-aware module of ``pipeline``: runs scene tasks and tile tasks on the cluster.
+"""The only module of ``pipeline`` that knows Dask and imports :mod:`workers`.
 
-:class:`Engine` wraps a :class:`distributed.Client`. It registers the worker plugin that loads
-the backbone once per worker (:class:`workers.plugin.ModelPlugin`), submits the once-per-scene
-tasks (the fit) to one worker, and maps the tile kernel over tiles with retries, yielding results
-as they complete (:func:`distributed.as_completed`) so the driver can journal each finished tile
-at once. GPU clusters get ``resources={"GPU": 1}`` on every task. Tasks carry keys and paths only.
+:class:`Engine` wraps a :class:`distributed.Client`. Its typed methods are the whole seam between
+the driver and the workers: :meth:`Engine.prepare` (the model plugin that loads a backbone once per
+worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` (a per-scene fit on one worker),
+:meth:`Engine.infer_tiles` (the tile map, results yielded as they complete so the driver can
+journal each finished tile at once) and :meth:`Engine.score_tiles` (quality tiles). Everything
+crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters get ``resources={"GPU": 1}``
+on every task.
+
+Deterministic input errors (:class:`pipeline.errors.PantailorError` raised by a task: a changed
+file, a bad checkpoint) are not retried: retrying them only repeats the same traceback. Tasks
+whose worker died are retried ``retries`` times.
+
+One engine may serve several :func:`pipeline.runner.run_scene` calls at once, from several driver
+threads: task keys are unique per call, the plugin is registered once under a lock and later
+models are preloaded into the running plugins instead of re-registering (which would tear down
+the models other runs are using).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from distributed import Client, as_completed
 
 from workers.cluster import ClusterConfig, connect, has_gpu_workers, load_cluster_config
-from workers.kernel import TileResult, TileTask, infer_tile
-from workers.plugin import PLUGIN_NAME, ModelPlugin, ModelSpec
+from workers.kernel import classical_tile, infer_tile
+from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
+from workers.scene_tasks import fit_adapter, tile_quality
+from workers.scene_tasks import fit_classical as _fit_classical
+
+from .errors import PantailorError
+from .jobs import (
+    ClassicalFitJob,
+    ClassicalFitOutcome,
+    ClassicalTileTask,
+    FitJob,
+    FitOutcome,
+    ModelSpec,
+    QualityJob,
+    QualityResult,
+    TileResult,
+    TileTask,
+)
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    """A task's deterministic input error, returned (not raised) so that Dask does not retry it."""
+
+    error: PantailorError
+
+
+def _guarded(fn: Callable[[J], R], job: J) -> R | TaskFailed:
+    """Run ``fn(job)`` on a worker, returning a :class:`PantailorError` instead of raising it."""
+    try:
+        return fn(job)
+    except PantailorError as exc:
+        return TaskFailed(exc)
+
+
+def _unwrap(value: R | TaskFailed) -> R:
+    """``value``, or the task's input error raised here, on the driver."""
+    if isinstance(value, TaskFailed):
+        raise value.error
+    return value
+
+
+def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
+    """One tile of either kind (the function the tile map ships)."""
+    if isinstance(task, ClassicalTileTask):
+        return classical_tile(task)
+    return infer_tile(task)
 
 
 class Engine:
@@ -34,7 +96,7 @@ class Engine:
     device
         What workers compute on: ``auto``, ``cpu`` or ``cuda``.
     retries
-        Retries of a task whose worker died or which raised.
+        Retries of a task whose worker died (input errors are not retried).
     amp
         Mixed precision for GPU tile forwards.
     workers
@@ -43,7 +105,7 @@ class Engine:
 
     def __init__(
         self,
-        client: Any,
+        client: Client,
         *,
         device: str = "auto",
         retries: int = 3,
@@ -56,14 +118,16 @@ class Engine:
         self.amp = amp
         self.workers = list(workers) if workers else None
         self.gpu = has_gpu_workers(client)
-        self._registered: tuple[ModelSpec, ...] | None = None
         self.token = uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._registered = False
+        self._preloaded: set[ModelSpec] = set()
         link = getattr(client, "dashboard_link", None)
         if link:
             log.info("Dask dashboard: %s", link)
 
     @property
-    def resources(self) -> dict[str, int] | None:
+    def resources(self) -> dict[str, float] | None:
         """Per-task resources: one GPU on a GPU cluster, none otherwise."""
         return {"GPU": 1} if self.gpu else None
 
@@ -73,45 +137,65 @@ class Engine:
         return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
 
     def prepare(self, *specs: ModelSpec) -> None:
-        """Register the model plugin on every worker, preloading ``specs`` (idempotent)."""
-        if self._registered == specs:
-            return
-        self.client.register_plugin(ModelPlugin(self.device, specs), name=PLUGIN_NAME)
-        self._registered = specs
+        """Register the model plugin on every worker once and preload ``specs`` (thread-safe)."""
+        with self._lock:
+            new = [s for s in specs if s not in self._preloaded]
+            if not self._registered:
+                self.client.register_plugin(ModelPlugin(self.device, specs), name=PLUGIN_NAME)
+                self._registered = True
+            elif new:
+                self.client.run(preload, new, workers=self.workers)
+            self._preloaded.update(specs)
 
-    def run_once(self, fn: Callable[..., T], *args: Any, name: str = "scene") -> T:
-        """Run ``fn(*args)`` once on one worker (e.g. the per-scene fit) and return its result."""
+    def _key(self, name: str, suffix: str = "") -> str:
+        return f"{name}-{suffix}{self.token}-{uuid.uuid4().hex[:8]}"
+
+    def _submit(self, fn: Callable[[J], R], job: J, name: str) -> R:
         fut = self.client.submit(
-            fn,
-            *args,
-            key=f"{name}-{self.token}-{uuid.uuid4().hex[:6]}",
+            partial(_guarded, fn),
+            job,
+            key=self._key(name),
             pure=False,
             retries=self.retries,
             resources=self.resources,
             workers=self.workers,
         )
-        result: T = fut.result()
-        return result
+        out: R | TaskFailed = fut.result()
+        return _unwrap(out)
 
-    def map_tiles(
-        self, tasks: Sequence[TileTask], fn: Callable[[TileTask], T] | None = None
-    ) -> Iterator[T]:
-        """Run the tile kernel (or ``fn``) on every task; yield results as they complete.
+    def fit_once(self, job: FitJob) -> FitOutcome:
+        """Fit the scene's adapter once, on one worker."""
+        return self._submit(fit_adapter, job, "fit")
 
-        Workers that die are replaced and their tasks retried (``retries``); the first task
-        that still fails raises here, after which the remaining futures are cancelled.
+    def fit_classical(self, job: ClassicalFitJob) -> ClassicalFitOutcome:
+        """Fit a classical method's global coefficients once, on one worker."""
+        return self._submit(_fit_classical, job, "fit-classical")
+
+    def infer_tiles(self, tasks: Sequence[TileTask | ClassicalTileTask]) -> Iterator[TileResult]:
+        """Compute every tile task; yield results as they complete (see :meth:`_map`)."""
+        yield from self._map(_tile_task, tasks, "tile")
+
+    #: The name benchmarks used before the seam was typed (same method).
+    map_tiles = infer_tiles
+
+    def score_tiles(self, jobs: Sequence[QualityJob]) -> list[QualityResult]:
+        """Score every quality job; results in the order of ``jobs``."""
+        by_key = {r.key: r for r in self._map(tile_quality, jobs, "quality")}
+        return [by_key[j.key] for j in jobs]
+
+    def _map(self, fn: Callable[[J], R], jobs: Sequence[J], name: str) -> Iterator[R]:
+        """Run ``fn`` on every job; yield results as they complete.
+
+        Workers that die are replaced and their tasks retried (``retries``); the first task that
+        still fails raises here, after which the remaining futures are cancelled.
         """
-        from distributed import as_completed
-
-        if not tasks:
+        if not jobs:
             return
-        func = fn if fn is not None else infer_tile
         call = uuid.uuid4().hex[:6]
-        name = getattr(func, "__name__", "task").replace("_", "-")
-        keys = [f"{name}-{t.key}-{self.token}{call}" for t in tasks]
+        keys = [f"{name}-{getattr(j, 'key', i)}-{self.token}{call}" for i, j in enumerate(jobs)]
         futures = self.client.map(
-            func,
-            tasks,
+            partial(_guarded, fn),
+            jobs,
             key=keys,
             pure=False,
             retries=self.retries,
@@ -120,7 +204,8 @@ class Engine:
         )
         try:
             for fut in as_completed(futures):
-                yield fut.result()
+                out: R | TaskFailed = fut.result()
+                yield _unwrap(out)
         finally:
             self.client.cancel([f for f in futures if not f.done()])
 
@@ -133,9 +218,9 @@ def open_engine(cluster: ClusterConfig | None = None) -> Iterator[Engine]:
         yield Engine(client, device=cfg.device, retries=cfg.retries, amp=cfg.amp)
 
 
-def infer_all(engine: Engine, tasks: Sequence[TileTask]) -> Iterator[TileResult]:
-    """:meth:`Engine.map_tiles` with the tile kernel (typed convenience)."""
-    yield from engine.map_tiles(tasks, infer_tile)
+def load_cluster(path: str | None = None, **overrides: object) -> ClusterConfig:
+    """:func:`workers.cluster.load_cluster_config` for the CLI (which may not import workers)."""
+    return load_cluster_config(path, **overrides)
 
 
-__all__ = ["Engine", "infer_all", "open_engine"]
+__all__ = ["ClusterConfig", "Engine", "PantailorError", "load_cluster", "open_engine"]

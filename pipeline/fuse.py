@@ -31,6 +31,7 @@ from .backbones import Backbone, upsample
 from .errors import InputError
 from .fit import FitConfig, FitResult, adapt, fit_tailor
 from .infer import Radiometry, finish, prepare, to_dn_float
+from .ingest.radiometry import band_gains, scene_levels
 from .sampling import SampleConfig, sample_patches
 from .sensors import SensorSpec
 from .tailor import FeatureTailor
@@ -148,7 +149,14 @@ def fuse(
     pan, ms = np.asarray(pan), np.asarray(ms)
     _check(pan, ms, sensor, backbone)
     dn = float(dn_max if dn_max is not None else sensor.dn_max)
-    rad = Radiometry(dn_max=dn, ratio=sensor.ratio, nodata=nodata, clip=clip)
+    gains = band_gains(*scene_levels(pan, ms, dn, nodata))
+    rad = Radiometry(
+        dn_max=dn,
+        ratio=sensor.ratio,
+        nodata=nodata,
+        clip=clip,
+        band_gains=None if gains is None else tuple(gains),
+    )
     t0 = time.perf_counter()
     patches = sample_patches((pan, ms), sample, seed, ratio=sensor.ratio, dn_max=dn, nodata=nodata)
     t_sample = time.perf_counter() - t0

@@ -13,12 +13,12 @@ Semantics
   (corner-aligned ``ratio x ratio`` block).
 * **Fill**: invalid values are replaced *before* the network sees them, so a raw no-data DN such
   as 65535 never reaches it: an invalid MS pixel by the mean of the valid PAN pixels under it
-  (all bands), an invalid PAN pixel by the band mean of its MS pixel, and what has neither by
-  :data:`FILL` (0). Radiometry checks keep PAN and MS at one level, so the hole is filled at the
+  times the scene's band gains (band mean / PAN mean, measured at ingest), an invalid PAN pixel
+  by its MS pixel divided by them, and what has neither by :data:`FILL` (0). Radiometry checks keep PAN and MS at one level, so the hole is filled at the
   level of its surroundings and the valid pixels next to it barely move (0 instead would darken
   them through the upsampler and the convolutions: ``benchmarks/results/inputs_bad_*.md``).
-  The fill only uses values under the same MS pixel, so a tile read with the model's halo still
-  equals the whole image.
+  The fill only uses values under the same MS pixel and scene constants, so a tile read with
+  the model's halo still equals the whole image.
 * **Mark**: the output of an invalid pixel is NaN (normalised units); export writes the scene's
   no-data value there. The output's no-data footprint is exactly the input's.
 * **Clip**: valid outputs are clipped to ``[0, 1]`` (``[0, dn_max]`` DN) unless ``clip=False``
@@ -63,12 +63,30 @@ class Radiometry:
         The no-data DN of the inputs, or ``None`` (non-finite values are no-data regardless).
     clip
         Clip valid outputs to ``[0, 1]`` normalised (``[0, dn_max]`` DN).
+    band_gains
+        Per MS band, the scene's band mean over its PAN mean
+        (:func:`pipeline.ingest.radiometry.band_gains`, stored at ingest): invalid MS pixels are
+        filled with the PAN under them times these, invalid PAN pixels with their MS pixel
+        divided by them. ``None``: the plain PAN mean / band mean.
     """
 
     dn_max: float
     ratio: int
     nodata: float | None = None
     clip: bool = True
+    band_gains: tuple[float, ...] | None = None
+
+    @classmethod
+    def of(cls, meta: Any, *, clip: bool = True) -> Radiometry:
+        """The radiometry of a stored scene (a :class:`pipeline.store_meta.SceneMeta`)."""
+        gains = (getattr(meta, "radiometry", None) or {}).get("band_gains")
+        return cls(
+            dn_max=float(meta.dn_max),
+            ratio=int(meta.ratio),
+            nodata=meta.nodata,
+            clip=clip,
+            band_gains=None if gains is None else tuple(float(g) for g in gains),
+        )
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.dn_max) or self.dn_max <= 0:
@@ -141,25 +159,30 @@ def _cross_fill(
     pan: NDArray[np.float32],
     bad_ms: NDArray[np.bool_],
     bad_pan: NDArray[np.bool_],
-    r: int,
+    rad: Radiometry,
 ) -> None:
     """Fill invalid values in place from the other input at the same place (see module doc).
 
-    An invalid MS pixel takes, in every band, the mean of the valid PAN pixels under it; an
-    invalid PAN pixel takes the band mean of its (possibly just filled) MS pixel; what has
-    neither keeps :data:`FILL`. Every value used lies under the same MS pixel, so a window
-    (aligned on MS pixels) is filled exactly as the whole image.
+    An invalid MS pixel takes the mean of the valid PAN pixels under it, times each band's gain;
+    an invalid PAN pixel takes the mean over bands of its (possibly just filled) MS pixel divided
+    by the gains; what has neither keeps :data:`FILL`. Every value used lies under the same MS
+    pixel and the gains are the scene's, so a window (aligned on MS pixels) is filled exactly
+    as the whole image.
     """
-    h, w = bad_ms.shape
+    r, (h, w) = rad.ratio, bad_ms.shape
+    gains = np.ones(ms.shape[0], np.float32)
+    if rad.band_gains is not None and len(rad.band_gains) == ms.shape[0]:
+        gains = np.asarray(rad.band_gains, dtype=np.float32)
     if bad_ms.any():
         ok = (~bad_pan).reshape(h, r, w, r)
         total = np.where(ok, pan.reshape(h, r, w, r), 0.0).sum(axis=(1, 3))
         count = ok.sum(axis=(1, 3))
-        mean = np.where(count > 0, total / np.maximum(count, 1), FILL).astype(np.float32)
-        ms[:, bad_ms] = mean[bad_ms]
+        level = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+        fill = level[bad_ms][None] * gains[:, None]
+        ms[:, bad_ms] = np.where(np.isnan(fill), np.float32(FILL), fill)
     if bad_pan.any():
-        level = np.repeat(np.repeat(ms.mean(axis=0), r, axis=0), r, axis=1)
-        pan[bad_pan] = level[bad_pan]
+        level = (ms / gains[:, None, None]).mean(axis=0)
+        pan[bad_pan] = np.repeat(np.repeat(level, r, axis=0), r, axis=1)[bad_pan]
 
 
 def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepared:
@@ -170,7 +193,7 @@ def prepare(ms_dn: NDArray[Any], pan_dn: NDArray[Any], rad: Radiometry) -> Prepa
     ms = _normalised(ms_dn, np.broadcast_to(bad_ms, ms_dn.shape), rad.dn_max)
     pan = _normalised(pan_dn, bad_pan, rad.dn_max)
     r = rad.ratio
-    _cross_fill(ms, pan, bad_ms, bad_pan, r)
+    _cross_fill(ms, pan, bad_ms, bad_pan, rad)
     bad = bad_pan | np.repeat(np.repeat(bad_ms, r, axis=0), r, axis=1)
     return Prepared(
         ms=torch.from_numpy(ms)[None],

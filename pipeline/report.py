@@ -8,7 +8,6 @@ a time, so memory stays bounded for any scene size, and stretched with the same 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -22,22 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import __version__
+from .files import write_atomic, write_json_atomic
 from .grid import Window
 from .store import SceneStore
 
 log = logging.getLogger(__name__)
 
 GAP_PX = 8
-
-
-def write_json_atomic(path: str | Path, obj: Mapping[str, Any]) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` via a temporary file and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, target)
-    return target
 
 
 def environment() -> dict[str, Any]:
@@ -119,11 +109,7 @@ def quicklook(store: SceneStore, output: str, path: str | Path, *, max_px: int =
     canvas = np.full((h, 2 * w + GAP_PX, 3), 255, dtype=np.uint8)
     canvas[:, :w] = left
     canvas[:, w + GAP_PX :] = right
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
-    Image.fromarray(canvas).save(tmp)
-    os.replace(tmp, target)
+    target = write_atomic(path, lambda tmp: Image.fromarray(canvas).save(tmp, format="PNG"))
     log.info("quicklook %s (%dx%d, 1:%d)", target, canvas.shape[1], canvas.shape[0], step)
     return target
 

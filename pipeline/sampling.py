@@ -232,7 +232,8 @@ def sample_keys(
             "No fit patch has few enough no-data pixels.",
             expected=f"a {grid.tile}-pixel patch with <= {cfg.max_nodata:.0%} no-data",
             got=f"{len(candidates)} candidates, all rejected",
-            fix="raise max_nodata, use a smaller patch, or check the nodata value.",
+            fix="raise --max-nodata (sample max_nodata), use a smaller --fit-patch, or check "
+            "the nodata value.",
         )
     chosen = [key for key, _ in pool] if cfg.mode == "random" else _stratified(pool, k, cfg, rng)
     if len(chosen) < k:

@@ -38,3 +38,28 @@ def _one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def cluster_scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The synthetic GeoTIFF PAN/MS pair every cluster test runs (tests/clusters.py)."""
+    from tests.clusters import write_scene
+
+    return write_scene(tmp_path_factory.mktemp("cluster-scene"))
+
+
+@pytest.fixture(scope="session")
+def local_reference(
+    cluster_scene: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> bytes:
+    """The COG bytes of ``pantailor run`` of ``cluster_scene`` on the default local cluster
+    (2 worker processes): what every other deployment must reproduce byte for byte."""
+    import subprocess
+
+    from tests.clusters import run_argv, summary_of
+
+    out = tmp_path_factory.mktemp("local-run") / "local.tif"
+    argv = run_argv(*cluster_scene, out, "--workers", "2")
+    summary = summary_of(subprocess.run(argv, capture_output=True, text=True, timeout=300))
+    assert summary["infer"]["computed"] == 24
+    return out.read_bytes()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.backbones import upsample
 from pipeline.cli import main
 from pipeline.distribute import Engine
 from pipeline.errors import StoreError
@@ -69,9 +70,15 @@ def whole_image(store: SceneStore, spec: ModelSpec) -> np.ndarray:
     return infer_window(run, ms, pan, rad)
 
 
-def read_all(store: SceneStore) -> np.ndarray:
+def read_all(store: SceneStore, name: str = OUTPUT) -> np.ndarray:
     h, w = store.meta.pan_shape_yx
-    return store.read_output(OUTPUT, Window(0, h, 0, w))
+    return store.read_output(name, Window(0, h, 0, w))
+
+
+def array_of(summary: dict[str, Any]) -> str:
+    """The run's own output array in the store."""
+    name: str = summary["outputs"]["array"]
+    return name
 
 
 def cfg_for(store: Path, out: Path, w: Path, **kw: Any) -> RunConfig:
@@ -96,7 +103,8 @@ def test_tiled_distributed_equals_whole_image(
     assert info["computed"] == len(store.grid) > 1 and len(journal.tiles) == len(store.grid)
     tiled = read_all(store)
     assert not np.isnan(tiled).any()
-    np.testing.assert_allclose(tiled, whole_image(store, spec), rtol=0, atol=2e-5)
+    # float32 rounding measured at <= 1.8e-7 (benchmarks noted in the issue-9 report); 1e-6
+    np.testing.assert_allclose(tiled, whole_image(store, spec), rtol=0, atol=1e-6)
 
 
 def test_one_and_two_workers_give_identical_bytes(
@@ -157,7 +165,7 @@ def test_run_killed_midway_resumes_to_identical_bytes(
 ) -> None:
     w = weights["fusionnet"]
     ref_store = small_store(tmp_path / "ref.zarr", (128, 160), 32)
-    run_scene(cfg_for(ref_store.path, tmp_path / "ref.tif", w), engine=engine)
+    ref = run_scene(cfg_for(ref_store.path, tmp_path / "ref.tif", w), engine=engine)
     store = small_store(tmp_path / "s.zarr", (128, 160), 32)
     cfg = cfg_for(store.path, tmp_path / "o.tif", w)
 
@@ -175,7 +183,9 @@ def test_run_killed_midway_resumes_to_identical_bytes(
     assert _fit_calls(client) == fits  # the fit was not redone
     assert summary["infer"]["computed"] == 20 - done_before
     assert summary["infer"]["skipped"] == done_before
-    assert read_all(store).tobytes() == read_all(ref_store).tobytes()
+    assert (
+        read_all(store, array_of(summary)).tobytes() == read_all(ref_store, array_of(ref)).tobytes()
+    )
     assert run_scene(cfg, engine=engine)["already_complete"] is True
 
 
@@ -184,15 +194,17 @@ def test_dry_run_writes_nothing_and_existing_output_is_refused(
 ) -> None:
     store = small_store(tmp_path / "s.zarr", (64, 64), 32)
     out = tmp_path / "o.tif"
-    plan = run_scene(cfg_for(store.path, out, weights["dicnn"], dry_run=True))
+    plan = run_scene(cfg_for(store.path, out, weights["dicnn"], method="dicnn", dry_run=True))
     assert plan["dry_run"] and plan["tiles"] == 4 and "fit" in plan["stages"]
     assert (
         not out.exists()
-        and not RunPaths.of(cfg_for(store.path, out, weights["dicnn"])).work_dir.exists()
+        and not RunPaths.of(
+            cfg_for(store.path, out, weights["dicnn"], method="dicnn")
+        ).work_dir.exists()
     )
     out.write_bytes(b"not ours")
     with pytest.raises(StoreError, match="--overwrite"):
-        run_scene(cfg_for(store.path, out, weights["dicnn"]))
+        run_scene(cfg_for(store.path, out, weights["dicnn"], method="dicnn"))
     assert out.read_bytes() == b"not ours"
 
 
@@ -239,7 +251,7 @@ def test_classical_method_runs_through_the_engine(
     assert coeffs["method"] == method and summary["fit"]["path"].endswith("coefficients.json")
     ms, pan = store.read_ms(Window(0, 16, 0, 24)), store.read_pan(Window(0, 64, 0, 96))
     expected = pansharpen(method, ms, pan, "qb") / np.float32(2047.0)
-    np.testing.assert_allclose(read_all(store), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(read_all(store, array_of(summary)), expected, rtol=1e-5, atol=1e-6)
     again = run_scene(cfg, engine=engine)  # resumes: nothing recomputed
     assert again.get("already_complete")
 
@@ -279,3 +291,113 @@ def test_worker_killed_during_inference_run_completes_identically(
     assert marker.is_file()  # a worker process really died on tile 1-2
     assert info["computed"] == 12
     assert read_all(store).tobytes() == read_all(ref).tobytes()
+
+
+def forward_whole(store: SceneStore, module: torch.nn.Module) -> np.ndarray:
+    """``module`` on the whole scene, straight from torch (no engine code)."""
+    h, w = store.meta.pan_shape_yx
+    r = store.meta.ratio
+    ms = torch.from_numpy(store.read_ms(Window(0, h // r, 0, w // r)).astype(np.float32) / 2047.0)
+    pan = torch.from_numpy(store.read_pan(Window(0, h, 0, w)).astype(np.float32) / 2047.0)
+    with torch.no_grad():
+        lms = upsample(ms[None], r, "poly23")
+        out: np.ndarray = module(ms[None], lms, pan[None, None])[0].numpy()
+    return out
+
+
+def test_a_tailored_cluster_run_equals_the_tailored_model_on_the_whole_image(
+    engine: Engine, weights: dict[str, Path], tmp_path: Path
+) -> None:
+    """Workers must apply the fitted tailor: the product equals TailoredModel(backbone, tailor)
+    on the whole image and differs from the unadapted backbone."""
+    from pipeline.backbones import load
+    from pipeline.tailor import TailoredModel, load_tailor
+
+    store = small_store(tmp_path / "s.zarr", (96, 128), 32)
+    cfg = cfg_for(store.path, tmp_path / "o.tif", weights["fusionnet"], fit={"steps": 8})
+    summary = run_scene(cfg, engine=engine)
+    backbone = load("fusionnet", weights["fusionnet"], n_bands=4, sensor="qb")
+    tailored = TailoredModel(backbone, load_tailor(RunPaths.of(cfg).adapter, backbone)).eval()
+    product = read_all(store, array_of(summary))
+    np.testing.assert_allclose(product, forward_whole(store, tailored), rtol=0, atol=1e-6)
+    assert np.abs(product - forward_whole(store, backbone)).max() > 1e-4
+
+
+def test_finetune_saves_and_runs_the_fine_tuned_copy(
+    engine: Engine, weights: dict[str, Path], tmp_path: Path
+) -> None:
+    from pipeline.backbones import checksum, load
+
+    store = small_store(tmp_path / "s.zarr", (64, 96), 32)
+    cfg = cfg_for(
+        store.path, tmp_path / "o.tif", weights["dicnn"], method="dicnn", adapt="finetune",
+        fit={"finetune_steps": 6, "finetune_lr": 1e-3},
+    )  # fmt: skip
+    summary = run_scene(cfg, engine=engine)
+    pretrained = load("dicnn", weights["dicnn"], n_bands=4, sensor="qb")
+    tuned = load("dicnn", RunPaths.of(cfg).adapter, n_bands=4, sensor="qb")
+    assert checksum(tuned) != checksum(pretrained)
+    product = read_all(store, array_of(summary))
+    np.testing.assert_allclose(product, forward_whole(store, tuned), rtol=0, atol=1e-6)
+    assert np.abs(product - forward_whole(store, pretrained)).max() > 1e-4
+
+
+def test_a_complete_run_whose_cog_was_deleted_exports_again(engine: Engine, tmp_path: Path) -> None:
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    cfg = RunConfig(
+        inputs=(str(store.path),), output=str(tmp_path / "o.tif"), method="brovey",
+        quality_tiles=0,
+    )  # fmt: skip
+    run_scene(cfg, engine=engine)
+    first = (tmp_path / "o.tif").read_bytes()
+    (tmp_path / "o.tif").unlink()
+    again = run_scene(cfg, engine=engine)
+    assert not again.get("already_complete") and again["infer"]["skipped"] == 4
+    assert (tmp_path / "o.tif").read_bytes() == first
+
+
+def test_two_concurrent_runs_on_one_engine_equal_sequential_runs(
+    engine: Engine, weights: dict[str, Path], tmp_path: Path
+) -> None:
+    """The batch helper shares one engine between driver threads (different outputs)."""
+    import threading
+
+    def cfgs(tag: str) -> list[RunConfig]:
+        a = small_store(tmp_path / f"{tag}a.zarr", (96, 128), 32)
+        b = small_store(tmp_path / f"{tag}b.zarr", (64, 96), 32)
+        return [
+            cfg_for(a.path, tmp_path / f"{tag}a.tif", weights["fusionnet"]),
+            cfg_for(b.path, tmp_path / f"{tag}b.tif", weights["dicnn"], method="dicnn",
+                    adapt="none"),
+        ]  # fmt: skip
+
+    sequential = [run_scene(c, engine=engine) for c in cfgs("seq")]
+    results: dict[int, dict[str, Any]] = {}
+    runs = cfgs("par")
+    threads = [
+        threading.Thread(target=lambda i=i: results.update({i: run_scene(runs[i], engine=engine)}))
+        for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(results) == [0, 1]
+    import rasterio
+
+    for seq, par in zip(sequential, (results[0], results[1]), strict=True):
+        with rasterio.open(seq["outputs"]["cog"]) as a, rasterio.open(par["outputs"]["cog"]) as b:
+            assert a.read().tobytes() == b.read().tobytes()
+
+
+def test_pantailor_demo_synthetic_runs_end_to_end(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--synthetic", "-o", str(tmp_path), "--size", "128", "--tile", "64", "--steps", "2",
+            "--scheduler", client.scheduler.address, "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "fusionnet" and summary["adapt"] == "tailor"
+    assert summary["infer"]["computed"] == 4 and summary["fit"]["steps"] >= 1
+    for name in ("demo.tif", "demo.report.json", "demo.quicklook.png"):
+        assert (tmp_path / name).stat().st_size > 0

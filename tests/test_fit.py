@@ -41,7 +41,7 @@ def _backbone(seed: int = 0):
 def test_tailor_fit_lowers_the_loss(patches: PatchBatch) -> None:
     res = fit_tailor(patches, _backbone(), SENSOR, FitConfig(steps=25, lr=1e-2))
     assert res.adapt == "tailor" and res.tailor_state is not None
-    assert 1 <= res.steps <= 25 == len(res.history) or res.steps == len(res.history)
+    assert 1 <= res.steps <= 25
     assert res.losses["total"] < 0.9 * res.initial_losses["total"]
     assert set(res.losses) == {"spectral", "angle", "spatial", "consistency", "total"}
     assert res.losses["total"] == pytest.approx(min(res.history))  # the best step is kept
@@ -94,7 +94,7 @@ def test_finetune_trains_a_copy(patches: PatchBatch) -> None:
     assert checksum(bb) == before  # the pretrained backbone is untouched
     assert res.steps == 5 and res.backbone_state is not None and res.tailor_state is None
     assert checksum(model) != before
-    assert res.losses["total"] <= res.initial_losses["total"]
+    assert res.losses["total"] < res.initial_losses["total"]  # a later step was kept
     assert not any(p.requires_grad for p in model.parameters())
 
 

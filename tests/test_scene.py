@@ -354,6 +354,7 @@ def test_normalised_container_is_rescaled_at_ingest_and_recorded(tmp_path: Path)
     meta = write_scene(scene, tmp_path / "s.zarr", tile=16).meta
     assert meta.dn_max == 1.0 and meta.radiometry["dn_max_from"] == "inputs"
     assert "already normalised" in meta.radiometry["actions"][0]
+    assert len(meta.radiometry["band_gains"]) == 4 and min(meta.radiometry["band_gains"]) > 0
     # an explicit scale is kept as given
     kept = write_scene(open_scene(path, "wv4", dn_max=1), tmp_path / "t.zarr", tile=16).meta
     assert kept.dn_max == 1.0 and kept.radiometry["actions"] == []

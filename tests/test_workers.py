@@ -79,13 +79,20 @@ def test_scheduler_address_implies_kind_address() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["cluster:\n  n_wokers: 2\n", "cluster:\n  kind: yarn\n", "cluster: [1, 2]\n"]
+    "text",
+    [
+        "cluster:\n  n_wokers: 2\n",
+        "cluster:\n  kind: yarn\n",
+        "cluster: [1, 2]\n",
+        "cluster:\n  n_workers: two\n",
+    ],
 )
 def test_bad_cluster_config_is_refused_with_the_file(tmp_path: Path, text: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as err:
         load_cluster_config(bad)
+    assert str(bad) in str(err.value)
 
 
 def test_invalid_counts_and_missing_address() -> None:
@@ -212,7 +219,7 @@ def test_kernel_writes_exactly_its_own_chunk_and_matches_whole_image(tmp_path: P
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["slurm/cluster.yaml", "kubernetes.yaml"])
+@pytest.mark.parametrize("name", ["slurm/cluster-gpu.yaml", "kubernetes.yaml"])
 def test_shipped_deploy_configs_load(name: str) -> None:
     cfg = load_cluster_config(Path(__file__).resolve().parent.parent / "deploy" / name)
     if cfg.kind == "slurm":

@@ -8,7 +8,8 @@
     dask-cuda's ``LocalCUDACluster``: one worker process per visible GPU, each declaring the
     resource ``GPU=1`` (``pip install 'pantailor[gpu]'``).
 ``address``
-    An existing scheduler (``tcp://host:8786``); nothing is started.
+    An existing scheduler (``tcp://host:8786``, or ``tls://host:8786`` with a ``security:``
+    section); nothing is started.
 ``slurm``
     dask-jobqueue's ``SLURMCluster`` built from the ``slurm:`` section
     (``pip install 'pantailor[slurm]'``).
@@ -19,7 +20,10 @@
     ``local-cuda`` where GPUs are visible and dask-cuda is installed, else ``local``.
 
 Defaults live in ``workers/defaults.yaml``; a user YAML file overrides any key, keyword
-overrides (the CLI flags) override both.
+overrides (the CLI flags) override both (checked in :mod:`workers.cluster_config`). Workers that
+pantailor does not spawn itself (SLURM jobs, Kubernetes pods) get the environment of
+:func:`nanny_environ_override`; each deployment is started for real or validated offline by
+``tests/test_cluster_*.py``.
 """
 
 from __future__ import annotations
@@ -29,146 +33,20 @@ import importlib
 import importlib.util
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
+import shlex
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
-
-import yaml
 
 from pipeline.errors import ClusterError, ConfigError, MissingDependencyError
 
-from .device import DEVICES, cuda_count
+from .cluster_config import DEFAULTS_FILE, KINDS, ClusterConfig, load_cluster_config
+from .device import cuda_count
 
 log = logging.getLogger(__name__)
 
-DEFAULTS_FILE = Path(__file__).resolve().parent / "defaults.yaml"
-KINDS = ("auto", "local", "local-cuda", "address", "slurm", "kubernetes")
 GPU_RESOURCE = "GPU"
 _EXTRAS = {"dask_cuda": "gpu", "dask_jobqueue": "slurm", "dask_kubernetes": "kubernetes"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClusterConfig:
-    """Where and how the workers run (see ``workers/defaults.yaml`` for every key).
-
-    Attributes
-    ----------
-    kind
-        One of :data:`KINDS`.
-    n_workers
-        Local worker processes (``None``: cores // threads_per_worker, or one per GPU).
-    threads_per_worker
-        Dask threads per worker, also its torch intra-op threads.
-    memory_limit
-        Per worker process, e.g. ``"4GiB"`` (``None``: no limit).
-    dashboard_address
-        ``":0"`` for a free port, ``None`` for no dashboard.
-    address
-        Scheduler address for ``kind="address"``.
-    device
-        ``auto``, ``cpu`` or ``cuda``.
-    amp
-        Mixed precision for GPU forwards.
-    retries
-        Retries of a tile task whose worker died.
-    slurm, kubernetes
-        Sections passed (after translation) to dask-jobqueue / dask-kubernetes.
-    """
-
-    kind: str = "auto"
-    n_workers: int | None = None
-    threads_per_worker: int = 1
-    memory_limit: str | None = "4GiB"
-    dashboard_address: str | None = ":0"
-    address: str | None = None
-    device: str = "auto"
-    amp: bool = False
-    retries: int = 3
-    slurm: Mapping[str, Any] = field(default_factory=dict)
-    kubernetes: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError("Unknown cluster kind.", expected=", ".join(KINDS), got=self.kind)
-        if self.device not in DEVICES:
-            raise ConfigError("Unknown device.", expected=", ".join(DEVICES), got=self.device)
-        if self.threads_per_worker < 1 or (self.n_workers is not None and self.n_workers < 1):
-            raise ConfigError(
-                "Worker and thread counts must be >= 1.",
-                got=f"n_workers={self.n_workers}, threads_per_worker={self.threads_per_worker}",
-                fix="pass --workers N and --threads-per-worker K with N, K >= 1.",
-            )
-        if self.kind == "address" and not self.address:
-            raise ConfigError(
-                "kind 'address' needs a scheduler address.",
-                expected="e.g. tcp://scheduler:8786",
-                got="none",
-                fix="pass --scheduler ADDRESS or set cluster.address in the config file.",
-            )
-        if self.retries < 0:
-            raise ConfigError("retries must be >= 0.", got=self.retries)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            "Cannot read the cluster configuration.",
-            path=path,
-            expected="a YAML file with a top-level 'cluster:' mapping",
-            got=str(exc).splitlines()[0],
-            fix="check the path and the YAML syntax (see workers/defaults.yaml).",
-        ) from exc
-    section = raw.get("cluster", raw) if isinstance(raw, dict) else None
-    if not isinstance(section, dict):
-        raise ConfigError(
-            "The cluster configuration is not a mapping.",
-            path=path,
-            expected="cluster: {kind: ..., n_workers: ...}",
-            got=type(section).__name__,
-        )
-    return section
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
-    known = {f.name for f in fields(ClusterConfig)}
-    unknown = sorted(set(extra) - known)
-    if unknown:
-        raise ConfigError(
-            "Unknown cluster configuration keys.",
-            path=path,
-            expected=", ".join(sorted(known)),
-            got=", ".join(unknown),
-            fix="remove or rename them (see workers/defaults.yaml).",
-        )
-    out = dict(base)
-    for key, value in extra.items():
-        if key in ("slurm", "kubernetes") and isinstance(value, Mapping):
-            out[key] = {**out.get(key, {}), **value}
-        else:
-            out[key] = value
-    return out
-
-
-def load_cluster_config(path: str | Path | None = None, **overrides: Any) -> ClusterConfig:
-    """Defaults, then the YAML file ``path`` (if any), then non-``None`` ``overrides``.
-
-    Parameters
-    ----------
-    path
-        A YAML file whose ``cluster:`` section overrides ``workers/defaults.yaml``.
-    **overrides
-        Field values (e.g. ``n_workers=2``); ``None`` values are ignored.
-    """
-    merged = _read_yaml(DEFAULTS_FILE)
-    if path is not None:
-        merged = _merge(merged, _read_yaml(Path(path)), Path(path))
-    merged = _merge(merged, {k: v for k, v in overrides.items() if v is not None}, None)
-    if overrides.get("address") and "kind" not in overrides:
-        merged["kind"] = "address"
-    return ClusterConfig(**merged)
 
 
 def _has_module(name: str) -> bool:
@@ -203,10 +81,29 @@ def resolve_kind(cfg: ClusterConfig) -> str:
     return "local"
 
 
+def security(cfg: ClusterConfig) -> Any:
+    """The :class:`distributed.Security` of ``cfg``'s ``security:`` section (``None``: plain TCP).
+
+    One certificate and key serve every role (client, scheduler and workers of a cluster that
+    pantailor starts), all verified against ``tls_ca_file``; encryption is required.
+    """
+    if not cfg.security:
+        return None
+    from distributed import Security
+
+    ca, cert, key = (cfg.security[k] for k in ("tls_ca_file", "tls_client_cert", "tls_client_key"))
+    roles = {
+        f"tls_{r}_{p}": v
+        for r in ("client", "scheduler", "worker")
+        for p, v in (("cert", cert), ("key", key))
+    }
+    return Security(require_encryption=True, tls_ca_file=ca, **roles)
+
+
 def local_kwargs(cfg: ClusterConfig) -> dict[str, Any]:
     """Arguments of :class:`distributed.LocalCluster` (worker processes)."""
     n = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
-    return {
+    kwargs = {
         "n_workers": n,
         "threads_per_worker": cfg.threads_per_worker,
         "processes": True,
@@ -214,6 +111,19 @@ def local_kwargs(cfg: ClusterConfig) -> dict[str, Any]:
         "dashboard_address": cfg.dashboard_address,
         "silence_logs": logging.WARNING,
     }
+    if cfg.security:
+        kwargs.update(security=security(cfg), protocol="tls://", host="127.0.0.1")
+    return kwargs
+
+
+def nanny_environ_override() -> dict[str, str]:
+    """The environment that makes a ``dask worker`` nanny drop ``MALLOC_TRIM_THRESHOLD_``.
+
+    For workers pantailor does not spawn itself (SLURM jobs, Kubernetes pods): Dask reads the
+    variable as configuration, and a ``None`` entry of ``pre-spawn-environ`` is not set in the
+    worker process (see :func:`torch_friendly_worker_environ` for why it matters).
+    """
+    return {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr({"MALLOC_TRIM_THRESHOLD_": None})}
 
 
 def slurm_kwargs(cfg: ClusterConfig) -> tuple[dict[str, Any], int]:
@@ -225,10 +135,13 @@ def slurm_kwargs(cfg: ClusterConfig) -> tuple[dict[str, Any], int]:
     cores = int(s.get("cores", cfg.threads_per_worker * processes))
     extra = list(s.pop("job_extra_directives", []) or [])
     worker_args = list(s.pop("worker_extra_args", []) or [])
+    prologue = list(s.pop("job_script_prologue", []) or [])
+    prologue += [f"export {k}={shlex.quote(v)}" for k, v in nanny_environ_override().items()]
     if gpus:
         extra.append(f"--gres=gpu:{gpus}")
         worker_args += ["--resources", f"{GPU_RESOURCE}=1"]
     kwargs = {k: v for k, v in s.items() if v not in (None, [], "")}
+    kwargs["job_script_prologue"] = prologue
     kwargs.update(cores=cores, processes=processes)
     if extra:
         kwargs["job_extra_directives"] = extra
@@ -240,6 +153,7 @@ def slurm_kwargs(cfg: ClusterConfig) -> tuple[dict[str, Any], int]:
 def kubernetes_kwargs(cfg: ClusterConfig) -> dict[str, Any]:
     """Arguments of dask-kubernetes' ``make_cluster_spec`` from the ``kubernetes:`` section."""
     k = dict(cfg.kubernetes)
+    env = dict(k.get("env", {}) or {})
     cpu, memory, gpus = str(k.get("cpu", "2")), str(k.get("memory", "8Gi")), int(k.get("gpus", 0))
     limits: dict[str, str] = {"cpu": cpu, "memory": memory}
     if gpus:
@@ -252,9 +166,26 @@ def kubernetes_kwargs(cfg: ClusterConfig) -> dict[str, Any]:
         "image": str(k.get("image", "pantailor:latest")),
         "n_workers": int(k.get("n_workers", 2)),
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
-        "env": dict(k.get("env", {}) or {}),
+        "env": {**nanny_environ_override(), **{str(n): str(v) for n, v in env.items()}},
         "worker_command": command,
     }
+
+
+def add_kubernetes_volumes(spec: dict[str, Any], cfg: ClusterConfig) -> dict[str, Any]:
+    """Mount the ``kubernetes:`` section's ``volumes`` (Kubernetes ``Volume`` objects) at its
+    ``volume_mounts`` in the scheduler and worker pods of a ``DaskCluster`` spec, in place.
+
+    ``make_cluster_spec`` has no volumes, yet the workers must reach the scene store.
+    """
+    volumes = list(cfg.kubernetes.get("volumes") or [])
+    mounts = list(cfg.kubernetes.get("volume_mounts") or [])
+    if volumes or mounts:
+        for role in ("scheduler", "worker"):
+            pod = spec["spec"][role]["spec"]
+            pod["volumes"] = volumes
+            for container in pod["containers"]:
+                container["volumeMounts"] = mounts
+    return spec
 
 
 @contextlib.contextmanager
@@ -313,7 +244,8 @@ def make_cluster(cfg: ClusterConfig | None = None, **overrides: Any) -> Any:
             cluster.scale(jobs=jobs)
             return cluster
         op = require("dask_kubernetes.operator")
-        return op.KubeCluster(custom_cluster_spec=op.make_cluster_spec(**kubernetes_kwargs(cfg)))
+        spec = add_kubernetes_volumes(op.make_cluster_spec(**kubernetes_kwargs(cfg)), cfg)
+        return op.KubeCluster(custom_cluster_spec=spec)
     except (MissingDependencyError, ConfigError):
         raise
     except Exception as exc:
@@ -328,18 +260,31 @@ def make_cluster(cfg: ClusterConfig | None = None, **overrides: Any) -> Any:
 @contextlib.contextmanager
 def connect(cfg: ClusterConfig) -> Iterator[Any]:
     """A :class:`distributed.Client` on the cluster ``cfg`` describes; closes what it started."""
+    import dask
     from distributed import Client
 
     cluster = make_cluster(cfg)
+    scheduler_before = dask.config.get("scheduler", None)
     try:
         try:
-            client = Client(cluster if cluster is not None else cfg.address, timeout="60s")
-        except OSError as exc:
+            client = Client(
+                cluster if cluster is not None else cfg.address,
+                timeout="60s",
+                security=security(cfg),
+            )
+        except (OSError, TypeError, ValueError) as exc:
+            # a Client that failed to connect leaves scheduler="dask.distributed" set for the
+            # whole process (dask then refuses to compute anything without a client): undo it
+            if scheduler_before is None:
+                dask.config.config.pop("scheduler", None)
+            else:
+                dask.config.set(scheduler=scheduler_before)
+            tls = "--cluster-config with a security: section (TLS files) for a tls:// scheduler"
             raise ClusterError(
                 "Could not connect to the Dask scheduler.",
                 expected=f"a scheduler at {cfg.address}" if cluster is None else "a scheduler",
-                got=str(exc),
-                fix="check the address (--scheduler) and that the scheduler is running.",
+                got=f"{type(exc).__name__}: {exc}",
+                fix=f"check the address (--scheduler), that the scheduler is running, and {tls}.",
             ) from exc
         with client:
             if client.dashboard_link:
@@ -361,13 +306,16 @@ __all__ = [
     "GPU_RESOURCE",
     "KINDS",
     "ClusterConfig",
+    "add_kubernetes_volumes",
     "connect",
     "has_gpu_workers",
     "kubernetes_kwargs",
     "load_cluster_config",
     "local_kwargs",
     "make_cluster",
+    "nanny_environ_override",
     "require",
     "resolve_kind",
+    "security",
     "slurm_kwargs",
 ]

@@ -1,12 +1,13 @@
 """The tile task: read a tile plus halo from the store, one forward, crop, write its own chunk.
 
 :func:`infer_tile` is what every inference task runs on a worker. It receives a
-:class:`TileTask` (store path, output name, tile key, model spec: keys and paths, never arrays or
-models), reads the tile's PAN/MS windows plus the halo the model needs (clipped at the scene
-edges, where the network pads exactly as on the whole image), normalises by ``dn_max``, upsamples
+:class:`pipeline.jobs.TileTask` (store path, output name, tile key, model spec: keys and paths,
+never arrays or models), reads the tile's PAN/MS windows plus the halo the model needs (clipped
+at the scene edges, where the network pads exactly as on the whole image), normalises by ``dn_max``, upsamples
 MS to LMS, runs one forward under ``torch.inference_mode`` (channels_last on CPU, optional AMP
 on GPU), crops to the tile and writes exactly the tile's output chunk. It returns a small
-:class:`TileResult` (timings, peak memory, a digest of what it wrote) for the driver's journal.
+:class:`pipeline.jobs.TileResult` (timings, peak memory, a digest of what it wrote) for the
+driver's journal.
 
 :func:`classical_tile` is the same task for a classical method: the scene's global coefficients
 (fitted once, :func:`workers.scene_tasks.fit_classical`) are applied to the tile plus the halo
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,68 +32,17 @@ import torch
 from numpy.typing import NDArray
 
 from pipeline.errors import StoreError
-from pipeline.grid import TileKey, TileRead, Window
+from pipeline.files import file_sha256
+from pipeline.grid import TileRead, Window
 from pipeline.infer import Radiometry, Run, infer_window, model_run
+from pipeline.jobs import ClassicalTileTask, TileResult, TileTask
 from pipeline.store import SceneStore
 
 from .device import inference, memory_format
-from .plugin import LoadedModel, ModelSpec, current_cache, file_sha256
+from .plugin import LoadedModel, current_cache
 
 FAULT_TILE_ENV = "PANTAILOR_FAULT_TILE"
 FAULT_MARKER_ENV = "PANTAILOR_FAULT_MARKER"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TileTask:
-    """Everything one tile task needs, by reference.
-
-    Attributes
-    ----------
-    store
-        Path of the scene store.
-    output
-        Output array name (created by the driver before the tasks run).
-    key
-        The tile.
-    model
-        The model to run.
-    amp
-        Mixed precision on GPU.
-    clip
-        Clip valid outputs to ``[0, dn_max]`` (``run --no-clip`` turns it off).
-    """
-
-    store: str
-    output: str
-    key: TileKey
-    model: ModelSpec
-    amp: bool = False
-    clip: bool = True
-
-
-@dataclass(frozen=True, kw_only=True)
-class TileResult:
-    """What a finished tile task reports back (small; the pixels stay in the store).
-
-    Attributes
-    ----------
-    key
-        The tile.
-    sha256
-        Digest of the float32 bytes written.
-    seconds
-        ``{"read", "forward", "write"}`` wall times in seconds.
-    peak_rss
-        The worker process's peak resident memory during the task, bytes.
-    pid
-        The worker process id.
-    """
-
-    key: TileKey
-    sha256: str
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_rss: int = 0
-    pid: int = 0
 
 
 def _reset_peak_rss() -> bool:
@@ -128,12 +78,14 @@ def forward_window(
     nodata: float | None = None,
     clip: bool = True,
     crop: Window | None = None,
+    band_gains: Sequence[float] | None = None,
 ) -> NDArray[np.float32]:
     """Run the model on one window: ms ``(B, h, w)`` DN, pan ``(r*h, r*w)`` DN -> ``(B, r*h, r*w)``.
 
     :func:`pipeline.infer.infer_window` on this worker's device: normalised ``DN / dn_max`` in
     and out (float32), invalid inputs (non-finite or ``nodata``) filled before the forward and NaN
-    in the output, valid outputs clipped to ``[0, 1]`` unless ``clip=False``, cropped to ``crop``.
+    in the output (filled with the scene's ``band_gains``, ``meta.radiometry``), valid outputs
+    clipped to ``[0, 1]`` unless ``clip=False``, cropped to ``crop``.
     The same function serves whole images and tiles; tiles are whole images of their window plus
     halo.
     """
@@ -146,7 +98,8 @@ def forward_window(
         memory_format=memory_format(dev),
         context=lambda: inference(dev, amp),
     )
-    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip)
+    gains = None if band_gains is None else tuple(float(g) for g in band_gains)
+    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip, band_gains=gains)
     return infer_window(run, ms_dn, pan_dn, rad, crop=crop)
 
 
@@ -197,6 +150,7 @@ def infer_tile(task: TileTask) -> TileResult:
         nodata=meta.nodata,
         clip=task.clip,
         crop=read.crop,
+        band_gains=meta.radiometry.get("band_gains"),
     )
     return _write_tile(store, task, read, tile, t0, t1)
 
@@ -221,31 +175,6 @@ def _write_tile(
         peak_rss=_peak_rss(),
         pid=os.getpid(),
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClassicalTileTask:
-    """One tile of a classical method with the scene's global coefficients, by reference.
-
-    Attributes
-    ----------
-    store, output, key
-        As for :class:`TileTask`.
-    method
-        A key of :data:`pipeline.classical.METHODS`.
-    coefficients, sha256
-        The JSON file :func:`workers.scene_tasks.fit_classical` wrote and its digest.
-    clip
-        As for :class:`TileTask`.
-    """
-
-    store: str
-    output: str
-    key: TileKey
-    method: str
-    coefficients: str
-    sha256: str
-    clip: bool = True
 
 
 _COEFFS: dict[tuple[str, str], dict[str, Any]] = {}
@@ -283,7 +212,7 @@ def classical_tile(task: ClassicalTileTask) -> TileResult:
     read = store.grid.read(task.key, int(coeffs["halo_ms"]))
     ms_dn, pan_dn = read_window(store, read)
     t1 = time.perf_counter()
-    rad = Radiometry(dn_max=meta.dn_max, ratio=meta.ratio, nodata=meta.nodata, clip=task.clip)
+    rad = Radiometry.of(meta, clip=task.clip)
     run = classical_run(task.method, coeffs, store.sensor, meta.dn_max)
     tile = infer_window(run, ms_dn, pan_dn, rad, crop=read.crop)
     return _write_tile(store, task, read, tile, t0, t1)

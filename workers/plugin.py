@@ -1,6 +1,6 @@
 """Worker state: the models a worker process computes with, loaded once and freed on teardown.
 
-A :class:`ModelSpec` names a model by files (backbone name + weights, optional adapter file with
+A :class:`pipeline.jobs.ModelSpec` names a model by files (backbone name + weights, optional adapter file with
 its checksum); tasks carry specs, never modules. :class:`ModelPlugin` is registered on every
 worker by :mod:`pipeline.distribute`: on setup it sizes torch's thread pool to the worker's Dask
 threads, picks the device and pre-loads the backbone; tasks then fetch models from its
@@ -10,7 +10,6 @@ process-wide cache is used.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -25,8 +24,11 @@ from torch import nn
 
 from pipeline.backbones import Backbone, load, support_ms
 from pipeline.backbones.base import conv_chain_radius
-from pipeline.errors import CheckpointError, ConfigError
+from pipeline.errors import CheckpointError
+from pipeline.files import file_sha256
 from pipeline.grid import halo_ms_for
+from pipeline.jobs import ModelSpec
+from pipeline.methods import ADAPTS, adapt_mode
 from pipeline.sensors import SensorSpec
 
 from .device import ThreadPolicy, memory_format, pick_device, release, threads_for_worker
@@ -34,63 +36,7 @@ from .device import ThreadPolicy, memory_format, pick_device, release, threads_f
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "pantailor-models"
-ADAPTERS = ("none", "tailor", "finetune")
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file (streamed)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    """A model identified by files, small enough to travel with every task.
-
-    Attributes
-    ----------
-    backbone
-        Backbone name (``fusionnet``, ``pnn``, ``pannet``, ``dicnn``).
-    weights
-        Backbone weights: ``None`` (shipped), ``"dlpan:<SENSOR>"`` or a checkpoint path.
-    sensor
-        The sensor (band count and ratio): its spec as stored with the scene
-        (:attr:`pipeline.store.SceneStore.sensor`), so custom sensors need no lookup by name;
-        a name is accepted too.
-    n_bands
-        MS band count.
-    adapter
-        ``none`` (the pretrained backbone), ``tailor`` (a fitted feature tailor) or ``finetune``
-        (a fine-tuned copy of the whole backbone).
-    adapter_path, adapter_sha256
-        The fitted file and its SHA-256; checked when loading.
-    """
-
-    backbone: str
-    weights: str | None
-    sensor: str | SensorSpec
-    n_bands: int
-    adapter: str = "none"
-    adapter_path: str | None = None
-    adapter_sha256: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.adapter not in ADAPTERS:
-            raise ConfigError("Unknown adaptation.", expected=", ".join(ADAPTERS), got=self.adapter)
-        if self.adapter != "none" and not (self.adapter_path and self.adapter_sha256):
-            raise ConfigError(
-                f"Adaptation {self.adapter!r} needs its fitted file and checksum.",
-                got=f"path={self.adapter_path}, sha256={self.adapter_sha256}",
-            )
-
-    def base(self) -> ModelSpec:
-        """The same backbone without adaptation."""
-        return ModelSpec(
-            backbone=self.backbone, weights=self.weights, sensor=self.sensor, n_bands=self.n_bands
-        )
+ADAPTERS = ADAPTS
 
 
 @dataclass(frozen=True)
@@ -142,10 +88,11 @@ def _verify(spec: ModelSpec) -> Path:
 
 def _adapted(spec: ModelSpec, backbone: Backbone) -> tuple[nn.Module, Backbone, int]:
     """The module for ``spec`` around ``backbone``, the backbone inside, and its receptive field."""
-    if spec.adapter == "none":
+    artefact = adapt_mode(spec.adapter).artefact
+    if artefact is None:
         return backbone, backbone, backbone.receptive_field
     path = _verify(spec)
-    if spec.adapter == "finetune":
+    if artefact == "backbone":
         tuned = load(spec.backbone, path, n_bands=spec.n_bands, sensor=spec.sensor)
         return tuned, tuned, tuned.receptive_field
     from pipeline.tailor import TailoredModel, load_tailor
@@ -285,6 +232,17 @@ def current_cache() -> ModelCache:
         return _LOCAL
 
 
+def preload(specs: Sequence[ModelSpec], dask_worker: Any = None) -> int:
+    """Load ``specs`` into this worker's plugin cache (``client.run`` passes ``dask_worker``)."""
+    plugin = getattr(dask_worker, "plugins", {}).get(PLUGIN_NAME) if dask_worker else None
+    cache = getattr(plugin, "cache", None)
+    if not isinstance(cache, ModelCache):
+        cache = current_cache()
+    for spec in specs:
+        cache.get(spec)
+    return len(specs)
+
+
 __all__ = [
     "ADAPTERS",
     "PLUGIN_NAME",
@@ -294,4 +252,5 @@ __all__ = [
     "ModelSpec",
     "current_cache",
     "file_sha256",
+    "preload",
 ]

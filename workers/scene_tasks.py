@@ -15,22 +15,28 @@ scene on one worker and saved as JSON; :func:`workers.kernel.classical_tile` app
 from __future__ import annotations
 
 import copy
-import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.backbones import checksum, save_backbone
-from pipeline.errors import ConfigError
-from pipeline.grid import TileKey
+from pipeline.files import file_sha256, write_atomic
+from pipeline.jobs import (
+    ClassicalFitJob,
+    ClassicalFitOutcome,
+    FitJob,
+    FitOutcome,
+    QualityJob,
+    QualityResult,
+    fit_config,
+)
+from pipeline.methods import fitted_mode
 from pipeline.store import SceneStore
 
 from .kernel import forward_window, read_window
-from .plugin import ModelSpec, current_cache, file_sha256
+from .plugin import current_cache
 
 #: Fits run in this process (diagnostics: the tailor is fitted once per scene, not per tile).
 FIT_CALLS: list[str] = []
@@ -41,78 +47,6 @@ def fit_calls() -> int:
     return len(FIT_CALLS)
 
 
-@dataclass(frozen=True, kw_only=True)
-class FitJob:
-    """The per-scene fit, by reference.
-
-    Attributes
-    ----------
-    store
-        Scene store path.
-    model
-        The pretrained backbone (``adapter="none"``).
-    adapt
-        ``tailor`` or ``finetune``.
-    out
-        File the fitted state is saved to.
-    sample
-        :class:`pipeline.sampling.SampleConfig` fields.
-    fit
-        :class:`pipeline.fit.FitConfig` fields.
-    seed
-        Seed of the sampling and the fit.
-    """
-
-    store: str
-    model: ModelSpec
-    adapt: str
-    out: str
-    sample: Mapping[str, Any] = field(default_factory=dict)
-    fit: Mapping[str, Any] = field(default_factory=dict)
-    seed: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class FitOutcome:
-    """What the fit reports back.
-
-    Attributes
-    ----------
-    path, sha256
-        The saved file and its digest.
-    n_patches
-        Patches fitted on.
-    steps
-        Optimiser steps taken.
-    seconds
-        ``{"sample", "fit", "save"}`` wall times.
-    losses
-        Final loss terms by name.
-    step_budget, stop_rule
-        Steps allowed, and why the fit stopped (``"budget"`` or the plateau rule).
-    """
-
-    path: str
-    sha256: str
-    n_patches: int
-    steps: int
-    seconds: dict[str, float]
-    losses: dict[str, float]
-    step_budget: int = 0
-    stop_rule: str = ""
-
-
-def fit_config(adapt: str, fields: Mapping[str, Any]) -> Any:
-    """A :class:`pipeline.fit.FitConfig` from plain fields (``weights`` may be a mapping)."""
-    from pipeline.fit import FitConfig
-    from pipeline.losses import LossWeights
-
-    kw = dict(fields)
-    if isinstance(kw.get("weights"), Mapping):
-        kw["weights"] = LossWeights(**kw["weights"])
-    return FitConfig(**{**kw, "adapt": adapt})
-
-
 def _run_fit(job: FitJob, patches: Any, backbone: Any, device: Any) -> tuple[Any, Any]:
     """Fit; returns ``(FitResult, fine-tuned module or None for a tailor)``."""
     from pipeline.fit import fit_finetune, fit_tailor
@@ -120,38 +54,36 @@ def _run_fit(job: FitJob, patches: Any, backbone: Any, device: Any) -> tuple[Any
 
     cfg = fit_config(job.adapt, job.fit)
     sensor = get_sensor(job.model.sensor)
-    if job.adapt == "tailor":
+    if fitted_mode(job.adapt).artefact == "tailor":
         return fit_tailor(patches, backbone, sensor, cfg, device), None
     result = fit_finetune(patches, backbone, sensor, cfg, device)
     return result, result.model(backbone)
 
 
 def _save_atomic(job: FitJob, result: Any, module: Any, backbone: Any) -> None:
+    """Save the fitted tailor state, or the fine-tuned copy ``module``, to ``job.out``."""
     from pipeline.tailor import save_tailor
 
-    out = Path(job.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     meta: dict[str, str | int | float] = {
         "store": job.store,
         "seed": job.seed,
         "steps": int(result.steps),
     }
-    if module is None:
-        save_tailor(tmp, result.tailor_state, checksum(backbone), meta)
-    else:
-        save_backbone(copy.deepcopy(module).cpu().eval(), tmp, meta)
-    os.replace(tmp, out)
+
+    def write(tmp: Path) -> None:
+        if module is None:
+            save_tailor(tmp, result.tailor_state, checksum(backbone), meta)
+        else:
+            save_backbone(copy.deepcopy(module).cpu().eval(), tmp, meta)
+
+    write_atomic(job.out, write, kind="partial")
 
 
 def fit_adapter(job: FitJob) -> FitOutcome:
     """Sample patches, fit the adapter once for the scene and save it (runs on one worker)."""
     from pipeline.sampling import SampleConfig, sample_patches
 
-    if job.adapt not in ("tailor", "finetune"):
-        raise ConfigError(
-            "Unknown adaptation to fit.", expected="tailor or finetune", got=job.adapt
-        )
+    fitted_mode(job.adapt)  # a mode that fits, else ConfigError
     t0 = time.perf_counter()
     FIT_CALLS.append(job.store)
     store = SceneStore.open(job.store)
@@ -175,28 +107,6 @@ def fit_adapter(job: FitJob) -> FitOutcome:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class QualityJob:
-    """Score one tile of the product against the pretrained backbone's output.
-
-    Attributes
-    ----------
-    store
-        Scene store path.
-    output
-        The product's output array (normalised units).
-    key
-        The tile.
-    baseline
-        The model whose output the product is compared with (``None``: product only).
-    """
-
-    store: str
-    output: str
-    key: TileKey
-    baseline: ModelSpec | None = None
-
-
 def _scores(store: SceneStore, fused_dn: Any, read: Any, pan: Any) -> dict[str, float]:
     from pipeline.quality import full_resolution, reduced_resolution
 
@@ -209,7 +119,7 @@ def _scores(store: SceneStore, fused_dn: Any, read: Any, pan: Any) -> dict[str, 
     return out
 
 
-def tile_quality(job: QualityJob) -> dict[str, Any]:
+def tile_quality(job: QualityJob) -> QualityResult:
     """Quality indices of the product (and of the baseline) on one tile, with the pixel count."""
     store = SceneStore.open(job.store)
     meta = store.meta
@@ -218,10 +128,7 @@ def tile_quality(job: QualityJob) -> dict[str, Any]:
     halo = current_cache().get(job.baseline).halo_ms if job.baseline else 0
     read = store.grid.read(job.key, halo)
     ms, pan = read_window(store, read)
-    result: dict[str, Any] = {
-        "pixels": int(own.shape_yx[0] * own.shape_yx[1]),
-        "product": _scores(store, product, read, pan),
-    }
+    baseline = None
     if job.baseline is not None:
         loaded = current_cache().get(job.baseline)
         base = (
@@ -233,40 +140,17 @@ def tile_quality(job: QualityJob) -> dict[str, Any]:
                 ratio=meta.ratio,
                 nodata=meta.nodata,
                 crop=read.crop,
+                band_gains=meta.radiometry.get("band_gains"),
             ).astype(np.float64)
             * meta.dn_max
         )
-        result["baseline"] = _scores(store, base, read, pan)
-    return result
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClassicalFitJob:
-    """The per-scene fit of a classical method's global coefficients, by reference.
-
-    Attributes
-    ----------
-    store
-        Scene store path.
-    method
-        A key of :data:`pipeline.classical.METHODS`.
-    out
-        JSON file the coefficients are saved to (in the work dir, beside the adapter).
-    """
-
-    store: str
-    method: str
-    out: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClassicalFitOutcome:
-    """What the classical fit reports back: the saved file, its digest, wall time, the values."""
-
-    path: str
-    sha256: str
-    seconds: float
-    coefficients: dict[str, Any]
+        baseline = _scores(store, base, read, pan)
+    return QualityResult(
+        key=job.key,
+        pixels=int(own.shape_yx[0] * own.shape_yx[1]),
+        product=_scores(store, product, read, pan),
+        baseline=baseline,
+    )
 
 
 def fit_classical(job: ClassicalFitJob) -> ClassicalFitOutcome:

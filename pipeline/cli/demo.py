@@ -25,9 +25,14 @@ def add(
     p.add_argument(
         "--size", type=int, default=2048, help="--synthetic PAN edge in pixels (default 2048)"
     )
+    p.add_argument("--tile", type=int, default=512, help="--synthetic tile edge (default 512)")
+    p.add_argument(
+        "--steps", type=int, help="--synthetic fit step budget (default: pipeline.fit's)"
+    )
     p.add_argument("--weights", help="backbone weights (default: the shipped FusionNet)")
     p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     p.add_argument("--threads-per-worker", type=int, help="threads per worker (default 1)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
     p.add_argument("--overwrite", action="store_true", help="recompute an existing demo")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(handler=cmd)
@@ -35,13 +40,15 @@ def add(
 
 
 def cmd(args: argparse.Namespace) -> int:
-    from workers.cluster import load_cluster_config
-
     from .. import demo
+    from ..distribute import load_cluster
     from ..runner import demo_config, run_scene
 
-    cluster = load_cluster_config(
-        None, n_workers=args.workers, threads_per_worker=args.threads_per_worker
+    cluster = load_cluster(
+        None,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        address=args.scheduler,
     )
     if not args.synthetic:
         summary = demo.run_demo(
@@ -53,8 +60,12 @@ def cmd(args: argparse.Namespace) -> int:
         )
         print_summary(summary, args.json)
         return 0
-    cfg = demo_config(args.output_dir, size=args.size, overwrite=args.overwrite)
+    cfg = demo_config(args.output_dir, size=args.size, tile=args.tile, overwrite=args.overwrite)
     cfg = demo.synthetic_config(cfg, args.weights)
+    if args.steps:
+        from dataclasses import replace
+
+        cfg = replace(cfg, fit={"steps": args.steps})
     summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
     print_summary(summary, args.json)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ._base import Subparsers, print_summary, progress_printer
 
@@ -10,22 +11,22 @@ from ._base import Subparsers, print_summary, progress_printer
 def add(
     sub: Subparsers,
 ) -> argparse.ArgumentParser:
+    from ..methods import ADAPTS, METHODS
+
     p = sub.add_parser(
         "run",
         help="pansharpen a scene end to end on a Dask cluster (ingest, fit, infer, export, report)",
         description="INPUTS: PAN.tif MS.tif | PAN.tif B1.tif ... | SCENE.mat | an existing "
         "scene store (*.zarr). Writes OUT.tif, OUT.report.json, OUT.quicklook.png and the work "
-        "dir OUT.work/ (store, journal, fitted adapter); a rerun resumes from the journal.",
+        "dir OUT.work/ (store, journal, lock, fitted adapter); a rerun resumes from the journal "
+        "and recomputes when the inputs changed.",
     )
     p.add_argument("inputs", nargs="+", help="PAN then MS file(s), a container, or a scene store")
     p.add_argument("--sensor", help="sensor name, e.g. wv3 (optional for a store)")
-    p.add_argument(
-        "--method",
-        default="fusionnet",
-        choices=["fusionnet", "pnn", "pannet", "dicnn", "brovey", "gsa", "mtf-glp", "mtf-glp-hpm"],
-    )
+    p.add_argument("--sensor-file", help="YAML file adding sensors (see pipeline.sensors)")
+    p.add_argument("--method", default="fusionnet", choices=list(METHODS))
     p.add_argument("--weights", help="backbone weights: a .pt/.pth path or dlpan:SENSOR")
-    p.add_argument("--adapt", default="tailor", choices=["tailor", "none", "finetune"])
+    p.add_argument("--adapt", default="tailor", choices=list(ADAPTS))
     p.add_argument("-o", "--output", required=True, help="target COG, e.g. out.tif")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
@@ -35,30 +36,58 @@ def add(
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="worker device")
     p.add_argument("--tile", type=int, default=512, help="tile edge in PAN pixels (default 512)")
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
+    p.add_argument("--fit-patch", type=int, help="fit patch edge in PAN pixels (default 64)")
+    p.add_argument("--max-nodata", type=float, help="largest no-data share of a fit patch")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
     p.add_argument("--work-dir", help="work dir (default OUT.work next to OUT.tif)")
     p.add_argument("--overwrite", action="store_true", help="start over, replacing outputs")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p.add_argument(
+        "--no-clip",
+        dest="clip",
+        action="store_false",
+        help="keep values outside [0, dn_max] (default: clip valid outputs)",
+    )
+    add_ingest_options(p)
     p.set_defaults(handler=cmd)
     return p
 
 
-def cmd(args: argparse.Namespace) -> int:
-    from workers.cluster import load_cluster_config
+def add_ingest_options(p: argparse.ArgumentParser) -> None:
+    """The ingest options every command that reads PAN/MS files accepts."""
+    p.add_argument("--nodata", type=float, help="no-data DN overriding the files'")
+    p.add_argument("--dn-max", type=float, help="DN mapped to 1.0 (default: the sensor's)")
+    p.add_argument(
+        "--ms-decimate",
+        type=int,
+        help="keep every K-th MS pixel, for MS stored upsampled by K (SpaceNet: 2)",
+    )
+    p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
 
+
+def ingest_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The given ingest options as :func:`pipeline.scene.open_scene` keywords."""
+    names = {"nodata": "nodata", "dn_max": "dn_max", "ms_decimate": "ms_decimate", "patch": "patch"}
+    return {k: getattr(args, a) for k, a in names.items() if getattr(args, a) is not None}
+
+
+def cmd(args: argparse.Namespace) -> int:
+    from ..distribute import load_cluster
     from ..runner import RunConfig, run_scene
 
-    cluster = load_cluster_config(
+    cluster = load_cluster(
         args.cluster_config,
         n_workers=args.workers,
         threads_per_worker=args.threads_per_worker,
         address=args.scheduler,
         device=args.device,
     )
+    sample = {"patch": args.fit_patch, "max_nodata": args.max_nodata}
     cfg = RunConfig(
         inputs=tuple(args.inputs),
         output=args.output,
         sensor=args.sensor,
+        sensor_file=args.sensor_file,
         method=args.method,
         weights=args.weights,
         adapt=args.adapt,
@@ -68,6 +97,9 @@ def cmd(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         seed=args.seed,
         fit={"steps": args.steps} if args.steps else {},
+        sample={k: v for k, v in sample.items() if v is not None},
+        ingest=ingest_options(args),
+        clip=args.clip,
     )
     summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
     print_summary(summary, args.json)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,15 @@ class Levels:
         The scale ``above`` is counted against.
     nodata
         Values equal to it (and non-finite ones) are invalid, counted in ``invalid``.
+    bands
+        Also keep per-band sums over axis 0 of ``(B, ...)`` blocks (the MS).
     """
 
     dn_max: float
     nodata: float | None = None
+    bands: bool = False
+    band_total: list[float] = field(default_factory=list)
+    band_n: list[int] = field(default_factory=list)
     n: int = 0
     invalid: int = 0
     lo: float = math.inf
@@ -76,6 +81,22 @@ class Levels:
         self.hi = max(self.hi, float(v.max()))
         self.total += float(v.sum(dtype=np.float64))
         self.above += int((v > self.dn_max).sum())
+        if self.bands:
+            self._add_bands(a, bad)
+
+    def _add_bands(self, a: NDArray[Any], bad: NDArray[np.bool_]) -> None:
+        ok = ~bad.reshape(a.shape[0], -1)
+        vals = np.where(ok, a.reshape(a.shape[0], -1), 0).astype(np.float64)
+        if not self.band_total:
+            self.band_total, self.band_n = [0.0] * a.shape[0], [0] * a.shape[0]
+        for b in range(a.shape[0]):
+            self.band_total[b] += float(vals[b].sum())
+            self.band_n[b] += int(ok[b].sum())
+
+    @property
+    def band_means(self) -> list[float]:
+        """Per-band means of the valid values (``bands=True``)."""
+        return [t / n if n else math.nan for t, n in zip(self.band_total, self.band_n, strict=True)]
 
     @property
     def mean(self) -> float:
@@ -223,10 +244,34 @@ def assess(
     return {
         "dn_max": new,
         "dn_max_from": dn_max_from,
+        "band_gains": band_gains(pan, ms),
         "actions": actions,
         "pan": pan.as_dict(),
         "ms": ms.as_dict(),
     }
+
+
+def band_gains(pan: Levels, ms: Levels) -> list[float] | None:
+    """MS band means over the PAN mean: how a PAN level maps to each band on this scene.
+
+    :mod:`pipeline.infer` fills an invalid MS pixel with the PAN under it times these gains (and
+    an invalid PAN pixel with its MS pixel divided by them), so a hole is filled at the level
+    and colour of the scene. ``None`` when undefined (no per-band statistics, dark PAN).
+    """
+    means = ms.band_means
+    if not means or not pan.mean > 0 or not all(np.isfinite(m) and m > 0 for m in means):
+        return None
+    return [float(m / pan.mean) for m in means]
+
+
+def scene_levels(
+    pan: NDArray[Any], ms: NDArray[Any], dn_max: float, nodata: float | None
+) -> tuple[Levels, Levels]:
+    """:class:`Levels` of an in-memory scene (the ingest gathers the same while streaming)."""
+    lp, lm = Levels(dn_max=dn_max, nodata=nodata), Levels(dn_max=dn_max, nodata=nodata, bands=True)
+    lp.add(pan)
+    lm.add(ms)
+    return lp, lm
 
 
 def output_nodata(dtype: str, dn_max: float) -> float | None:
@@ -245,4 +290,13 @@ def output_nodata(dtype: str, dn_max: float) -> float | None:
     return float(info.max) if info.max > dn_max else None
 
 
-__all__ = ["MAX_ABOVE", "MAX_LEVEL_RATIO", "UNDER_RANGE", "Levels", "assess", "output_nodata"]
+__all__ = [
+    "MAX_ABOVE",
+    "MAX_LEVEL_RATIO",
+    "UNDER_RANGE",
+    "Levels",
+    "assess",
+    "band_gains",
+    "output_nodata",
+    "scene_levels",
+]

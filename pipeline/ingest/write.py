@@ -165,7 +165,10 @@ def _write_arrays(
     ]
     if gt is not None:
         arrays.append(("gt", gt, (b, t, t), t))
-    levels = {n: Levels(dn_max=meta.dn_max, nodata=meta.nodata) for n in ("pan", "ms")}
+    levels = {
+        "pan": Levels(dn_max=meta.dn_max, nodata=meta.nodata),
+        "ms": Levels(dn_max=meta.dn_max, nodata=meta.nodata, bands=True),
+    }
     for name, src, chunks, step in arrays:
         dtype = np.dtype(src.dtype)
         dst = group.create_array(
