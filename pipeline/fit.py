@@ -128,6 +128,11 @@ class FitResult:
         The same before fitting (the pretrained network).
     history
         Total loss per step.
+    step_budget
+        Steps the fit was allowed (0: no fit ran).
+    stop_rule
+        Why it stopped: ``"budget"`` (all steps ran), ``"plateau"`` (no relative improvement of
+        ``min_delta`` in ``patience`` steps), or ``""`` (no fit).
     """
 
     adapt: str
@@ -139,12 +144,16 @@ class FitResult:
     losses: dict[str, float]
     initial_losses: dict[str, float]
     history: list[float]
+    step_budget: int = 0
+    stop_rule: str = ""
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (no tensors), e.g. for ``pantailor run --json``."""
         return {
             "adapt": self.adapt,
             "steps": self.steps,
+            "step_budget": self.step_budget,
+            "stop_rule": self.stop_rule,
             "fit_seconds": round(self.seconds, 4),
             "feature_seconds": round(self.feature_seconds, 4),
             "losses": self.losses,
@@ -396,7 +405,27 @@ def fit_tailor(
         losses,
     )
     state = {k: v.detach().cpu().clone() for k, v in tailor.state_dict().items()}
-    return FitResult("tailor", state, None, len(history), seconds, t_feat, losses, initial, history)
+    rule = _stop_rule(len(history), cfg.steps, cfg)
+    return FitResult(
+        "tailor",
+        state,
+        None,
+        len(history),
+        seconds,
+        t_feat,
+        losses,
+        initial,
+        history,
+        step_budget=cfg.steps,
+        stop_rule=rule,
+    )
+
+
+def _stop_rule(steps: int, budget: int, cfg: FitConfig) -> str:
+    """``"budget"`` or the plateau rule that ended a fit of ``steps`` out of ``budget``."""
+    if steps >= budget:
+        return "budget"
+    return f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
 
 
 def fit_finetune(
@@ -435,7 +464,17 @@ def fit_finetune(
     log.info("finetune: %d steps in %.2f s, %s", len(history), seconds, losses)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return FitResult(
-        "finetune", None, state, len(history), seconds, t_feat, losses, initial, history
+        "finetune",
+        None,
+        state,
+        len(history),
+        seconds,
+        t_feat,
+        losses,
+        initial,
+        history,
+        step_budget=cfg.finetune_steps,
+        stop_rule=_stop_rule(len(history), cfg.finetune_steps, cfg),
     )
 
 
