@@ -48,6 +48,7 @@ from pipeline.backbones import Backbone, load, upsample
 from pipeline.config import data_dir
 from pipeline.fit import FitConfig, adapt
 from pipeline.losses import LossWeights
+from pipeline.quality import conventions
 from pipeline.sampling import SampleConfig, invalid_mask, sample_patches
 from pipeline.sensors import SensorSpec
 
@@ -466,7 +467,11 @@ def write(results: dict[str, Any], name: str = "cross_sensor") -> None:
         )
         + ").",
         "",
-        "Full-resolution indices (HQNR, D_λ(K), D_S) on the whole scene in DN; SAM/ERGAS/Q2n "
+        "Full-resolution indices (HQNR, D_λ(K), D_S) on the whole scene in DN, convention "
+        + results.get("conventions", {}).get(
+            "full_resolution", "project (results from before the toolbox convention)"
+        )
+        + "; SAM/ERGAS/Q2n "
         "against the reference where one exists. 'adapt s' = sampling + fit; 'infer s' = "
         "whole-image forward (classical rows: the method's run time).",
         "",
@@ -536,6 +541,7 @@ def main() -> None:
         "command": "python benchmarks/cross_sensor.py " + " ".join(sys.argv[1:]),
         "fit_config": str(FitConfig(steps=args.steps, finetune_steps=args.finetune_steps)),
         "sample_config": str(SampleConfig()),
+        "conventions": conventions(),
         "pairs": old.get("pairs", {}),
         "ablation": old.get("ablation", {}),
     }

@@ -104,6 +104,16 @@ dropped: giving the fit the second core once the extractor had finished (a rerun
 2.45 s, no gain: 2 threads barely speed these small convolutions). Not done: trimming the
 41-tap MTF filter of the spectral loss to its support (radius 8 holds all but 3e-5 of it; about
 -3 ms/step), a better-conditioned start than a zero last layer (fewer steps).
+
+**Least-squares start of the last layer** (`FitConfig.ls_start`, `pipeline/fit_ls.py`; session 3,
+machine shared, load 10-19 on 2 cores, so CPU seconds of the process, 2 seeds): `conv_b` solved
+for the L2 version of the spectral + consistency terms by conjugate gradient (the output is
+affine in it with `conv_a` fixed), then Adam. It lowers the starting total loss from 0.096 to
+0.076 (8 iterations) / 0.070 (16) / 0.066 (32), but Adam from there improves little and HQNR
+stays below the zero start's 0.9185 (60 steps, 2.75 CPU s): 8 CG + 20 steps 0.879 (1.42 CPU s),
+16 CG + 30 steps at lr 1e-3 0.905 (2.07), 32 CG + 30 steps at lr 1e-3 0.908 (2.07), 16 CG + 40
+steps at lr 3e-4 0.910 (2.49); plain 20 / 30 steps 0.878 / 0.889. The L2 optimum of two terms is
+not near the L1 + angle + spatial optimum, so it is **off by default** and the rows below show it.
 """
 
 
@@ -186,6 +196,8 @@ def variants(quick: bool, threads: int) -> list[Variant]:
         Variant("no consistency", rep(d, weights=LossWeights(consistency=0.0)), s),
         Variant("no angle term", rep(d, weights=LossWeights(angle=0.0)), s),
         Variant("fast: width 8, 30 steps", rep(d, width=8, steps=30), s),
+        Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
+        Variant("LS start (32 CG) + 30 steps, lr 1e-3", rep(d, ls_start=32, steps=30, lr=1e-3), s),
     ]
     return out[:3] if quick else out
 

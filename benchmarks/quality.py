@@ -1,7 +1,11 @@
 """Benchmark: cost of the quality indices and the classical baselines, plus their scores on real data.
 
 1. Timing on seeded synthetic 8-band WorldView-3-like scenes (``pipeline.synthetic.make_scene``)
-   of growing PAN size: ``full_resolution`` (Khan's D_lambda, D_S, HQNR, QNR), ``reduced_resolution``
+   of growing PAN size: ``full_resolution`` (Khan's D_lambda, D_S, HQNR, QNR) in both conventions
+   and both engines -- ``project`` on NumPy is the code before issue 12 item 4 ("before"), the
+   torch engine runs the same convention to 1e-6, ``toolbox`` (the default) on torch and on its
+   NumPy reference -- with wall and CPU seconds and the largest index difference between the
+   engines of one convention, ``reduced_resolution``
    (SAM, ERGAS, Q2n, SCC) and each classical method; median of ``--runs`` runs, with PAN
    megapixels per second; same-run ratios against the cheapest operation (an MTF filter of all
    bands, :func:`pipeline.quality.full_resolution.mtf_filter`).
@@ -37,6 +41,7 @@ from pipeline.classical import METHODS, pansharpen
 from pipeline.config import data_dir
 from pipeline.quality import full_resolution, interpolate, reduced_resolution
 from pipeline.quality.full_resolution import mtf_filter
+from pipeline.quality.toolbox import interp23tap
 from pipeline.synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,27 +49,61 @@ RESULTS = ROOT / "benchmarks" / "results"
 SENSOR = "wv3"
 
 
-def _median_time(fn: Callable[[], Any], runs: int) -> float:
-    times = []
+CPU_TIMES: dict[str, dict[str, float]] = {}
+FR_VARIANTS = {
+    "full_resolution project/NumPy (before)": {"convention": "project", "engine": "numpy"},
+    "full_resolution project/torch": {"convention": "project", "engine": "torch"},
+    "full_resolution toolbox/torch (default)": {"convention": "toolbox", "engine": "torch"},
+    "full_resolution toolbox/NumPy reference": {"convention": "toolbox", "engine": "numpy"},
+}
+
+
+def _median_time(fn: Callable[[], Any], runs: int, cpu: list[float] | None = None) -> float:
+    times, cpus = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.append(statistics.median(cpus))
     return statistics.median(times)
 
 
-def time_size(size: int, runs: int) -> dict[str, float]:
-    """Median seconds of each operation on one ``size x size`` scene."""
+def time_size(size: int, runs: int, methods: bool = True) -> dict[str, float]:
+    """Median seconds of each operation on one ``size x size`` scene (CPU seconds aside)."""
     s = make_scene((size, size), SENSOR, seed=0)
     ms = s.ms.astype(np.float64)
     fused = pansharpen("mtf-glp", ms, s.pan, SENSOR)
     ops: dict[str, Callable[[], Any]] = {
         "mtf_filter (8 bands)": lambda: mtf_filter(s.truth, [0.3] * 8, 4),
-        "full_resolution": lambda: full_resolution(fused, ms, s.pan, SENSOR),
+        **{
+            name: (lambda kw=kw: full_resolution(fused, ms, s.pan, SENSOR, **kw))
+            for name, kw in FR_VARIANTS.items()
+        },
         "reduced_resolution": lambda: reduced_resolution(fused, s.truth, SENSOR),
     }
-    ops |= {m: (lambda m=m: pansharpen(m, ms, s.pan, SENSOR)) for m in METHODS}
-    return {name: _median_time(fn, runs) for name, fn in ops.items()}
+    if methods:
+        ops |= {m: (lambda m=m: pansharpen(m, ms, s.pan, SENSOR)) for m in METHODS}
+    out, cpu = {}, CPU_TIMES.setdefault(str(size), {})
+    for name, fn in ops.items():
+        c: list[float] = []
+        out[name] = _median_time(fn, runs, c)
+        cpu[name] = c[0]
+    return out
+
+
+def index_agreement(size: int) -> dict[str, float]:
+    """Largest |torch - NumPy| over the five indices, per convention, on the timing scene."""
+    s = make_scene((size, size), SENSOR, seed=0)
+    ms = s.ms.astype(np.float64)
+    fused = pansharpen("mtf-glp", ms, s.pan, SENSOR)
+    out = {}
+    for conv in ("project", "toolbox"):
+        a = full_resolution(fused, ms, s.pan, SENSOR, convention=conv, engine="numpy")
+        b = full_resolution(fused, ms, s.pan, SENSOR, convention=conv, engine="torch")
+        out[conv] = max(abs(a[k] - b[k]) for k in a)
+    return out
 
 
 def real_scores() -> dict[str, dict[str, float]] | None:
@@ -79,7 +118,7 @@ def real_scores() -> dict[str, dict[str, float]] | None:
     pan = d["pan"].astype(np.float64) * 2047.0
     products = {
         "bicubic": interpolate(ms, 4, "bicubic"),
-        "EXP (23-tap)": interpolate(ms, 4),
+        "EXP (toolbox interp23tap)": interp23tap(ms, 4),
         **{m: pansharpen(m, ms, pan, SENSOR) for m in METHODS},
         "reference (gt)": gt,
     }
@@ -136,26 +175,57 @@ def write(results: dict[str, Any]) -> None:
             lines.append(f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |")
         lines += [
             "",
-            "SAM in degrees; ERGAS with ratio 4; Q2n and (H)QNR on 32² blocks; no edge cut.",
+            "SAM in degrees; ERGAS with ratio 4; Q2n and (H)QNR on 32² blocks; no edge cut. "
+            "Full-resolution columns in the toolbox convention (the default; "
+            "`docs/notes/quality.md`).",
         ]
+    lines += _speed_section(results)
     (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+
+
+def _speed_section(results: dict[str, Any]) -> list[str]:
+    """Before/after table of the full-resolution indices: same-run ratios, wall and CPU."""
+    before = "full_resolution project/NumPy (before)"
+    lines = ["", "## Full-resolution indices: before vs now (issue 12 item 4)", ""]
+    lines.append("| size | variant | wall s | CPU s | before / this (wall) | (CPU) |")
+    lines.append("|---|---|---|---|---|---|")
+    for size, t in results["timings"].items():
+        cpu = results["cpu_seconds"][size]
+        for name in FR_VARIANTS:
+            lines.append(
+                f"| {size}² | {name.removeprefix('full_resolution ')} | {t[name]:.2f} | "
+                f"{cpu[name]:.2f} | ×{t[before] / t[name]:.2f} | ×{cpu[before] / cpu[name]:.2f} |"
+            )
+    agree = results.get("agreement", {})
+    if agree:
+        lines += [
+            "",
+            "Largest |torch − NumPy| over the five indices on the same scene: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in agree.items())
+            + ".",
+        ]
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--indices-only", action="store_true", help="skip the classical methods")
     args = ap.parse_args()
     results: dict[str, Any] = {
         "machine": machine(),
         "command": "python benchmarks/quality.py "
-        + " ".join(["--sizes", *map(str, args.sizes), "--runs", str(args.runs)]),
+        + " ".join(["--sizes", *map(str, args.sizes), "--runs", str(args.runs)])
+        + (" --indices-only" if args.indices_only else ""),
         "runs": args.runs,
         "timings": {},
     }
     for size in args.sizes:
-        results["timings"][str(size)] = time_size(size, args.runs)
+        results["timings"][str(size)] = time_size(size, args.runs, not args.indices_only)
         print(size, {k: round(v, 2) for k, v in results["timings"][str(size)].items()})
+    results["cpu_seconds"] = CPU_TIMES
+    results["agreement"] = index_agreement(max(args.sizes))
     results["wv3_rr"] = real_scores()
     write(results)
     print(f"wrote {RESULTS / 'quality.md'}")

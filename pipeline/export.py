@@ -1,25 +1,27 @@
 """Store array -> Cloud-Optimized GeoTIFF, streaming.
 
-The array is copied tile by tile into a temporary tiled GeoTIFF next to the target, which GDAL's
-COG driver then turns into the final layout (tiled, compressed with a predictor, internal
-overviews); GDAL streams both steps, so memory does not depend on the scene size. The COG is
-written under a temporary name and renamed at the end: a failed export never looks complete.
+The array is copied tile by tile (read and converted ahead on threads) into a temporary tiled,
+uncompressed GeoTIFF next to the target; while it streams, the overview levels are averaged from
+the same blocks (:mod:`pipeline.overviews`) into one stage file each. GDAL's COG driver then
+copies full resolution and levels into the final layout (tiled, compressed with a predictor,
+internal overviews) without rebuilding the overviews. Memory does not depend on the scene size;
+the stage files need about the output's uncompressed size on disk while the export runs. The COG
+is written under a temporary name and renamed at the end: a failed export never looks complete.
 
 Values are written in DN: outputs stored ``"normalised"`` are multiplied by ``dn_max``. The
 default output dtype is the MS source dtype (rounded and clipped; NaN becomes nodata).
 
-``ms_up`` names the MS replicated onto the PAN grid (nearest neighbour, ``ratio`` x ``ratio``
-blocks): the placeholder product before any fusion has run. It is computed on the fly unless the
-store holds an array of that name.
+``ms_up`` names the MS replicated onto the PAN grid (nearest neighbour): the placeholder product
+before any fusion has run, computed on the fly unless the store holds an array of that name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,16 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, StoreError
 from .grid import Window
+from .overviews import (
+    Pyramid,
+    aligned,
+    level_count,
+    level_profile,
+    read_ahead,
+    stage_paths,
+    vrt_with_overviews,
+)
+from .overviews import to_dn as _convert
 from .store import INPUT_ARRAYS, SceneStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +48,9 @@ log = logging.getLogger(__name__)
 MS_UP = "ms_up"
 COMPRESSIONS = ("deflate", "zstd", "lzw")
 RESAMPLINGS = ("average", "nearest", "bilinear", "cubic", "mode")
+_THREADS = 2  # read + convert threads of the export (zarr and numpy release the GIL)
+_AHEAD = 4  # windows read ahead at most
+_STREAM_OVERVIEWS = True  # False: GDAL builds them (benchmarks/speed.py's A/B)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +64,9 @@ class CogOptions:
     compress
         ``"deflate"``, ``"zstd"`` or ``"lzw"`` (always with a predictor).
     level
-        Compression level, ``None`` = GDAL's default.
+        Deflate/zstd level; ``None`` = GDAL's default (6 for deflate). The default 1 costs a
+        third of level 6's CPU for files about 4 % larger (4000² x 8 uint16:
+        ``benchmarks/results/speed.md``).
     blocksize
         Internal tile edge in pixels (a multiple of 16, at least 128).
     overview_resampling
@@ -60,7 +77,7 @@ class CogOptions:
 
     dtype: str | None = None
     compress: str = "deflate"
-    level: int | None = None
+    level: int | None = 1
     blocksize: int = 512
     overview_resampling: str = "average"
     cache_mb: int = 256
@@ -164,29 +181,6 @@ def _windows(shape_yx: tuple[int, int], step: int) -> Iterator[Window]:
             yield Window(y0, min(y0 + step, h), x0, min(x0 + step, w))
 
 
-def _convert(
-    block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
-) -> NDArray[Any]:
-    """Scale to DN, round and clip to ``dtype``; NaN -> ``nodata``."""
-    if scale == 1.0 and block.dtype == dtype:
-        if np.issubdtype(dtype, np.floating) and nodata is not None and not np.isnan(nodata):
-            return np.where(np.isnan(block), dtype.type(nodata), block)
-        return block
-    x = np.asarray(block, dtype=np.float64) * scale if scale != 1.0 else block
-    if np.issubdtype(dtype, np.integer):
-        x = np.asarray(x, dtype=np.float64)
-        nan = np.isnan(x)
-        info = np.iinfo(dtype)
-        x = np.clip(np.rint(np.where(nan, 0.0, x)), info.min, info.max)
-        if nan.any():
-            x[nan] = 0 if nodata is None else nodata
-        return x.astype(dtype)
-    x = np.asarray(x, dtype=dtype)
-    if nodata is not None:
-        x[np.isnan(x)] = nodata
-    return x
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise StoreError(
@@ -215,6 +209,17 @@ def _output_dtype(opts: CogOptions, src: _Source, path: Path) -> np.dtype[Any]:
         ) from exc
 
 
+def _prefetch(
+    src: _Source, dtype: np.dtype[Any], nodata: float | None
+) -> Iterator[tuple[Window, NDArray[Any]]]:
+    """``(window, converted block)`` in raster order, read and converted ahead on threads."""
+
+    def job(w: Window) -> NDArray[Any]:
+        return _convert(src.read(w), src.scale, dtype, nodata)
+
+    return read_ahead(_windows(src.shape[1:], src.step), job, _THREADS, _AHEAD)
+
+
 def _write_intermediate(
     src: _Source,
     tmp: Path,
@@ -222,18 +227,36 @@ def _write_intermediate(
     dtype: np.dtype[Any],
     nodata: float | None,
     describe: Callable[[Any], None],
+    levels: Sequence[Path] = (),
 ) -> None:
+    """Full resolution into ``tmp`` and, as it streams, the overview ``levels`` (one file each)."""
     import rasterio
 
-    with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        dst = rasterio.open(tmp, "w", **profile)
-    with dst:
+    with contextlib.ExitStack() as stack:
+        with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+            outs = [
+                stack.enter_context(
+                    rasterio.open(p, "w", **level_profile(profile, src.shape[1:], k))
+                )
+                for k, p in enumerate(levels, start=1)
+            ]
         describe(dst)
-        for w in _windows(src.shape[1:], src.step):
-            block = _convert(src.read(w), src.scale, dtype, nodata)
-            win = rasterio.windows.Window(w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0)
-            dst.write(block, window=win)
+
+        def write_level(level: int, w: Window, block: NDArray[Any]) -> None:
+            outs[level - 1].write(block, window=_rio_window(w))
+
+        pyramid = Pyramid(len(levels), dtype, nodata, write_level)
+        for w, block in _prefetch(src, dtype, nodata):
+            dst.write(block, window=_rio_window(w))
+            pyramid.add(block, w)
+
+
+def _rio_window(w: Window) -> Any:
+    import rasterio.windows
+
+    return rasterio.windows.Window(w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0)
 
 
 def export_cog(
@@ -279,20 +302,30 @@ def export_cog(
     if nodata is None and np.issubdtype(dtype, np.floating):
         nodata = float("nan")
     profile = _profile(src, dtype, nodata, meta.crs, opts)
-    tag = uuid.uuid4().hex[:8]
-    tmp = out.with_name(f".{out.name}.{tag}.stage.tif")
-    part = out.with_name(f".{out.name}.{tag}.partial.tif")
+    n_levels = level_count(src.shape[1:], opts.blocksize)
+    own = (
+        _STREAM_OVERVIEWS
+        and opts.overview_resampling == "average"
+        and aligned(src.shape[1:], src.step, n_levels)
+    )
+    tmp, vrt, part, levels = stage_paths(out, n_levels if own else 0)
     try:
         with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):
             _write_intermediate(
-                src, tmp, profile, dtype, nodata, lambda d: _describe(d, store, array_name)
+                src, tmp, profile, dtype, nodata, lambda d: _describe(d, store, array_name), levels
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                rasterio.shutil.copy(tmp, part, driver="COG", **_cog_creation(opts, dtype))
+                source = tmp
+                if levels:
+                    rasterio.shutil.copy(tmp, vrt, driver="VRT")
+                    vrt_with_overviews(vrt, levels)
+                    source = vrt
+                co = _cog_creation(opts, dtype, own_overviews=bool(levels))
+                rasterio.shutil.copy(source, part, driver="COG", **co)
         os.replace(part, out)
     finally:
-        for p in (tmp, part):
+        for p in (tmp, vrt, part, *levels):
             p.unlink(missing_ok=True)
     log.info("exported %s/%s -> %s (%s)", store.path, array_name, out, dtype)
     return out
@@ -314,8 +347,6 @@ def _profile(
         "tiled": True,
         "blockxsize": opts.blocksize,
         "blockysize": opts.blocksize,
-        "compress": "zstd",
-        "zstd_level": 1,
         "bigtiff": "if_safer",
         "interleave": "pixel",
     }
@@ -327,17 +358,19 @@ def _profile(
     return profile
 
 
-def _cog_creation(opts: CogOptions, dtype: np.dtype[Any]) -> dict[str, Any]:
+def _cog_creation(
+    opts: CogOptions, dtype: np.dtype[Any], *, own_overviews: bool = False
+) -> dict[str, Any]:
     co: dict[str, Any] = {
         "COMPRESS": opts.compress.upper(),
         "PREDICTOR": "YES",
         "BLOCKSIZE": opts.blocksize,
-        "OVERVIEWS": "AUTO",
+        "OVERVIEWS": "FORCE_USE_EXISTING" if own_overviews else "AUTO",
         "OVERVIEW_RESAMPLING": opts.overview_resampling.upper(),
         "BIGTIFF": "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
     }
-    if opts.level is not None:
+    if opts.level is not None and opts.compress != "lzw":
         co["LEVEL"] = opts.level
     return co
 

@@ -72,6 +72,10 @@ class FitConfig:
         Loss weights.
     seed
         Seed of the tailor initialisation.
+    ls_start
+        Conjugate-gradient iterations of the least-squares start of the tailor's last layer
+        (:func:`pipeline.fit_ls.ls_start`); ``0`` (default) keeps the zero start: measured on
+        imgWV2 it does not hold HQNR with fewer steps (``benchmarks/fit_speed.py``).
     """
 
     adapt: str = "tailor"
@@ -85,6 +89,7 @@ class FitConfig:
     kernel: int = 3
     weights: LossWeights = field(default_factory=LossWeights)
     seed: int = 0
+    ls_start: int = 0
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -95,6 +100,8 @@ class FitConfig:
             raise ConfigError("Learning rates must be > 0.", got=(self.lr, self.finetune_lr))
         if self.patience < 1:
             raise ConfigError("patience must be >= 1.", got=self.patience)
+        if self.ls_start < 0:
+            raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,11 @@ class FitResult:
         The same before fitting (the pretrained network).
     history
         Total loss per step.
+    step_budget
+        Steps the fit was allowed (0: no fit ran).
+    stop_rule
+        Why it stopped: ``"budget"`` (all steps ran), ``"plateau"`` (no relative improvement of
+        ``min_delta`` in ``patience`` steps), or ``""`` (no fit).
     """
 
     adapt: str
@@ -132,12 +144,16 @@ class FitResult:
     losses: dict[str, float]
     initial_losses: dict[str, float]
     history: list[float]
+    step_budget: int = 0
+    stop_rule: str = ""
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (no tensors), e.g. for ``pantailor run --json``."""
         return {
             "adapt": self.adapt,
             "steps": self.steps,
+            "step_budget": self.step_budget,
+            "stop_rule": self.stop_rule,
             "fit_seconds": round(self.seconds, 4),
             "feature_seconds": round(self.feature_seconds, 4),
             "losses": self.losses,
@@ -371,6 +387,10 @@ def fit_tailor(
         return out, out_d, delta
 
     objective = _objective(x, sensor, cfg.weights, forward)
+    if cfg.ls_start:
+        from .fit_ls import ls_start
+
+        ls_start(tailor, backbone, x, feats, feats_d, sensor, cfg, objective)
     params = list(tailor.parameters())
     losses, initial, history = _optimise(params, objective, cfg.steps, cfg, cfg.lr)
     if not history:
@@ -385,7 +405,27 @@ def fit_tailor(
         losses,
     )
     state = {k: v.detach().cpu().clone() for k, v in tailor.state_dict().items()}
-    return FitResult("tailor", state, None, len(history), seconds, t_feat, losses, initial, history)
+    rule = _stop_rule(len(history), cfg.steps, cfg)
+    return FitResult(
+        "tailor",
+        state,
+        None,
+        len(history),
+        seconds,
+        t_feat,
+        losses,
+        initial,
+        history,
+        step_budget=cfg.steps,
+        stop_rule=rule,
+    )
+
+
+def _stop_rule(steps: int, budget: int, cfg: FitConfig) -> str:
+    """``"budget"`` or the plateau rule that ended a fit of ``steps`` out of ``budget``."""
+    if steps >= budget:
+        return "budget"
+    return f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
 
 
 def fit_finetune(
@@ -424,7 +464,17 @@ def fit_finetune(
     log.info("finetune: %d steps in %.2f s, %s", len(history), seconds, losses)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return FitResult(
-        "finetune", None, state, len(history), seconds, t_feat, losses, initial, history
+        "finetune",
+        None,
+        state,
+        len(history),
+        seconds,
+        t_feat,
+        losses,
+        initial,
+        history,
+        step_budget=cfg.finetune_steps,
+        stop_rule=_stop_rule(len(history), cfg.finetune_steps, cfg),
     )
 
 

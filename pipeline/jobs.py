@@ -212,6 +212,8 @@ class FitOutcome:
         ``{"sample", "fit", "save"}`` wall times.
     losses
         Final loss terms by name.
+    step_budget, stop_rule
+        Steps allowed, and why the fit stopped (``"budget"`` or the plateau rule).
     """
 
     path: str
@@ -220,6 +222,8 @@ class FitOutcome:
     steps: int
     seconds: dict[str, float]
     losses: dict[str, float]
+    step_budget: int = 0
+    stop_rule: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -154,7 +154,10 @@ def stage_quality(
     ]
     results: list[QualityResult] = engine.score_tiles(jobs)
     pixels = [r.pixels for r in results]
+    from .quality import conventions
+
     out: dict[str, Any] = {
+        "conventions": conventions(),
         "tiles": [str(k) for k in keys],
         "product": weighted([r.product for r in results], pixels),
         "seconds": time.perf_counter() - t0,

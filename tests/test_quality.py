@@ -334,6 +334,7 @@ def test_metrics_command_on_geotiff_and_container(tmp_path, capsys) -> None:  # 
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "oracle" and out["sensor"] == "qb"
     assert set(out["timings"]) == {"full_resolution", "reduced_resolution"}
+    assert out["conventions"]["full_resolution"].startswith("toolbox: Matlab toolbox")
     m = out["metrics"]
     assert m["q2n"] == pytest.approx(1.0) and m["ergas"] == pytest.approx(0.0, abs=1e-5)
     assert m["hqnr"] == pytest.approx(full_resolution(gt, s.ms, s.pan, "qb")["hqnr"], rel=1e-6)

@@ -102,6 +102,8 @@ def fit_adapter(job: FitJob) -> FitOutcome:
         steps=int(result.steps),
         seconds={"sample": t1 - t0, "fit": t2 - t1, "save": t3 - t2},
         losses={str(k): float(v) for k, v in result.losses.items()},
+        step_budget=int(result.step_budget),
+        stop_rule=str(result.stop_rule),
     )
 
 

@@ -158,17 +158,33 @@ def _filter_sep(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, t.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
 
 
+def _poly23_axis(xp: torch.Tensor, dim: int, n: int, first: bool) -> torch.Tensor:
+    """One x2 stage along ``dim`` (2 or 3) of the mirror-padded ``xp`` (``p = 6`` each side).
+
+    Polyphase form of zero-stuffing + the 23-tap kernel: the coarse samples are copied (centre
+    tap 1, the other even taps 0) and the half-way samples are the 12 odd taps applied to the
+    coarse samples, so no product with a stuffed zero is computed. ``first``: coarse ``k`` at
+    fine ``2k + 1`` (the half-way sample comes first), else at ``2k``.
+    """
+    p = _POLY_ORDER // 2
+    odd = poly23_kernel()[::2].to(dtype=xp.dtype, device=xp.device)  # the 12 odd taps
+    c, k = xp.shape[1], odd.numel()
+    start = 0 if first else 1
+    src = xp.narrow(dim, start, n + k - 1)
+    view = (1, 1, k, 1) if dim == 2 else (1, 1, 1, k)
+    half = F.conv2d(src, odd.view(view).expand(c, *view[1:]), groups=c)
+    copy = xp.narrow(dim, p, n)
+    parts = (half, copy) if first else (copy, half)
+    shape = list(half.shape)
+    shape[dim] = 2 * n
+    return torch.stack(parts, dim=dim + 1).reshape(shape)
+
+
 def _poly23_stage(x: torch.Tensor, first: bool) -> torch.Tensor:
-    n, c, h, w = x.shape
-    p = _POLY_ORDER // 2  # 6 coarse samples cover the 11-sample half width
-    xp = pad_reflect(x, p)
-    hp, wp = h + 2 * p, w + 2 * p
-    z = x.new_zeros((n, c, 2 * hp, 2 * wp))
-    o = 1 if first else 0
-    z[..., o::2, o::2] = xp
-    y = _filter_sep(z, poly23_kernel())  # valid: size 2*hp - 22
-    s = 2 * p - 11  # fine index of padded position 0 after the valid crop is -11
-    return y[..., s : s + 2 * h, s : s + 2 * w]
+    h, w = x.shape[-2:]
+    xp = pad_reflect(x, _POLY_ORDER // 2)  # 6 coarse samples cover the 11-sample half width
+    rows = _poly23_axis(xp, 2, h, first)
+    return _poly23_axis(rows, 3, w, first)
 
 
 def _bicubic(x: torch.Tensor, ratio: int) -> torch.Tensor:

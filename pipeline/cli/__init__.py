@@ -29,6 +29,7 @@ COMMANDS = (
     "status",
     "demo",
     "metrics",
+    "evaluate",
     "weights",
 )
 

@@ -28,6 +28,12 @@ def add(
     p.add_argument("--block", type=int, default=32, help="Q/Q2n block edge (default 32)")
     p.add_argument("--edge", type=int, default=0, help="PAN pixels cut on each side (default 0)")
     p.add_argument("--method", help="method name recorded in the output")
+    p.add_argument(
+        "--convention",
+        default="toolbox",
+        choices=("toolbox", "project"),
+        help="full-resolution indices: the Matlab toolbox's (default) or the project's earlier",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd)
     return p
@@ -45,7 +51,11 @@ def cmd(args: argparse.Namespace) -> int:
     sources = args.inputs or [args.fused]
     opts = {k: v for k, v in (("dn_max", args.dn_max), ("patch", args.patch)) if v is not None}
     result = evaluate(
-        fused, load_inputs(sources, args.sensor, **opts), block=args.block, edge=args.edge
+        fused,
+        load_inputs(sources, args.sensor, **opts),
+        block=args.block,
+        edge=args.edge,
+        convention=args.convention,
     )
     if args.method:
         result = {"method": args.method, **result}
@@ -57,4 +67,6 @@ def cmd(args: argparse.Namespace) -> int:
     for name, value in result["metrics"].items():
         print(f"  {name:<11} {value:.4f}")
     print("  " + ", ".join(f"{k} {v:.2f}s" for k, v in result["timings"].items()))
+    for kind, note in result["conventions"].items():
+        print(f"  {kind} convention: {note}")
     return 0

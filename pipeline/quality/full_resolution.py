@@ -1,6 +1,15 @@
 """Full-resolution (no-reference) indices: Khan's D_lambda, D_S, HQNR and the classic QNR.
 
-With ``F`` the fused image ``(B, H, W)``, ``MS`` the observed MS ``(B, h, w)``, ``P`` the PAN
+Two conventions (``convention=``):
+
+``"toolbox"`` (default)
+    The Matlab pansharpening toolbox's own definitions (Vivone et al., as in DLPan-Toolbox),
+    equal to its outputs to 1e-6: :mod:`.toolbox_fr`. Every paper's full-resolution table uses it.
+``"project"``
+    This project's earlier variants, kept for comparison with earlier results (described below).
+    They differ from the toolbox's by far more than rounding (``docs/notes/quality.md``).
+
+The ``"project"`` convention: with ``F`` the fused image ``(B, H, W)``, ``MS`` the observed MS ``(B, h, w)``, ``P`` the PAN
 ``(H, W)``, ``r`` the ratio and ``S`` the block size (32), all in DN:
 
 * ``MS~``: the MS interpolated to the PAN grid (23-tap polynomial, :func:`pipeline.backbones.upsample`).
@@ -27,13 +36,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..mtf import degrade_f32, filter_torch, kernels_1d
 from ..sensors import SensorSpec, get_sensor
+from . import toolbox
 from .indices import DEFAULT_BLOCK, q2n, uqi
 from .inputs import FloatArray, as_bands, as_plane, cut_edges
+from .toolbox_fr import toolbox_indices
 
 DEFAULT_UPSAMPLER = "poly23"
+CONVENTIONS = ("toolbox", "project")
+DEFAULT_CONVENTION = "toolbox"
+#: One line per convention, written beside every number that uses it (reports, benchmarks).
+CONVENTION_NOTES = {
+    "toolbox": "Matlab toolbox (HQNR.m): genMTF 41x41 Kaiser-windowed MTF, q2n uint16 cast, "
+    "interp23tap (circular), P_LP = interp23tap(imresize(P, 1/r) bicubic antialiased); "
+    "32x32 blocks, shift 32",
+    "project": "pantailor <= 0.1: separable normalised MTF, float Q2n, mirror-bordered 23-tap, "
+    "P_LP = MTF(PAN gain)-degraded PAN re-interpolated; 32x32 blocks",
+}
+
+
+def check_convention(convention: str) -> str:
+    """Return ``convention`` or raise :class:`ConfigError` naming the known ones."""
+    if convention not in CONVENTIONS:
+        raise ConfigError(
+            "Unknown full-resolution convention.",
+            expected=" or ".join(CONVENTIONS),
+            got=repr(convention),
+            fix="use convention='toolbox' (the Matlab toolbox's indices) or 'project'.",
+        )
+    return convention
 
 
 def interpolate(ms: FloatArray, ratio: int, method: str = DEFAULT_UPSAMPLER) -> FloatArray:
@@ -101,6 +134,21 @@ def _ms_up(m: FloatArray, ms_up: Any, spec: SensorSpec, upsampler: str) -> Float
     return up
 
 
+def _toolbox(
+    fused: Any, ms: Any, pan: Any, spec: SensorSpec, block: int, edge: int, engine: str
+) -> dict[str, float]:
+    f, m = _inputs(fused, ms, spec)
+    p = _pan(pan, f)
+    return toolbox_indices(f, m, p, spec, block=block, edge=edge, engine=engine)
+
+
+def _pan(pan: Any, f: FloatArray) -> FloatArray:
+    p = as_plane(pan, "pan")
+    if p.shape != f.shape[1:]:
+        raise InputError("PAN and fused grids differ.", expected=f.shape[1:], got=p.shape)
+    return p
+
+
 def d_lambda_khan(
     fused: Any,
     ms: Any,
@@ -110,6 +158,8 @@ def d_lambda_khan(
     edge: int = 0,
     ms_up: Any = None,
     upsampler: str = DEFAULT_UPSAMPLER,
+    convention: str = DEFAULT_CONVENTION,
+    engine: str = "torch",
 ) -> float:
     """Khan's spectral distortion ``1 - Q2n(MTF(F), MS~)`` in ``[0, 1]``; 0 is best.
 
@@ -124,23 +174,41 @@ def d_lambda_khan(
     block, edge
         Q2n block edge and the pixels cut from every side (PAN pixels).
     ms_up
-        ``MS~`` if already computed, ``(B, H, W)``.
+        ``MS~`` if already computed, ``(B, H, W)`` (``"project"`` convention only).
     upsampler
-        ``"poly23"`` (the definition) or ``"bicubic"``.
+        ``"poly23"`` (the definition) or ``"bicubic"`` (``"project"`` convention only).
+    convention
+        ``"toolbox"`` (default) or ``"project"`` (see the module docstring).
+    engine
+        ``"torch"`` or ``"numpy"`` (``"toolbox"`` convention: same values to 1e-6).
     """
     spec = get_sensor(sensor)
     f, m = _inputs(fused, ms, spec)
+    if check_convention(convention) == "toolbox":
+        zero = np.zeros(f.shape[1:])
+        return toolbox_indices(f, m, zero, spec, block=block, edge=edge, engine=engine)[
+            "d_lambda_k"
+        ]
     up = _ms_up(m, ms_up, spec, upsampler)
     lp = mtf_filter(f, spec.mtf_ms, spec.ratio)
     return 1.0 - q2n(cut_edges(lp, edge), cut_edges(up, edge), block)
 
 
 def pan_low_pass(
-    pan: Any, sensor: str | SensorSpec, upsampler: str = DEFAULT_UPSAMPLER
+    pan: Any,
+    sensor: str | SensorSpec,
+    upsampler: str = DEFAULT_UPSAMPLER,
+    convention: str = DEFAULT_CONVENTION,
 ) -> FloatArray:
-    """``P_LP``: PAN ``(H, W)`` MTF-filtered (PAN gain), decimated by ``r``, re-interpolated."""
+    """``P_LP`` of the PAN ``(H, W)``, the PAN as the MS would see it.
+
+    ``"toolbox"``: ``interp23tap(imresize(P, 1/r))`` (Matlab bicubic with antialiasing);
+    ``"project"``: MTF-filtered with the PAN gain, decimated by ``r``, re-interpolated.
+    """
     spec = get_sensor(sensor)
     p = as_plane(pan, "pan")
+    if check_convention(convention) == "toolbox":
+        return toolbox.pan_low_pass(p, spec.ratio)
     low = mtf_degrade(p[None], [spec.mtf_pan], spec.ratio)
     return np.asarray(interpolate(low, spec.ratio, upsampler)[0])
 
@@ -155,18 +223,20 @@ def d_s(
     edge: int = 0,
     ms_up: Any = None,
     upsampler: str = DEFAULT_UPSAMPLER,
+    convention: str = DEFAULT_CONVENTION,
+    engine: str = "torch",
 ) -> float:
     """Spatial distortion ``mean_b |Q(F_b, P) - Q(MS~_b, P_LP)|`` in ``[0, 1]``; 0 is best.
 
     Parameters are those of :func:`d_lambda_khan` plus ``pan`` ``(H, W)`` in DN.
     """
     spec = get_sensor(sensor)
+    if check_convention(convention) == "toolbox":
+        return _toolbox(fused, ms, pan, spec, block, edge, engine)["d_s"]
     f, m = _inputs(fused, ms, spec)
-    p = as_plane(pan, "pan")
-    if p.shape != f.shape[1:]:
-        raise InputError("PAN and fused grids differ.", expected=f.shape[1:], got=p.shape)
+    p = _pan(pan, f)
     up = _ms_up(m, ms_up, spec, upsampler)
-    p_lp = pan_low_pass(p, spec, upsampler)
+    p_lp = pan_low_pass(p, spec, upsampler, convention="project")
     f, up, p, p_lp = (cut_edges(a, edge) for a in (f, up, p, p_lp))
     diffs = [abs(uqi(f[b], p, block) - uqi(up[b], p_lp, block)) for b in range(f.shape[0])]
     return float(np.mean(diffs))
@@ -179,14 +249,19 @@ def d_lambda_qnr(
     *,
     block: int = DEFAULT_BLOCK,
     edge: int = 0,
+    convention: str = DEFAULT_CONVENTION,
+    engine: str = "torch",
 ) -> float:
     """Classic QNR spectral distortion ``mean_{i != j} |Q(F_i, F_j) - Q(MS_i, MS_j)|``.
 
-    Band-pair UQIs on ``block`` blocks for the fused image and ``block // r`` (at least 2) for
-    the MS; 0 for a single band.
+    ``"toolbox"``: the MS band pairs are those of ``MS~`` on ``block`` blocks (``D_lambda.m``);
+    ``"project"``: those of the observed MS on ``block // r`` blocks. 0 for a single band.
     """
     spec = get_sensor(sensor)
     f, m = _inputs(fused, ms, spec)
+    if check_convention(convention) == "toolbox":
+        zero = np.zeros(f.shape[1:])
+        return toolbox_indices(f, m, zero, spec, block=block, edge=edge, engine=engine)["d_lambda"]
     f, m = cut_edges(f, edge), cut_edges(m, edge // spec.ratio)
     ms_block = max(2, block // spec.ratio)
     pairs = list(itertools.combinations(range(f.shape[0]), 2))
@@ -205,6 +280,8 @@ def full_resolution(
     block: int = DEFAULT_BLOCK,
     edge: int = 0,
     upsampler: str = DEFAULT_UPSAMPLER,
+    convention: str = DEFAULT_CONVENTION,
+    engine: str = "torch",
 ) -> dict[str, float]:
     """All no-reference indices of a fused product.
 
@@ -217,24 +294,35 @@ def full_resolution(
     pan
         ``(H, W)`` PAN in DN.
     sensor
-        Sensor name or spec: ratio, MS and PAN MTF gains.
+        Sensor name or spec: ratio, MS (and PAN) MTF gains.
     block
         Block edge ``S`` (32).
     edge
-        PAN pixels cut from every side (``edge // r`` MS pixels).
+        PAN pixels cut from every side (0: the toolbox cuts none).
     upsampler
-        Interpolator for ``MS~`` and ``P_LP`` (``"poly23"`` by definition).
+        ``"project"`` convention: interpolator for ``MS~`` and ``P_LP`` (``"poly23"``).
+    convention
+        ``"toolbox"`` (default: the Matlab toolbox's indices) or ``"project"``.
+    engine
+        ``"torch"`` (batched block statistics, default) or ``"numpy"`` (the reference loops);
+        same values to 1e-6 in both conventions.
 
     Returns
     -------
     dict
         ``{"d_lambda_k", "d_s", "hqnr", "d_lambda", "qnr"}``, floats; distortions 0 and
-        quality indices 1 are best.
+        quality indices 1 are best. :data:`CONVENTION_NOTES` describes the convention.
     """
     spec = get_sensor(sensor)
+    if check_convention(convention) == "toolbox":
+        return _toolbox(fused, ms, pan, spec, block, edge, engine)
     f, m = _inputs(fused, ms, spec)
+    if engine == "torch":
+        from .project_fast import project_torch
+
+        return project_torch(f, m, _pan(pan, f), spec, block, edge, upsampler)
     up = interpolate(m, spec.ratio, upsampler)
-    kw: dict[str, Any] = {"block": block, "edge": edge}
+    kw: dict[str, Any] = {"block": block, "edge": edge, "convention": "project"}
     dk = d_lambda_khan(f, m, spec, ms_up=up, upsampler=upsampler, **kw)
     ds = d_s(f, m, pan, spec, ms_up=up, upsampler=upsampler, **kw)
     dl = d_lambda_qnr(f, m, spec, **kw)
@@ -248,6 +336,10 @@ def full_resolution(
 
 
 __all__ = [
+    "CONVENTIONS",
+    "CONVENTION_NOTES",
+    "DEFAULT_CONVENTION",
+    "check_convention",
     "d_lambda_khan",
     "d_lambda_qnr",
     "d_s",

@@ -133,10 +133,14 @@ def uqi(x: Any, y: Any, block: int = DEFAULT_BLOCK, stride: int | None = None) -
     return float(np.mean(uqi_map(x, y, block, stride)))
 
 
-def q2n_map(fused: Any, reference: Any, block: int = DEFAULT_BLOCK) -> FloatArray:
+def q2n_map(
+    fused: Any, reference: Any, block: int = DEFAULT_BLOCK, flat: str = "unit"
+) -> FloatArray:
     """Q2n of each non-overlapping ``block x block`` block: ``(B, H, W)`` pair -> ``(ny, nx)``.
 
     ``reference`` supplies the per-block band normalisation (see the module docstring).
+    ``flat`` is the scale of a reference band that is flat in a block: ``"unit"`` (1) or
+    ``"toolbox"`` (``eps``, or 1 where the band's block mean is 0, as ``q2n.m`` does).
     Processed in strips of block rows so that memory stays bounded on large scenes.
     """
     f, r = as_bands(fused, "fused"), as_bands(reference, "reference")
@@ -145,7 +149,9 @@ def q2n_map(fused: Any, reference: Any, block: int = DEFAULT_BLOCK) -> FloatArra
     f, r = pad_components(pad_to_blocks(f, block)), pad_components(pad_to_blocks(r, block))
     n, h, w = r.shape
     rows = max(1, _STRIP_ELEMENTS // (n * block * w)) * block
-    out = [_q2n_strip(f[:, y : y + rows], r[:, y : y + rows], block) for y in range(0, h, rows)]
+    out = [
+        _q2n_strip(f[:, y : y + rows], r[:, y : y + rows], block, flat) for y in range(0, h, rows)
+    ]
     return np.concatenate(out, axis=0)
 
 
@@ -179,11 +185,14 @@ def _block_product_mean(z1: FloatArray, z2: FloatArray) -> FloatArray:
     return np.asarray(out.reshape(n, *z1.shape[1:-1]), dtype=np.float64)
 
 
-def _q2n_strip(f: FloatArray, r: FloatArray, block: int) -> FloatArray:
+def _q2n_strip(f: FloatArray, r: FloatArray, block: int, flat: str = "unit") -> FloatArray:
     fb, rb = _blocks(f, block), _blocks(r, block)
     mu_r, mu_f = rb.mean(axis=-1), fb.mean(axis=-1)
     sd = rb.std(axis=-1, ddof=1)
-    t = np.where(sd > 0, sd, 1.0)
+    if flat == "toolbox":
+        t = np.where(sd > 0, sd, np.where(mu_r == 0, 1.0, np.finfo(np.float64).eps))
+    else:
+        t = np.where(sd > 0, sd, 1.0)
     z1 = (rb - mu_r[..., None]) / t[..., None]  # centred, normalised reference
     z2 = (fb - mu_f[..., None]) / t[..., None]  # centred test image, same normalisation
     m1 = np.sqrt(float(r.shape[0]))  # |(1, 1, ..., 1)|: every normalised band has mean 1

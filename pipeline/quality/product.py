@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..sensors import SensorSpec, get_sensor
-from .full_resolution import full_resolution
+from .full_resolution import CONVENTION_NOTES, DEFAULT_CONVENTION, full_resolution
 from .indices import DEFAULT_BLOCK
 from .inputs import FloatArray, as_bands, as_plane
 from .reduced_resolution import reduced_resolution
@@ -149,6 +149,7 @@ def evaluate(
     *,
     block: int = DEFAULT_BLOCK,
     edge: int = 0,
+    convention: str = DEFAULT_CONVENTION,
 ) -> dict[str, Any]:
     """All indices of ``fused`` ``(B, H, W)`` (DN) given its inputs, with timings.
 
@@ -156,7 +157,7 @@ def evaluate(
     -------
     dict
         ``{"sensor", "timings": {"full_resolution": s[, "reduced_resolution": s]},
-        "metrics": {name: value}}``.
+        "metrics": {name: value}, "conventions": {"full_resolution": note}}``.
     """
     f = as_bands(fused, "fused")
     want = (inputs.ms.shape[0], *inputs.pan.shape)
@@ -169,13 +170,21 @@ def evaluate(
         )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    metrics = full_resolution(f, inputs.ms, inputs.pan, inputs.sensor, block=block, edge=edge)
+    metrics = full_resolution(
+        f, inputs.ms, inputs.pan, inputs.sensor, block=block, edge=edge, convention=convention
+    )
     timings["full_resolution"] = time.perf_counter() - t0
     if inputs.gt is not None:
         t0 = time.perf_counter()
         metrics.update(reduced_resolution(f, inputs.gt, inputs.sensor, block=block, edge=edge))
         timings["reduced_resolution"] = time.perf_counter() - t0
-    return {"sensor": inputs.sensor.name, "timings": timings, "metrics": metrics}
+    conventions = {"full_resolution": f"{convention}: {CONVENTION_NOTES[convention]}"}
+    return {
+        "sensor": inputs.sensor.name,
+        "timings": timings,
+        "metrics": metrics,
+        "conventions": conventions,
+    }
 
 
 __all__ = ["ProductInputs", "evaluate", "load_fused", "load_inputs"]

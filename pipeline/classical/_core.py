@@ -1,83 +1,31 @@
-"""Classical pansharpening baselines: weighted Brovey, GSA, MTF-GLP and MTF-GLP-HPM.
-
-All take the observed MS ``(B, h, w)`` and PAN ``(H, W)`` in DN (``H = r h``, ``W = r w``) and
-return the fused image ``(B, H, W)`` float32 in DN. ``LMS`` is the MS interpolated to the PAN
-grid with the project's upsampler (:func:`pipeline.backbones.upsample`, 23-tap polynomial by
-default), so the baselines and the networks start from the same image. Written from the
-published definitions:
-
-``brovey`` (weighted, as GDAL's pansharpening does)
-    ``pseudo = sum_i w_i LMS_i``; ``out_i = LMS_i * PAN / pseudo`` (0 where ``pseudo = 0``).
-    GDAL takes the weights from the user; ``weights=None`` here fits them by non-negative least
-    squares of the MTF-degraded PAN on the MS bands. Keeps the band ratios of ``LMS``.
-``gsa`` (adaptive Gram–Schmidt, Aiazzi et al. 2007)
-    Intensity ``I = sum_i w_i LMS_i + w_0`` with ``(w, w_0)`` the least-squares regression of the
-    degraded PAN on the MS bands; PAN matched to ``I`` in mean, and in standard deviation through
-    its low-pass ``P_LP`` (PAN MTF, decimated, re-interpolated): ``P' = (P - mean P) std(I) /
-    std(P_LP) + mean I``;
-    ``out_i = LMS_i + g_i (P' - I)`` with ``g_i = cov(LMS_i, I) / var(I)``.
-``mtf_glp`` (generalised Laplacian pyramid with MTF-matched filters, Aiazzi et al. 2006)
-    ``P_LP,i`` = PAN filtered with band ``i``'s MS MTF kernel, decimated by ``r`` and
-    re-interpolated; ``out_i = LMS_i + g_i (PAN - P_LP,i)`` with the regression gain
-    ``g_i = cov(LMS_i, P_LP,i) / var(P_LP,i)``.
-``mtf_glp_hpm`` (high-pass modulation)
-    PAN matched to each band (``P_i``, mean and standard deviation of ``LMS_i``, scaled by the
-    spread of ``P_LP,i``), ``out_i = LMS_i * P_i / P_LP,i`` with ``P_LP,i`` the same affine map
-    of the MTF low-pass above (additive fallback where ``P_LP,i`` vanishes).
-
-Every method is split in two halves so the whole image and a tiled, distributed run share code:
-
-:func:`fit_coefficients` (once per scene)
-    The *global* coefficients as a small JSON-able dict: Brovey band weights; GSA regression
-    weights, PAN mean/scale, intensity mean and injection gains; GLP regression gains; HPM PAN
-    mean, per-band scales and means. They are computed from the whole scene, exactly as the
-    whole-image definitions above, never from a sample of tiles: the weight regressions use the
-    same subsampled design (every ``step``-th MS pixel in raster order with the PAN degraded to
-    the MS grid) and the means, standard deviations and covariances are accumulated block by
-    block (Chan's pairwise update of means and co-moments, float64) over the scene's tiles read
-    with a halo that makes each block's LMS / ``P_LP`` equal to the whole image's
-    (:func:`fit_halo_ms`). Memory is bounded by one block; the result equals the whole-image
-    fit to float rounding. :func:`fit_coefficients_tiled` does this from any window reader
-    (e.g. a scene store on a worker).
-:func:`apply_coefficients` (per tile)
-    The pixelwise fusion of one window (a tile plus :func:`apply_halo_ms` MS pixels of halo:
-    the LMS upsampler's support, plus the 41-tap MTF filter's ``ceil(20 / r)`` MS pixels for
-    the GLP methods), cropped by the caller like the network kernel's output.
-
-:func:`pansharpen` is fit + apply on the whole image (one block; the LMS and low-passes are
-computed once and shared by both halves).
-"""
+"""Fit and apply halves of the classical methods, block by block (see :mod:`pipeline.classical`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import nnls
 
-from .errors import ConfigError, InputError
-from .grid import TileGrid, TileRead, Window
-from .mtf import DEFAULT_SIZE
-from .quality.full_resolution import DEFAULT_UPSAMPLER, interpolate, mtf_degrade
-from .quality.inputs import as_bands, as_plane
-from .sensors import SensorSpec, get_sensor
+from ..errors import ConfigError, InputError
+from ..grid import TileGrid, TileRead, Window
+from ..mtf import DEFAULT_SIZE
+from ..quality.full_resolution import DEFAULT_UPSAMPLER, mtf_degrade
+from ..quality.inputs import as_bands, as_plane
+from ..sensors import SensorSpec, get_sensor
+from ._stats import _EPS, FloatArray, _gain, _lms_of, _Moments, _nnls_weights, _std
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 #: The global coefficients of one method on one scene (JSON-able; see :func:`fit_coefficients`).
 Coefficients = dict[str, Any]
 #: Reads one tile's windows: ``TileRead -> (MS (B, h', w'), PAN (r h', r w'))`` in DN.
 Reader = Callable[[TileRead], tuple[Any, Any]]
 
 _FIT_SAMPLES = 1 << 18  # MS pixels used at most by the weight regressions
-_EPS = 1e-12
 _KEYS = ("brovey", "gsa", "mtf-glp", "mtf-glp-hpm")
 
 
@@ -116,9 +64,9 @@ def _check_bands(key: str, n_bands: int, spec: SensorSpec) -> None:
         )
 
 
-def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> FloatArray:
+def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> NDArray[np.floating[Any]]:
     if lms is None:
-        return interpolate(m, spec.ratio, upsampler)
+        return _lms_of(m, spec.ratio, upsampler)
     up = as_bands(lms, "lms")
     want = (m.shape[0], spec.ratio * m.shape[1], spec.ratio * m.shape[2])
     if up.shape != want:
@@ -133,7 +81,7 @@ def _mtf_reach_ms(ratio: int) -> int:
 
 def fit_halo_ms(method: str, sensor: str | SensorSpec, upsampler: str = DEFAULT_UPSAMPLER) -> int:
     """MS-pixel halo the per-block statistics of :func:`fit_coefficients_tiled` read."""
-    from .backbones import support_ms
+    from ..backbones import support_ms
 
     spec = get_sensor(sensor)
     reach = _mtf_reach_ms(spec.ratio)
@@ -146,7 +94,7 @@ def apply_halo_ms(method: str, sensor: str | SensorSpec, upsampler: str = DEFAUL
     The LMS upsampler's support, plus the MTF filter's reach (``ceil(20 / r)``) where the
     fusion uses the PAN low-pass ``P_LP`` (MTF-GLP and HPM).
     """
-    from .backbones import support_ms
+    from ..backbones import support_ms
 
     spec = get_sensor(sensor)
     halo = support_ms(upsampler, spec.ratio)
@@ -175,9 +123,9 @@ class _Block:
         self.own = own if own is not None else Window(0, m.shape[1], 0, m.shape[2])
         self.origin = origin
         self._lms_given = lms
-        self._up: FloatArray | None = None
+        self._up: NDArray[np.floating[Any]] | None = None
         self._low: dict[float, FloatArray] = {}
-        self._lp: dict[float, FloatArray] = {}
+        self._lp: dict[float, NDArray[np.floating[Any]]] = {}
 
     @classmethod
     def read(
@@ -190,7 +138,7 @@ class _Block:
         return cls(m, p, spec, upsampler, own=own.relative_to(tr.ms), origin=(own.y0, own.x0))
 
     @property
-    def up(self) -> FloatArray:
+    def up(self) -> NDArray[np.floating[Any]]:
         """LMS of the window ``(B, H', W')``."""
         if self._up is None:
             self._up = _lms(self.m, self._lms_given, self.spec, self.upsampler)
@@ -202,17 +150,17 @@ class _Block:
             self._low[gain] = mtf_degrade(self.p[None], [gain], self.spec.ratio)[0]
         return self._low[gain]
 
-    def lp(self, gain: float) -> FloatArray:
-        """``P_LP``: :meth:`low` re-interpolated to the PAN grid ``(H', W')``."""
+    def lp(self, gain: float) -> NDArray[np.floating[Any]]:
+        """``P_LP``: :meth:`low` re-interpolated to the PAN grid ``(H', W')`` (as the LMS)."""
         if gain not in self._lp:
-            self._lp[gain] = interpolate(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
+            self._lp[gain] = _lms_of(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
         return self._lp[gain]
 
-    def own_ms(self, x: FloatArray) -> FloatArray:
+    def own_ms(self, x: NDArray[Any]) -> NDArray[Any]:
         """``x``'s pixels (last two axes, MS grid) inside :attr:`own`."""
         return x[(..., *self.own.slices)]
 
-    def own_pan(self, x: FloatArray) -> FloatArray:
+    def own_pan(self, x: NDArray[Any]) -> NDArray[Any]:
         """``x``'s pixels (last two axes, PAN grid) inside :attr:`own`."""
         return x[(..., *self.own.scaled(self.spec.ratio).slices)]
 
@@ -242,54 +190,6 @@ def _design(
         ys.append(y.ravel()[keep])
     order = np.argsort(np.concatenate(idx), kind="stable")
     return np.concatenate(xs)[order], np.concatenate(ys)[order]
-
-
-def _nnls_weights(x: FloatArray, y: FloatArray) -> FloatArray:
-    w, _ = nnls(x, y)
-    if not np.any(w > 0):
-        log.warning("Brovey weight fit gave all zeros; using equal weights.")
-        w = np.full(x.shape[1], 1.0 / x.shape[1])
-    return np.asarray(w, dtype=np.float64)
-
-
-class _Moments:
-    """Means and co-moments of ``k`` variables accumulated over blocks (Chan et al.'s update)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean: FloatArray = np.zeros(0)
-        self.comoment: FloatArray = np.zeros((0, 0))
-
-    def add(self, x: FloatArray) -> None:
-        """Add the pixels of ``x`` ``(k, n)``."""
-        nb = x.shape[1]
-        if nb == 0:
-            return
-        mb = x.mean(axis=1)
-        xc = x - mb[:, None]
-        cb = xc @ xc.T
-        if self.n == 0:
-            self.n, self.mean, self.comoment = nb, mb, cb
-            return
-        n = self.n + nb
-        d = mb - self.mean
-        self.mean = self.mean + d * (nb / n)
-        self.comoment = self.comoment + cb + np.outer(d, d) * (self.n * nb / n)
-        self.n = n
-
-    @property
-    def cov(self) -> FloatArray:
-        """Population covariance matrix (``ddof = 0``, as ``np.std``)."""
-        return self.comoment / max(self.n, 1)
-
-
-def _gain(cov: FloatArray, i: int, ref: int) -> float:
-    """``cov(x_i, x_ref) / var(x_ref)``."""
-    return float(cov[i, ref] / max(float(cov[ref, ref]), _EPS))
-
-
-def _std(cov: FloatArray, i: int) -> float:
-    return math.sqrt(max(float(cov[i, i]), 0.0))
 
 
 def _fit_blocks(
@@ -359,11 +259,12 @@ def _fit_blocks(
 def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
     """The fusion of the whole window of ``b`` with the global ``coeffs``."""
     key, spec, up, p = coeffs["method"], b.spec, b.up, b.p
-    if key == "brovey":
-        pseudo = np.einsum("b,byx->yx", np.asarray(coeffs["weights"]), up)
+    if key == "brovey":  # float32 throughout (a pixelwise ratio: 1e-7 relative)
+        up32 = np.asarray(up, dtype=np.float32)
+        pseudo = np.tensordot(np.asarray(coeffs["weights"], dtype=np.float32), up32, axes=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(pseudo != 0, p / pseudo, 0.0)
-        return (up * ratio).astype(np.float32)
+            ratio = np.where(pseudo != 0, p.astype(np.float32) / pseudo, np.float32(0.0))
+        return up32 * ratio
     if key == "gsa":
         inten = np.einsum("b,byx->yx", np.asarray(coeffs["weights"]), up) + coeffs["offset"]
         detail = (p - coeffs["pan_mean"]) * coeffs["pan_scale"] + coeffs["intensity_mean"] - inten
@@ -491,147 +392,3 @@ def apply_coefficients(
             "Band count differs from the fit.", expected=coeffs["n_bands"], got=m.shape[0]
         )
     return _apply_block(_Block(m, p, spec, str(coeffs["upsampler"])), coeffs)
-
-
-def save_coefficients(coeffs: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``coeffs`` as JSON atomically (floats round-trip exactly)."""
-    from .files import write_text_atomic
-
-    return write_text_atomic(path, json.dumps(dict(coeffs), indent=1, sort_keys=True))
-
-
-def load_coefficients(path: str | Path) -> Coefficients:
-    """Inverse of :func:`save_coefficients`."""
-    data: Coefficients = json.loads(Path(path).read_text())
-    return data
-
-
-def _run(
-    key: str,
-    ms: Any,
-    pan: Any,
-    sensor: str | SensorSpec,
-    upsampler: str,
-    lms: Any,
-    weights: Sequence[float] | None = None,
-) -> NDArray[np.float32]:
-    """Fit + apply on the whole image (one block: LMS and low-passes computed once)."""
-    spec = get_sensor(sensor)
-    m, p = _check(ms, pan, spec)
-    whole = _Block(m, p, spec, upsampler, lms=lms)
-    coeffs = _fit_blocks(key, lambda _: [whole], m.shape[1:], m.shape[0], spec, upsampler, weights)
-    return _apply_block(whole, coeffs)
-
-
-def fit_weights(ms: Any, pan: Any, sensor: str | SensorSpec) -> FloatArray:
-    """Non-negative band weights ``(B,)`` with ``degraded PAN ~ sum_i w_i MS_i`` (no offset)."""
-    return np.asarray(fit_coefficients("brovey", ms, pan, sensor)["weights"], dtype=np.float64)
-
-
-def brovey(
-    ms: Any,
-    pan: Any,
-    sensor: str | SensorSpec,
-    *,
-    weights: Sequence[float] | None = None,
-    upsampler: str = DEFAULT_UPSAMPLER,
-    lms: Any = None,
-) -> NDArray[np.float32]:
-    """Weighted Brovey transform (GDAL's ``Brovey`` pansharpening algorithm).
-
-    Parameters
-    ----------
-    ms
-        ``(B, h, w)`` MS in DN.
-    pan
-        ``(H, W)`` PAN in DN, ``H = r h``.
-    sensor
-        Sensor name or spec (ratio; PAN MTF for the weight fit).
-    weights
-        ``B`` weights of the pseudo-PAN; ``None`` fits them (:func:`fit_weights`).
-    upsampler
-        LMS interpolator, ``"poly23"`` or ``"bicubic"``.
-    lms
-        Precomputed ``(B, H, W)`` LMS.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(B, H, W)`` float32 in DN.
-    """
-    return _run("brovey", ms, pan, sensor, upsampler, lms, weights)
-
-
-def gsa(
-    ms: Any,
-    pan: Any,
-    sensor: str | SensorSpec,
-    *,
-    upsampler: str = DEFAULT_UPSAMPLER,
-    lms: Any = None,
-) -> NDArray[np.float32]:
-    """Adaptive Gram–Schmidt (GSA) component substitution; arguments as for :func:`brovey`."""
-    return _run("gsa", ms, pan, sensor, upsampler, lms)
-
-
-def mtf_glp(
-    ms: Any,
-    pan: Any,
-    sensor: str | SensorSpec,
-    *,
-    upsampler: str = DEFAULT_UPSAMPLER,
-    lms: Any = None,
-) -> NDArray[np.float32]:
-    """MTF-GLP with regression injection gains; arguments as for :func:`brovey`."""
-    return _run("mtf-glp", ms, pan, sensor, upsampler, lms)
-
-
-def mtf_glp_hpm(
-    ms: Any,
-    pan: Any,
-    sensor: str | SensorSpec,
-    *,
-    upsampler: str = DEFAULT_UPSAMPLER,
-    lms: Any = None,
-) -> NDArray[np.float32]:
-    """MTF-GLP with high-pass modulation; arguments as for :func:`brovey`."""
-    return _run("mtf-glp-hpm", ms, pan, sensor, upsampler, lms)
-
-
-Method = Callable[..., NDArray[np.float32]]
-METHODS: dict[str, Method] = {
-    "brovey": brovey,
-    "gsa": gsa,
-    "mtf-glp": mtf_glp,
-    "mtf-glp-hpm": mtf_glp_hpm,
-}
-
-
-def pansharpen(
-    method: str, ms: Any, pan: Any, sensor: str | SensorSpec, **options: Any
-) -> NDArray[np.float32]:
-    """Run the classical ``method`` (a key of :data:`METHODS`) -> ``(B, H, W)`` float32 DN.
-
-    :func:`fit_coefficients` + :func:`apply_coefficients` on the whole image.
-    """
-    return METHODS[_key(method)](ms, pan, sensor, **options)
-
-
-__all__ = [
-    "METHODS",
-    "Coefficients",
-    "Reader",
-    "apply_coefficients",
-    "apply_halo_ms",
-    "brovey",
-    "fit_coefficients",
-    "fit_coefficients_tiled",
-    "fit_halo_ms",
-    "fit_weights",
-    "gsa",
-    "load_coefficients",
-    "mtf_glp",
-    "mtf_glp_hpm",
-    "pansharpen",
-    "save_coefficients",
-]

@@ -1,0 +1,243 @@
+"""Overview levels of a raster computed while it streams past, for the COG export.
+
+GDAL's COG driver, given a source without overviews, builds them after the fact: it reads the
+whole full-resolution image back, averages it level by level into a temporary compressed file
+and reads that again. :class:`Pyramid` instead takes every full-resolution window as the export
+writes it, and produces each overview level's window at once (2 x 2 block means of the level
+above, nodata and NaN excluded from the means): one pass,
+in numpy, memory bounded by one window, for images whose sides are multiples of ``2**levels``
+(:func:`aligned`; other sizes keep GDAL's overviews). The levels are written as tiled GeoTIFFs beside the
+full-resolution stage file and attached to it as the overviews of a VRT
+(:func:`vrt_with_overviews`), which the COG driver copies as they are. The export's other staging
+helpers live here too (:func:`to_dn`, :func:`read_ahead`, :func:`stage_paths`).
+
+The full resolution is never touched here. The levels are GDAL's own ``AVERAGE`` overviews: each
+from the rounded level above, integer means rounded half up (``tests/test_overviews.py`` compares
+them with GDAL's).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .grid import Window
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Writes one level's window: ``(level >= 1, window in that level's pixels, block (B, h, w))``.
+LevelWriter = Callable[[int, Window, NDArray[Any]], None]
+
+
+def level_count(shape_yx: tuple[int, int], blocksize: int) -> int:
+    """Overview levels GDAL's COG driver makes with ``OVERVIEWS=AUTO``.
+
+    Halve (rounding up) until the image fits in one ``blocksize`` block.
+    """
+    h, w = shape_yx
+    n = 0
+    while h > blocksize or w > blocksize:
+        h, w, n = -(-h // 2), -(-w // 2), n + 1
+    return n
+
+
+def level_shape(shape_yx: tuple[int, int], level: int) -> tuple[int, int]:
+    """``(h, w)`` of overview ``level`` (``ceil`` of the size over ``2**level``)."""
+    f = 1 << level
+    return -(-shape_yx[0] // f), -(-shape_yx[1] // f)
+
+
+def aligned(shape_yx: tuple[int, int], step: int, n_levels: int) -> bool:
+    """Whether the levels are exact ``2 x 2`` block means of each other, window by window.
+
+    The image sides and the window step must be multiples of ``2**n_levels``: GDAL maps an odd
+    side onto its overview with a non-integer factor (203 rows -> 102 overview rows, each
+    averaging about 1.99 rows), which is left to GDAL (the export falls back to it).
+    """
+    f = 1 << n_levels
+    return n_levels == 0 or (step % f == 0 and shape_yx[0] % f == 0 and shape_yx[1] % f == 0)
+
+
+def _sum2(x: NDArray[Any]) -> NDArray[Any]:
+    """Sums over 2 x 2 blocks of the last two axes (even sizes)."""
+    s = x[..., 0::2, :] + x[..., 1::2, :]
+    out: NDArray[Any] = s[..., 0::2] + s[..., 1::2]
+    return out
+
+
+class Pyramid:
+    """Streaming ``2 x 2`` mean pyramid of a ``(B, H, W)`` raster.
+
+    Parameters
+    ----------
+    n_levels
+        Overview levels to make (level ``k`` is ``2**k`` times smaller).
+    dtype
+        Output dtype of the levels (the full resolution's).
+    nodata
+        Value excluded from the means and written where a block holds no valid pixel (NaN too,
+        for float output); ``None``: every pixel is valid (NaN still excluded for floats).
+    write
+        Receives each level's window as soon as it is known.
+    """
+
+    def __init__(
+        self, n_levels: int, dtype: np.dtype[Any], nodata: float | None, write: LevelWriter
+    ) -> None:
+        self.n_levels, self.dtype, self.nodata, self.write = n_levels, dtype, nodata, write
+
+    def _valid(self, block: NDArray[Any]) -> NDArray[np.bool_] | None:
+        valid: NDArray[np.bool_] | None = None
+        if np.issubdtype(block.dtype, np.floating):
+            nan = np.isnan(block)
+            valid = ~nan if nan.any() else None
+        if self.nodata is not None and not math.isnan(self.nodata):
+            nod = block == block.dtype.type(self.nodata)
+            if nod.any():
+                valid = ~nod if valid is None else valid & ~nod
+        return valid
+
+    def _cast(self, mean: NDArray[np.float64], empty: NDArray[np.bool_] | None) -> NDArray[Any]:
+        """The level's pixels: integer means rounded half up (GDAL's), empty blocks -> nodata."""
+        if np.issubdtype(self.dtype, np.integer):
+            info = np.iinfo(self.dtype)
+            mean = np.clip(np.floor(mean + 0.5), info.min, info.max)
+        if empty is not None:
+            fill = self.nodata if self.nodata is not None else float("nan")
+            mean[empty] = fill if np.issubdtype(self.dtype, np.floating) else (fill or 0)
+        return mean.astype(self.dtype)
+
+    def _half(self, block: NDArray[Any]) -> NDArray[Any]:
+        """The next level of ``block``: the mean of the valid pixels of each 2 x 2 block."""
+        valid = self._valid(block)
+        x = block.astype(np.float64)
+        if valid is None:
+            return self._cast(_sum2(x) / 4.0, None)
+        x[~valid] = 0.0
+        n = _sum2(valid.astype(np.float64))
+        empty = n == 0
+        return self._cast(_sum2(x) / np.where(empty, 1.0, n), empty)
+
+    def add(self, block: NDArray[Any], window: Window) -> None:
+        """Take the full-resolution ``block`` ``(B, h, w)`` at ``window`` (origin aligned).
+
+        Each level is made from the (rounded) level above, as GDAL's ``AVERAGE`` does.
+        """
+        for level in range(1, self.n_levels + 1):
+            block = self._half(block)
+            f = 1 << level
+            win = Window(window.y0 // f, -(-window.y1 // f), window.x0 // f, -(-window.x1 // f))
+            self.write(level, win, block)
+
+
+def to_dn(
+    block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
+) -> NDArray[Any]:
+    """Scale to DN (float64), round and clip to ``dtype``; NaN -> ``nodata``.
+
+    In place on one float64 copy of the block (no temporaries per step).
+    """
+    if scale == 1.0 and block.dtype == dtype:
+        if np.issubdtype(dtype, np.floating) and nodata is not None and not np.isnan(nodata):
+            return np.where(np.isnan(block), dtype.type(nodata), block)
+        return block
+    if np.issubdtype(dtype, np.integer):
+        x = np.array(block, dtype=np.float64)
+        if scale != 1.0:
+            x *= scale
+        nan = np.isnan(x)
+        has_nan = bool(nan.any())
+        if has_nan:
+            x[nan] = 0.0
+        info = np.iinfo(dtype)
+        np.rint(x, out=x)
+        np.clip(x, info.min, info.max, out=x)
+        out = x.astype(dtype)
+        if has_nan:
+            out[nan] = 0 if nodata is None else nodata
+        return out
+    y = np.asarray(block, dtype=np.float64) * scale if scale != 1.0 else block
+    y = np.array(y, dtype=dtype)
+    if nodata is not None:
+        y[np.isnan(y)] = nodata
+    return y
+
+
+def level_profile(profile: dict[str, Any], shape_yx: tuple[int, int], level: int) -> dict[str, Any]:
+    """The rasterio profile of a level's stage file: the full resolution's, resized, no georef."""
+    h, w = level_shape(shape_yx, level)
+    out = {k: v for k, v in profile.items() if k not in ("crs", "transform")}
+    return {**out, "width": w, "height": h}
+
+
+def stage_paths(out: Path, n_levels: int) -> tuple[Path, Path, Path, list[Path]]:
+    """Temporary files of one export of ``out``: stage GTiff, VRT, partial COG, one per level."""
+    base = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    levels = [Path(f"{base}.ov{k}.tif") for k in range(1, n_levels + 1)]
+    return Path(f"{base}.stage.tif"), Path(f"{base}.stage.vrt"), Path(f"{base}.partial.tif"), levels
+
+
+def read_ahead(
+    items: Iterable[T], job: Callable[[T], R], threads: int, ahead: int
+) -> Iterator[tuple[T, R]]:
+    """``(item, job(item))`` in order, with up to ``ahead`` jobs running on ``threads`` threads.
+
+    For I/O and numpy work that releases the GIL (zarr decompression, array conversion), so
+    reading the next windows overlaps GDAL's writing of the current one.
+    """
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque[tuple[T, Future[R]]] = deque()
+        try:
+            for item in items:
+                pending.append((item, pool.submit(job, item)))
+                if len(pending) > ahead:
+                    first, fut = pending.popleft()
+                    yield first, fut.result()
+            while pending:
+                first, fut = pending.popleft()
+                yield first, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+
+
+def vrt_with_overviews(base_vrt: Path, levels: Sequence[Path]) -> None:
+    """Attach ``levels`` (one GeoTIFF per overview level, same bands) to every band of a VRT.
+
+    ``base_vrt`` is the VRT GDAL wrote for the full-resolution file (``driver="VRT"`` copy); it is
+    rewritten in place with one ``<Overview>`` per level and band.
+    """
+    tree = ET.parse(base_vrt)
+    for band in tree.getroot().iter("VRTRasterBand"):
+        index = band.get("band")
+        for path in levels:
+            ov = ET.SubElement(band, "Overview")
+            src = ET.SubElement(ov, "SourceFilename", relativeToVRT="0")
+            src.text = str(path)
+            ET.SubElement(ov, "SourceBand").text = str(index)
+    tree.write(base_vrt)
+
+
+__all__ = [
+    "Pyramid",
+    "aligned",
+    "level_count",
+    "level_profile",
+    "level_shape",
+    "read_ahead",
+    "stage_paths",
+    "to_dn",
+    "vrt_with_overviews",
+]

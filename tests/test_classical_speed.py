@@ -1,0 +1,33 @@
+"""The fast paths of the classical methods against their references (scipy, the filter bank)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import nnls
+
+from pipeline import classical
+from pipeline.quality import interpolate
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_active_set_nnls_equals_scipy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 10))
+    a = rng.normal(size=(int(rng.integers(n, 300)), n))
+    if seed % 2:  # correlated, all-positive columns like MS bands
+        a = np.abs(a) + 3 * rng.normal(size=(a.shape[0], 1))
+    b = rng.normal(size=a.shape[0]) * rng.uniform(0.1, 100)
+    want = nnls(a, b)[0]
+    got = classical._nnls(a, b)
+    assert (got >= 0).all()
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(("shape", "upsampler"), [((8, 37, 52), "poly23"), ((4, 9, 30), "bicubic")])
+def test_matrix_lms_equals_the_filter_bank(shape: tuple[int, int, int], upsampler: str) -> None:
+    ms = np.random.default_rng(0).uniform(0, 2047, shape)
+    got = classical._lms_of(ms, 4, upsampler)
+    want = interpolate(ms, 4, upsampler)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)
