@@ -24,9 +24,10 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 from distributed import Client, as_completed
@@ -218,9 +219,26 @@ def open_engine(cluster: ClusterConfig | None = None) -> Iterator[Engine]:
         yield Engine(client, device=cfg.device, retries=cfg.retries, amp=cfg.amp)
 
 
+def performance_report(engine: object, path: Path) -> AbstractContextManager[object]:
+    """Dask's performance report (HTML at ``path``) of what runs inside; a no-op without a client."""
+    if getattr(engine, "client", None) is None:
+        return nullcontext()
+    from distributed import performance_report as report
+
+    ctx: AbstractContextManager[object] = report(filename=str(path))
+    return ctx
+
+
 def load_cluster(path: str | None = None, **overrides: object) -> ClusterConfig:
     """:func:`workers.cluster.load_cluster_config` for the CLI (which may not import workers)."""
     return load_cluster_config(path, **overrides)
 
 
-__all__ = ["ClusterConfig", "Engine", "PantailorError", "load_cluster", "open_engine"]
+__all__ = [
+    "ClusterConfig",
+    "Engine",
+    "PantailorError",
+    "load_cluster",
+    "open_engine",
+    "performance_report",
+]

@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -206,12 +206,9 @@ def _engine(engine: Any, cluster: Any) -> Iterator[Any]:
 
 def _performance_report(engine: Any, path: Path) -> Any:
     """Dask's performance report of the whole run (HTML), when the engine has a client."""
-    client = getattr(engine, "client", None)
-    if client is None:
-        return nullcontext()
-    from distributed import performance_report  # the engine's client; no other Dask use here
+    from ..distribute import performance_report
 
-    return performance_report(filename=str(path))
+    return performance_report(engine, path)
 
 
 def _record_plan(state: BatchState, planned: Sequence[PlannedScene]) -> None:

@@ -169,9 +169,9 @@ def cmd(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cluster = None
     if not cfg.dry_run:  # a dry run imports neither torch nor distributed
-        from workers.cluster import load_cluster_config
+        from ..distribute import load_cluster
 
-        cluster = load_cluster_config(
+        cluster = load_cluster(
             args.cluster_config,
             n_workers=args.workers,
             threads_per_worker=args.threads_per_worker,
