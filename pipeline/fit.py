@@ -18,13 +18,14 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from .backbones import Backbone, upsample
 from .errors import ConfigError
+from .fit_config import ADAPT_MODES, FitConfig, FitResult
+from .fit_stop import _optimise, _stop_rule
 from .losses import (
     LossWeights,
     WindowStats,
@@ -41,135 +42,9 @@ from .losses import (
 )
 from .sampling import PatchBatch
 from .sensors import SensorSpec
-from .tailor import FeatureTailor, TailoredModel, TailorSpec
+from .tailor import FeatureTailor, TailorSpec
 
 log = logging.getLogger(__name__)
-
-ADAPT_MODES = ("none", "tailor", "finetune")
-
-
-@dataclass(frozen=True, kw_only=True)
-class FitConfig:
-    """How to adapt the network to a scene (measured defaults: ``benchmarks/results/``).
-
-    Attributes
-    ----------
-    adapt
-        ``"tailor"`` (default), ``"none"`` or ``"finetune"``.
-    steps
-        Step budget of the tailor fit.
-    lr
-        Learning rate of the tailor fit.
-    finetune_steps, finetune_lr
-        Budget and Adam learning rate of ``adapt="finetune"``.
-    patience
-        Stop after this many steps without a relative improvement of ``min_delta``.
-    min_delta
-        Relative improvement of the best total loss that counts as progress.
-    width, kernel
-        Tailor hidden channels and kernel size (:class:`pipeline.tailor.TailorSpec`).
-    weights
-        Loss weights.
-    seed
-        Seed of the tailor initialisation.
-    ls_start
-        Conjugate-gradient iterations of the least-squares start of the tailor's last layer
-        (:func:`pipeline.fit_ls.ls_start`); ``0`` (default) keeps the zero start: measured on
-        imgWV2 it does not hold HQNR with fewer steps (``benchmarks/fit_speed.py``).
-    """
-
-    adapt: str = "tailor"
-    steps: int = 60
-    lr: float = 3e-3
-    finetune_steps: int = 1000
-    finetune_lr: float = 1e-4
-    patience: int = 10
-    min_delta: float = 1e-3
-    width: int = 16
-    kernel: int = 3
-    weights: LossWeights = field(default_factory=LossWeights)
-    seed: int = 0
-    ls_start: int = 0
-
-    def __post_init__(self) -> None:
-        if self.adapt not in ADAPT_MODES:
-            raise ConfigError("Unknown adaptation mode.", expected=ADAPT_MODES, got=self.adapt)
-        if self.steps < 0 or self.finetune_steps < 0:
-            raise ConfigError("Step budgets must be >= 0.", got=(self.steps, self.finetune_steps))
-        if self.lr <= 0 or self.finetune_lr <= 0:
-            raise ConfigError("Learning rates must be > 0.", got=(self.lr, self.finetune_lr))
-        if self.patience < 1:
-            raise ConfigError("patience must be >= 1.", got=self.patience)
-        if self.ls_start < 0:
-            raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What a fit produced.
-
-    Attributes
-    ----------
-    adapt
-        The mode that ran.
-    tailor_state
-        The fitted tailor's state dict (``adapt="tailor"``), else ``None``.
-    backbone_state
-        The fine-tuned backbone's state dict (``adapt="finetune"``), else ``None``.
-    steps
-        Optimiser steps taken.
-    seconds
-        Wall time of the whole fit, feature caching included (s).
-    feature_seconds
-        Part of ``seconds`` spent preparing inputs and cached features (s).
-    losses
-        Loss terms (unweighted) and ``total`` (weighted) at the kept parameters.
-    initial_losses
-        The same before fitting (the pretrained network).
-    history
-        Total loss per step.
-    step_budget
-        Steps the fit was allowed (0: no fit ran).
-    stop_rule
-        Why it stopped: ``"budget"`` (all steps ran), ``"plateau"`` (no relative improvement of
-        ``min_delta`` in ``patience`` steps), or ``""`` (no fit).
-    """
-
-    adapt: str
-    tailor_state: dict[str, torch.Tensor] | None
-    backbone_state: dict[str, torch.Tensor] | None
-    steps: int
-    seconds: float
-    feature_seconds: float
-    losses: dict[str, float]
-    initial_losses: dict[str, float]
-    history: list[float]
-    step_budget: int = 0
-    stop_rule: str = ""
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready summary (no tensors), e.g. for ``pantailor run --json``."""
-        return {
-            "adapt": self.adapt,
-            "steps": self.steps,
-            "step_budget": self.step_budget,
-            "stop_rule": self.stop_rule,
-            "fit_seconds": round(self.seconds, 4),
-            "feature_seconds": round(self.feature_seconds, 4),
-            "losses": self.losses,
-            "initial_losses": self.initial_losses,
-        }
-
-    def model(self, backbone: Backbone) -> Backbone:
-        """The network to infer with: the backbone, tailored, or fine-tuned (eval, frozen)."""
-        if self.tailor_state is not None:
-            model: Backbone = TailoredModel(backbone, FeatureTailor.from_state(self.tailor_state))
-        elif self.backbone_state is not None:
-            model = copy.deepcopy(backbone)
-            model.load_state_dict(self.backbone_state)
-        else:
-            model = backbone
-        return model.eval().requires_grad_(False)
 
 
 @dataclass
@@ -257,84 +132,6 @@ def _objective(
     return total
 
 
-class _Adam:
-    """Adam (Kingma & Ba 2015) in a few tensor ops.
-
-    ``torch.optim`` imports ``torch._dynamo`` on the first optimiser built in a process, which
-    costs about 3 s on this CPU, longer than a whole tailor fit (see
-    ``benchmarks/results/fit_speed.md``); this has no such start-up cost.
-    """
-
-    def __init__(
-        self, params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
-    ) -> None:
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, 1e-8, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor]) -> None:
-        closure()
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1.0 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1.0 - b2)
-            denom = (v / c2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / c1)
-
-
-def _optimise(
-    params: list[torch.nn.Parameter],
-    objective: Callable[[], tuple[torch.Tensor, dict[str, float]]],
-    budget: int,
-    cfg: FitConfig,
-    lr: float,
-) -> tuple[dict[str, float], dict[str, float], list[float]]:
-    """Run the loop, leave the best parameters in ``params``; return their losses, the initial
-    losses and the history of the total."""
-    opt = _Adam(params, lr=lr)
-    history: list[float] = []
-    best = float("inf")
-    best_state = [p.detach().clone() for p in params]
-    best_report: dict[str, float] = {}
-    initial: dict[str, float] = {}
-    since_best = 0
-    for _ in range(budget):
-        reports: list[dict[str, float]] = []
-
-        def closure(reports: list[dict[str, float]] = reports) -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            with torch.enable_grad():
-                loss, report = objective()
-                loss.backward()  # type: ignore[no-untyped-call]
-            reports.append(report)
-            return loss
-
-        snapshot = [p.detach().clone() for p in params]
-        opt.step(closure)
-        report = reports[0]
-        initial = initial or report
-        history.append(report["total"])
-        if report["total"] < best * (1.0 - cfg.min_delta):
-            best, best_state, best_report, since_best = report["total"], snapshot, report, 0
-        else:
-            since_best += 1
-            if since_best >= cfg.patience:
-                break
-    with torch.no_grad():
-        for p, s in zip(params, best_state, strict=True):
-            p.copy_(s)
-    return best_report, initial, history
-
-
 def fit_tailor(
     patches: PatchBatch,
     backbone: Backbone,
@@ -419,13 +216,6 @@ def fit_tailor(
         step_budget=cfg.steps,
         stop_rule=rule,
     )
-
-
-def _stop_rule(steps: int, budget: int, cfg: FitConfig) -> str:
-    """``"budget"`` or the plateau rule that ended a fit of ``steps`` out of ``budget``."""
-    if steps >= budget:
-        return "budget"
-    return f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
 
 
 def fit_finetune(

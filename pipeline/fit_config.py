@@ -1,0 +1,143 @@
+"""Configuration and result of a scene fit (:mod:`pipeline.fit`): :class:`FitConfig`, :class:`FitResult`."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .backbones import Backbone
+from .errors import ConfigError
+from .losses import LossWeights
+from .tailor import FeatureTailor, TailoredModel
+
+ADAPT_MODES = ("none", "tailor", "finetune")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """How to adapt the network to a scene (measured defaults: ``benchmarks/results/``).
+
+    Attributes
+    ----------
+    adapt
+        ``"tailor"`` (default), ``"none"`` or ``"finetune"``.
+    steps
+        Step budget of the tailor fit.
+    lr
+        Learning rate of the tailor fit.
+    finetune_steps, finetune_lr
+        Budget and Adam learning rate of ``adapt="finetune"``.
+    patience
+        Stop after this many steps without a relative improvement of ``min_delta``.
+    min_delta
+        Relative improvement of the best total loss that counts as progress.
+    width, kernel
+        Tailor hidden channels and kernel size (:class:`pipeline.tailor.TailorSpec`).
+    weights
+        Loss weights.
+    seed
+        Seed of the tailor initialisation.
+    ls_start
+        Conjugate-gradient iterations of the least-squares start of the tailor's last layer
+        (:func:`pipeline.fit_ls.ls_start`); ``0`` (default) keeps the zero start: measured on
+        imgWV2 it does not hold HQNR with fewer steps (``benchmarks/fit_speed.py``).
+    """
+
+    adapt: str = "tailor"
+    steps: int = 60
+    lr: float = 3e-3
+    finetune_steps: int = 1000
+    finetune_lr: float = 1e-4
+    patience: int = 10
+    min_delta: float = 1e-3
+    width: int = 16
+    kernel: int = 3
+    weights: LossWeights = field(default_factory=LossWeights)
+    seed: int = 0
+    ls_start: int = 0
+
+    def __post_init__(self) -> None:
+        if self.adapt not in ADAPT_MODES:
+            raise ConfigError("Unknown adaptation mode.", expected=ADAPT_MODES, got=self.adapt)
+        if self.steps < 0 or self.finetune_steps < 0:
+            raise ConfigError("Step budgets must be >= 0.", got=(self.steps, self.finetune_steps))
+        if self.lr <= 0 or self.finetune_lr <= 0:
+            raise ConfigError("Learning rates must be > 0.", got=(self.lr, self.finetune_lr))
+        if self.patience < 1:
+            raise ConfigError("patience must be >= 1.", got=self.patience)
+        if self.ls_start < 0:
+            raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a fit produced.
+
+    Attributes
+    ----------
+    adapt
+        The mode that ran.
+    tailor_state
+        The fitted tailor's state dict (``adapt="tailor"``), else ``None``.
+    backbone_state
+        The fine-tuned backbone's state dict (``adapt="finetune"``), else ``None``.
+    steps
+        Optimiser steps taken.
+    seconds
+        Wall time of the whole fit, feature caching included (s).
+    feature_seconds
+        Part of ``seconds`` spent preparing inputs and cached features (s).
+    losses
+        Loss terms (unweighted) and ``total`` (weighted) at the kept parameters.
+    initial_losses
+        The same before fitting (the pretrained network).
+    history
+        Total loss per step.
+    step_budget
+        Steps the fit was allowed (0: no fit ran).
+    stop_rule
+        Why it stopped: ``"budget"`` (all steps ran), ``"plateau"`` (no relative improvement of
+        ``min_delta`` in ``patience`` steps), or ``""`` (no fit).
+    """
+
+    adapt: str
+    tailor_state: dict[str, torch.Tensor] | None
+    backbone_state: dict[str, torch.Tensor] | None
+    steps: int
+    seconds: float
+    feature_seconds: float
+    losses: dict[str, float]
+    initial_losses: dict[str, float]
+    history: list[float]
+    step_budget: int = 0
+    stop_rule: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (no tensors), e.g. for ``pantailor run --json``."""
+        return {
+            "adapt": self.adapt,
+            "steps": self.steps,
+            "step_budget": self.step_budget,
+            "stop_rule": self.stop_rule,
+            "fit_seconds": round(self.seconds, 4),
+            "feature_seconds": round(self.feature_seconds, 4),
+            "losses": self.losses,
+            "initial_losses": self.initial_losses,
+        }
+
+    def model(self, backbone: Backbone) -> Backbone:
+        """The network to infer with: the backbone, tailored, or fine-tuned (eval, frozen)."""
+        if self.tailor_state is not None:
+            model: Backbone = TailoredModel(backbone, FeatureTailor.from_state(self.tailor_state))
+        elif self.backbone_state is not None:
+            model = copy.deepcopy(backbone)
+            model.load_state_dict(self.backbone_state)
+        else:
+            model = backbone
+        return model.eval().requires_grad_(False)
+
+
+__all__ = ["ADAPT_MODES", "FitConfig", "FitResult"]
