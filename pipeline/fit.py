@@ -132,6 +132,49 @@ def _objective(
     return total
 
 
+def _new_tailor(backbone: Backbone, cfg: FitConfig, dev: torch.device) -> FeatureTailor:
+    """A fresh tailor for ``backbone``'s features, initialised from ``cfg.seed`` (RNG forked)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        spec = TailorSpec(channels=backbone.feat_channels, width=cfg.width, kernel=cfg.kernel)
+        return FeatureTailor(spec).to(dev)
+
+
+def _tailor_forward(
+    tailor: FeatureTailor,
+    backbone: Backbone,
+    x: _Inputs,
+    feats: torch.Tensor,
+    feats_d: torch.Tensor | None,
+) -> Callable[[bool], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    """The tailored forward pass on cached features: ``(out, out on degraded inputs, delta)``."""
+
+    def forward(need_d: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        delta = tailor.delta(feats)
+        out = backbone.map(feats + delta, x.ms, x.lms, x.pan)
+        out_d = None
+        if need_d and feats_d is not None:
+            out_d = backbone.map(feats_d + tailor.delta(feats_d), x.ms_d, x.lms_d, x.pan_d)
+        return out, out_d, delta
+
+    return forward
+
+
+def _fit_loop(
+    params: list[torch.nn.Parameter],
+    objective: Callable[[], tuple[torch.Tensor, dict[str, float]]],
+    budget: int,
+    cfg: FitConfig,
+    lr: float,
+) -> tuple[dict[str, float], dict[str, float], list[float]]:
+    """:func:`~pipeline.fit_stop._optimise`; with no step (``budget`` 0) the losses as they are."""
+    losses, initial, history = _optimise(params, objective, budget, cfg, lr)
+    if not history:
+        with torch.no_grad():
+            losses = initial = objective()[1]
+    return losses, initial, history
+
+
 def fit_tailor(
     patches: PatchBatch,
     backbone: Backbone,
@@ -170,29 +213,15 @@ def fit_tailor(
             backbone.extract(x.ms_d, x.lms_d, x.pan_d) if cfg.weights.consistency > 0 else None
         )
     t_feat = time.perf_counter() - t0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        spec = TailorSpec(channels=backbone.feat_channels, width=cfg.width, kernel=cfg.kernel)
-        tailor = FeatureTailor(spec).to(dev)
-
-    def forward(need_d: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        delta = tailor.delta(feats)
-        out = backbone.map(feats + delta, x.ms, x.lms, x.pan)
-        out_d = None
-        if need_d and feats_d is not None:
-            out_d = backbone.map(feats_d + tailor.delta(feats_d), x.ms_d, x.lms_d, x.pan_d)
-        return out, out_d, delta
-
+    tailor = _new_tailor(backbone, cfg, dev)
+    forward = _tailor_forward(tailor, backbone, x, feats, feats_d)
     objective = _objective(x, sensor, cfg.weights, forward)
     if cfg.ls_start:
         from .fit_ls import ls_start
 
         ls_start(tailor, backbone, x, feats, feats_d, sensor, cfg, objective)
     params = list(tailor.parameters())
-    losses, initial, history = _optimise(params, objective, cfg.steps, cfg, cfg.lr)
-    if not history:
-        with torch.no_grad():
-            losses = initial = objective()[1]
+    losses, initial, history = _fit_loop(params, objective, cfg.steps, cfg, cfg.lr)
     seconds = time.perf_counter() - t0
     log.info(
         "tailor fit: %d steps in %.2f s (features %.2f s), %s",
@@ -244,12 +273,9 @@ def fit_finetune(
 
     objective = _objective(x, sensor, cfg.weights, forward)
     params = [p for p in model.parameters() if p.requires_grad]
-    losses, initial, history = _optimise(
+    losses, initial, history = _fit_loop(
         params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr
     )
-    if not history:
-        with torch.no_grad():
-            losses = initial = objective()[1]
     seconds = time.perf_counter() - t0
     log.info("finetune: %d steps in %.2f s, %s", len(history), seconds, losses)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -173,6 +173,28 @@ def _count(cfg: SampleConfig, n_candidates: int) -> int:
     return min(want, cfg.max_patches, n_candidates)
 
 
+def _valid_pool(
+    source: PatchSource,
+    grid: TileGrid,
+    cfg: SampleConfig,
+    order: list[TileKey],
+    pool_size: int,
+    nodata: float | None,
+) -> list[tuple[TileKey, float]]:
+    """The first ``pool_size`` keys of ``order`` with few enough no-data pixels, and their texture
+    (0 unless ``cfg.mode == "texture"``); reads only the windows it visits."""
+    pool: list[tuple[TileKey, float]] = []
+    for key in order:
+        ms = source.read_ms(grid.ms_window(key))
+        pan = source.read_pan(grid.pan_window(key))
+        if invalid_mask(pan, ms, grid.ratio, nodata).mean() > cfg.max_nodata:
+            continue
+        pool.append((key, _texture(ms) if cfg.mode == "texture" else 0.0))
+        if len(pool) >= pool_size:
+            break
+    return pool
+
+
 def sample_keys(
     source: PatchSource,
     grid: TileGrid,
@@ -218,15 +240,7 @@ def sample_keys(
     order = [candidates[i] for i in rng.permutation(len(candidates))]
     k = _count(cfg, len(candidates))
     pool_size = k if cfg.mode == "random" else min(len(order), k * 4)
-    pool: list[tuple[TileKey, float]] = []
-    for key in order:
-        ms = source.read_ms(grid.ms_window(key))
-        pan = source.read_pan(grid.pan_window(key))
-        if invalid_mask(pan, ms, grid.ratio, nodata).mean() > cfg.max_nodata:
-            continue
-        pool.append((key, _texture(ms) if cfg.mode == "texture" else 0.0))
-        if len(pool) >= pool_size:
-            break
+    pool = _valid_pool(source, grid, cfg, order, pool_size, nodata)
     if not pool:
         raise InputError(
             "No fit patch has few enough no-data pixels.",

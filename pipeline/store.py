@@ -198,16 +198,7 @@ class SceneStore:
         h, w = self.meta.pan_shape_yx
         shape = (self.meta.n_bands, h, w)
         if name in self.array_names and not overwrite:
-            arr = self._group[name]
-            if tuple(arr.shape) == shape and np.dtype(arr.dtype) == dt:
-                return arr
-            raise StoreError(
-                f"Output {name!r} exists with another shape or dtype.",
-                path=self.path,
-                expected=f"{shape} {dt}",
-                got=f"{tuple(arr.shape)} {arr.dtype}",
-                fix="pass overwrite=True (--overwrite) or another output name.",
-            )
+            return self._existing_output(name, shape, dt)
         t = self.meta.tile
         self._arrays.pop(name, None)
         return self._group.create_array(
@@ -219,6 +210,19 @@ class SceneStore:
             dimension_names=("band", "y", "x"),
             attributes={"units": units},
             overwrite=True,
+        )
+
+    def _existing_output(self, name: str, shape: tuple[int, int, int], dt: np.dtype[Any]) -> Any:
+        """The existing output ``name`` if it has ``shape`` and ``dt``, else a :class:`StoreError`."""
+        arr = self._group[name]
+        if tuple(arr.shape) == shape and np.dtype(arr.dtype) == dt:
+            return arr
+        raise StoreError(
+            f"Output {name!r} exists with another shape or dtype.",
+            path=self.path,
+            expected=f"{shape} {dt}",
+            got=f"{tuple(arr.shape)} {arr.dtype}",
+            fix="pass overwrite=True (--overwrite) or another output name.",
         )
 
     def units(self, name: str) -> str:
