@@ -132,6 +132,19 @@ def _objective(
     return total
 
 
+def _cached_features(
+    backbone: Backbone, x: _Inputs, cfg: FitConfig
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The frozen extractor's features of the patches and (if consistency counts) of their
+    degraded versions, computed once for the whole fit."""
+    with torch.no_grad():
+        feats = backbone.extract(x.ms, x.lms, x.pan)
+        feats_d = (
+            backbone.extract(x.ms_d, x.lms_d, x.pan_d) if cfg.weights.consistency > 0 else None
+        )
+    return feats, feats_d
+
+
 def _new_tailor(backbone: Backbone, cfg: FitConfig, dev: torch.device) -> FeatureTailor:
     """A fresh tailor for ``backbone``'s features, initialised from ``cfg.seed`` (RNG forked)."""
     with torch.random.fork_rng(devices=[]):
@@ -158,21 +171,6 @@ def _tailor_forward(
         return out, out_d, delta
 
     return forward
-
-
-def _fit_loop(
-    params: list[torch.nn.Parameter],
-    objective: Callable[[], tuple[torch.Tensor, dict[str, float]]],
-    budget: int,
-    cfg: FitConfig,
-    lr: float,
-) -> tuple[dict[str, float], dict[str, float], list[float]]:
-    """:func:`~pipeline.fit_stop._optimise`; with no step (``budget`` 0) the losses as they are."""
-    losses, initial, history = _optimise(params, objective, budget, cfg, lr)
-    if not history:
-        with torch.no_grad():
-            losses = initial = objective()[1]
-    return losses, initial, history
 
 
 def fit_tailor(
@@ -207,11 +205,7 @@ def fit_tailor(
     t0 = time.perf_counter()
     backbone = backbone.to(dev).eval()
     x = _inputs(patches, backbone, sensor, dev)
-    with torch.no_grad():  # the frozen extractor runs once, for both branches
-        feats = backbone.extract(x.ms, x.lms, x.pan)
-        feats_d = (
-            backbone.extract(x.ms_d, x.lms_d, x.pan_d) if cfg.weights.consistency > 0 else None
-        )
+    feats, feats_d = _cached_features(backbone, x, cfg)
     t_feat = time.perf_counter() - t0
     tailor = _new_tailor(backbone, cfg, dev)
     forward = _tailor_forward(tailor, backbone, x, feats, feats_d)
@@ -221,7 +215,7 @@ def fit_tailor(
 
         ls_start(tailor, backbone, x, feats, feats_d, sensor, cfg, objective)
     params = list(tailor.parameters())
-    losses, initial, history = _fit_loop(params, objective, cfg.steps, cfg, cfg.lr)
+    losses, initial, history = _optimise(params, objective, cfg.steps, cfg, cfg.lr)
     seconds = time.perf_counter() - t0
     log.info(
         "tailor fit: %d steps in %.2f s (features %.2f s), %s",
@@ -273,7 +267,7 @@ def fit_finetune(
 
     objective = _objective(x, sensor, cfg.weights, forward)
     params = [p for p in model.parameters() if p.requires_grad]
-    losses, initial, history = _fit_loop(
+    losses, initial, history = _optimise(
         params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr
     )
     seconds = time.perf_counter() - t0

@@ -84,6 +84,8 @@ def _optimise(
     with torch.no_grad():
         for p, s in zip(params, best_state, strict=True):
             p.copy_(s)
+        if not history:  # no step (budget 0): the losses as they are
+            best_report = initial = objective()[1]
     return best_report, initial, history
 
 

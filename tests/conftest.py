@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pipeline.config import data_dir
+
+if TYPE_CHECKING:
+    from pipeline.distribute import Engine
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +68,25 @@ def local_reference(
     summary = summary_of(subprocess.run(argv, capture_output=True, text=True, timeout=300))
     assert summary["infer"]["computed"] == 24
     return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """A real 2-process local Dask cluster (one per test module that asks for it)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def engine(client: Any) -> Engine:
+    """The pipeline's :class:`~pipeline.distribute.Engine` on :func:`client`, on CPU."""
+    from pipeline.distribute import Engine
+
+    return Engine(client, device="cpu")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +31,6 @@ pytestmark = pytest.mark.slow
 
 FIT = {"steps": 3}
 SAMPLE = {"patch": 32, "min_patches": 2, "max_patches": 2}
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
-
-
-@pytest.fixture(scope="module")
-def engine(client: Any) -> Engine:
-    return Engine(client, device="cpu")
 
 
 @pytest.fixture(scope="module")
