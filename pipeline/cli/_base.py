@@ -8,6 +8,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
+    from workers.cluster import ClusterConfig
+
+if TYPE_CHECKING:
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     Subparsers = argparse._SubParsersAction
@@ -46,3 +49,25 @@ def print_summary(summary: dict[str, object], as_json: bool) -> None:
         for name in ("cog", "report", "quicklook", "crop"):
             if name in outputs:
                 print(f"{name}: {outputs.get(name)}")
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """The cluster flags shared by ``run`` and ``batch``."""
+    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    p.add_argument("--threads-per-worker", type=int, help="threads per worker (default 1)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
+    p.add_argument("--cluster-config", help="YAML overriding workers/defaults.yaml")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="worker device")
+
+
+def cluster_from(args: argparse.Namespace) -> ClusterConfig:
+    """The cluster configuration :func:`add_cluster_options`'s flags describe."""
+    from ..distribute import load_cluster
+
+    return load_cluster(
+        args.cluster_config,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        address=args.scheduler,
+        device=args.device,
+    )

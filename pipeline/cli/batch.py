@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._base import Subparsers
+from ._base import Subparsers, add_cluster_options, cluster_from
 
 METHODS = ["fusionnet", "pnn", "pannet", "dicnn", "brovey", "gsa", "mtf-glp", "mtf-glp-hpm"]
 
@@ -39,11 +39,7 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
     p.add_argument("--quality-tiles", type=int, default=4, help="tiles scored per scene (0: none)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
-    p.add_argument("--threads-per-worker", type=int, help="threads per worker (default 1)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
-    p.add_argument("--cluster-config", help="YAML overriding workers/defaults.yaml")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="worker device")
+    add_cluster_options(p)
     p.add_argument("--scenes-in-flight", type=int, default=2, help="scenes at once (default 2)")
     p.add_argument("--retry-failed", action="store_true", help="run failed scenes again")
     p.add_argument(
@@ -169,15 +165,7 @@ def cmd(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cluster = None
     if not cfg.dry_run:  # a dry run imports neither torch nor distributed
-        from ..distribute import load_cluster
-
-        cluster = load_cluster(
-            args.cluster_config,
-            n_workers=args.workers,
-            threads_per_worker=args.threads_per_worker,
-            address=args.scheduler,
-            device=args.device,
-        )
+        cluster = cluster_from(args)
     on_event, close = progress_display()
     try:
         result = run_batch(cfg, cluster=cluster, on_event=on_event)

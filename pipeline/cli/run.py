@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._base import Subparsers, print_summary, progress_printer
+from ._base import Subparsers, add_cluster_options, cluster_from, print_summary, progress_printer
 
 
 def add(
@@ -29,11 +29,7 @@ def add(
     p.add_argument("--adapt", default="tailor", choices=list(ADAPTS))
     p.add_argument("-o", "--output", required=True, help="target COG, e.g. out.tif")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
-    p.add_argument("--threads-per-worker", type=int, help="threads per worker (default 1)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
-    p.add_argument("--cluster-config", help="YAML overriding workers/defaults.yaml")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="worker device")
+    add_cluster_options(p)
     p.add_argument("--tile", type=int, default=512, help="tile edge in PAN pixels (default 512)")
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
     p.add_argument("--fit-patch", type=int, help="fit patch edge in PAN pixels (default 64)")
@@ -72,16 +68,9 @@ def ingest_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd(args: argparse.Namespace) -> int:
-    from ..distribute import load_cluster
     from ..runner import RunConfig, run_scene
 
-    cluster = load_cluster(
-        args.cluster_config,
-        n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        address=args.scheduler,
-        device=args.device,
-    )
+    cluster = cluster_from(args)
     sample = {"patch": args.fit_patch, "max_nodata": args.max_nodata}
     cfg = RunConfig(
         inputs=tuple(args.inputs),
