@@ -8,7 +8,9 @@ method is one row here (plus its code in :mod:`pipeline.backbones` / :mod:`pipel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import ConfigError
 
@@ -91,28 +93,26 @@ CLASSICAL = tuple(n for n, m in METHODS.items() if not m.network)
 ADAPTS = tuple(ADAPT_MODES)
 
 
+T = TypeVar("T")
+
+
+def _lookup(table: Mapping[str, T], name: str, problem: str, flag: str) -> T:
+    """``table[name]``, or a :class:`ConfigError` listing the known names and the flag."""
+    if name not in table:
+        raise ConfigError(
+            problem, expected=", ".join(table), got=repr(name), fix=f"choose a listed {flag}."
+        )
+    return table[name]
+
+
 def method(name: str) -> Method:
     """The method ``name``, or a :class:`ConfigError` listing the known ones."""
-    if name not in METHODS:
-        raise ConfigError(
-            "Unknown method.",
-            expected=", ".join(METHODS),
-            got=repr(name),
-            fix="choose a listed method (--method).",
-        )
-    return METHODS[name]
+    return _lookup(METHODS, name, "Unknown method.", "method (--method)")
 
 
 def adapt_mode(name: str) -> AdaptMode:
     """The adaptation mode ``name``, or a :class:`ConfigError` listing the known ones."""
-    if name not in ADAPT_MODES:
-        raise ConfigError(
-            "Unknown adaptation.",
-            expected=", ".join(ADAPT_MODES),
-            got=repr(name),
-            fix="choose a listed mode (--adapt).",
-        )
-    return ADAPT_MODES[name]
+    return _lookup(ADAPT_MODES, name, "Unknown adaptation.", "mode (--adapt)")
 
 
 def fitted_mode(name: str) -> AdaptMode:
