@@ -1,11 +1,12 @@
 """The sensor table: bands, PAN/MS ratio, radiometry and MTF gains, as data.
 
-Values for the VHR sensors follow ``METHOD.md`` (MS and PAN Nyquist gains as used by the standard
+The built-in rows live in ``pipeline/sensors.yaml`` (package data, read once at import). Values
+for the VHR sensors follow ``METHOD.md`` (MS and PAN Nyquist gains as used by the standard
 pansharpening toolboxes). Entries without published per-band Nyquist gains use the conventional
 default 0.3 (MS) / 0.15 (PAN) and say so in ``source``.
 
-Users add sensors from a YAML file (``load_sensor_file``) whose top level maps names to the
-fields of :class:`SensorSpec`.
+Users add sensors from a YAML file of the same format (``load_sensor_file``), whose top level maps
+names to the fields of :class:`SensorSpec`; both go through :func:`read_sensor_file`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from .errors import SensorError
 
 DEFAULT_MS_GAIN = 0.3
 DEFAULT_PAN_GAIN = 0.15
+#: The built-in sensor table (package data).
+BUILTIN_TABLE = Path(__file__).with_name("sensors.yaml")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,200 +137,6 @@ def _is_number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-_VHR = "METHOD.md (toolbox Nyquist gains)"
-_DEFAULT = "no published per-band Nyquist gains: toolbox defaults 0.3 (MS) / 0.15 (PAN)"
-_BGRN = ("blue", "green", "red", "nir")
-_WV8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
-
-_BUILTIN: tuple[SensorSpec, ...] = (
-    SensorSpec(
-        name="wv2",
-        title="WorldView-2",
-        bands=_WV8,
-        rgb=(4, 2, 1),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.35,) * 7 + (0.27,),
-        mtf_pan=0.11,
-        aliases=("worldview-2", "worldview2"),
-        source=_VHR,
-    ),
-    SensorSpec(
-        name="wv2-4band",
-        title="WorldView-2, 4-band product (B, G, R, NIR1)",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.35,) * 4,
-        mtf_pan=0.11,
-        aliases=("wv2-4", "spacenet-wv2"),
-        source=_VHR + "; the four WV-2 bands of 4-band products such as SpaceNet 6",
-    ),
-    SensorSpec(
-        name="wv3",
-        title="WorldView-3",
-        bands=_WV8,
-        rgb=(4, 2, 1),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315),
-        mtf_pan=0.14,
-        aliases=("worldview-3", "worldview3"),
-        source=_VHR,
-    ),
-    SensorSpec(
-        name="wv4",
-        title="WorldView-4",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.23,) * 4,
-        mtf_pan=0.16,
-        aliases=("worldview-4", "worldview4"),
-        source=_VHR,
-    ),
-    SensorSpec(
-        name="qb",
-        title="QuickBird",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.34, 0.32, 0.30, 0.22),
-        mtf_pan=0.15,
-        aliases=("quickbird",),
-        source=_VHR,
-    ),
-    SensorSpec(
-        name="ge1",
-        title="GeoEye-1",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.23,) * 4,
-        mtf_pan=0.16,
-        aliases=("geoeye-1", "geoeye1", "geoeye"),
-        source=_VHR,
-    ),
-    SensorSpec(
-        name="ikonos",
-        title="IKONOS",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=11,
-        mtf_ms=(0.26, 0.28, 0.29, 0.28),
-        mtf_pan=0.17,
-        aliases=("ik",),
-        source=_VHR,
-    ),
-    SensorSpec(
-        name="pleiades",
-        title="Pléiades 1A/1B",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=12,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("phr", "pleiades-1"),
-        source=_DEFAULT,
-    ),
-    SensorSpec(
-        name="gf1",
-        title="GaoFen-1",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=10,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("gaofen-1", "gaofen1"),
-        source=_DEFAULT,
-    ),
-    SensorSpec(
-        name="gf2",
-        title="GaoFen-2",
-        bands=_BGRN,
-        rgb=(2, 1, 0),
-        ratio=4,
-        bit_depth=10,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("gaofen-2", "gaofen2"),
-        source=_DEFAULT,
-    ),
-    SensorSpec(
-        name="landsat7",
-        title="Landsat-7 ETM+",
-        bands=("blue", "green", "red", "nir", "swir1", "swir2"),
-        rgb=(2, 1, 0),
-        ratio=2,
-        bit_depth=8,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 6,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("l7", "le07", "etm+", "landsat-7"),
-        source="USGS Landsat 7 Data Users Handbook (bands 1-5,7 at 30 m, band 8 PAN at 15 m, "
-        "8-bit DN; FuseBox containers, stored R, G, B, ..., are reordered to this order on "
-        "reading); " + _DEFAULT,
-    ),
-    SensorSpec(
-        name="landsat8",
-        title="Landsat-8/9 OLI",
-        bands=("coastal", "blue", "green", "red", "nir", "swir1", "swir2"),
-        rgb=(3, 2, 1),
-        ratio=2,
-        bit_depth=16,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 7,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("l8", "l9", "lc08", "lc09", "landsat9", "landsat-8", "landsat-9", "oli"),
-        source="USGS Landsat 8 Data Users Handbook (bands 1-7 at 30 m, band 8 PAN at 15 m, "
-        "L1 products as 16-bit DN); " + _DEFAULT,
-    ),
-    SensorSpec(
-        name="landsat8-4band",
-        title="Landsat-8/9 OLI, blue/green/red/NIR (bands 2-5)",
-        bands=("blue", "green", "red", "nir"),
-        rgb=(2, 1, 0),
-        ratio=2,
-        bit_depth=16,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("l8-4band", "landsat8-bgrn"),
-        source="USGS Landsat 8 Data Users Handbook (bands 2-5 of OLI, the 4-band BGRN subset "
-        "the shipped 4-band weights take; the built-in demo scene); " + _DEFAULT,
-    ),
-    SensorSpec(
-        name="s2-20m",
-        title="Sentinel-2 MSI, 20 m bands sharpened by a 10 m band",
-        bands=("b05", "b06", "b07", "b8a", "b11", "b12"),
-        rgb=(2, 1, 0),
-        ratio=2,
-        bit_depth=14,
-        dn_max=10000.0,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 6,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        aliases=("sentinel-2", "sentinel2", "s2"),
-        source="ESA Sentinel-2 User Handbook (L1C reflectance x 10000; 20 m bands B5-B7, B8A, "
-        "B11, B12; the 'PAN' is a 10 m band, e.g. B08); " + _DEFAULT,
-    ),
-    SensorSpec(
-        name="s2-10m",
-        title="Sentinel-2 MSI, 10 m bands (B2, B3, B4, B8)",
-        bands=("b02", "b03", "b04", "b08"),
-        rgb=(2, 1, 0),
-        ratio=2,
-        bit_depth=14,
-        dn_max=10000.0,
-        mtf_ms=(DEFAULT_MS_GAIN,) * 4,
-        mtf_pan=DEFAULT_PAN_GAIN,
-        source="ESA Sentinel-2 User Handbook (10 m bands, reflectance x 10000); " + _DEFAULT,
-    ),
-)
-
 _REGISTRY: dict[str, SensorSpec] = {}
 
 
@@ -345,10 +154,6 @@ def register_sensor(spec: SensorSpec, *, replace: bool = False) -> None:
                 fix="choose another name or pass replace=True.",
             )
         _REGISTRY[k] = spec
-
-
-for _spec in _BUILTIN:
-    register_sensor(_spec)
 
 
 def sensor_names() -> list[str]:
@@ -380,9 +185,10 @@ def get_sensor(name: str | SensorSpec) -> SensorSpec:
 
 
 def load_sensor_file(path: str | Path) -> list[SensorSpec]:
-    """Register the sensors defined in a YAML file and return them.
+    """Register the sensors defined in a YAML file (replacing same-named ones) and return them.
 
-    The file maps each sensor name to the fields of :class:`SensorSpec`, e.g.::
+    The file maps each sensor name to the fields of :class:`SensorSpec`, as
+    ``pipeline/sensors.yaml`` does for the built-in sensors, e.g.::
 
         mysat:
           title: MySat-1
@@ -392,6 +198,21 @@ def load_sensor_file(path: str | Path) -> list[SensorSpec]:
           bit_depth: 12
           mtf_ms: [0.3, 0.3, 0.3, 0.3]
           mtf_pan: 0.15
+    """
+    specs = read_sensor_file(path)
+    for spec in specs:
+        register_sensor(spec, replace=True)
+    return specs
+
+
+def read_sensor_file(path: str | Path) -> list[SensorSpec]:
+    """The validated sensors of a sensor YAML file, in file order, without registering them.
+
+    Raises
+    ------
+    SensorError
+        If the file cannot be read, is not a mapping, or an entry is invalid; the message names
+        the file.
     """
     path = Path(path)
     try:
@@ -409,12 +230,9 @@ def load_sensor_file(path: str | Path) -> list[SensorSpec]:
             path=path,
             expected="a YAML mapping",
             got=type(raw).__name__,
-            fix="see pipeline.sensors.load_sensor_file for an example.",
+            fix="see pipeline.sensors.load_sensor_file or pipeline/sensors.yaml for an example.",
         )
-    specs = [_spec_from(str(name), body, path) for name, body in raw.items()]
-    for spec in specs:
-        register_sensor(spec, replace=True)
-    return specs
+    return [_spec_from(str(name), body, path) for name, body in raw.items()]
 
 
 def _spec_from(name: str, body: object, path: Path) -> SensorSpec:
@@ -448,12 +266,17 @@ def _spec_from(name: str, body: object, path: Path) -> SensorSpec:
         ) from exc
 
 
+for _spec in read_sensor_file(BUILTIN_TABLE):
+    register_sensor(_spec)
+
 __all__ = [
+    "BUILTIN_TABLE",
     "DEFAULT_MS_GAIN",
     "DEFAULT_PAN_GAIN",
     "SensorSpec",
     "get_sensor",
     "load_sensor_file",
+    "read_sensor_file",
     "register_sensor",
     "sensor_names",
 ]

@@ -10,7 +10,16 @@ import torch
 
 from pipeline import mtf
 from pipeline.errors import ConfigError, SensorError
-from pipeline.sensors import SensorSpec, get_sensor, load_sensor_file, sensor_names
+from pipeline.sensors import (
+    BUILTIN_TABLE,
+    DEFAULT_MS_GAIN,
+    DEFAULT_PAN_GAIN,
+    SensorSpec,
+    get_sensor,
+    load_sensor_file,
+    read_sensor_file,
+    sensor_names,
+)
 
 # --------------------------------------------------------------------------- sensor table
 
@@ -67,6 +76,18 @@ def test_every_builtin_is_consistent(name: str) -> None:
     assert len(s.mtf_ms) == s.n_bands == len(s.bands)
     assert all(0 <= i < s.n_bands for i in s.rgb) and len(set(s.rgb)) == 3
     assert s.ratio in (2, 4) and s.source
+
+
+def test_the_builtin_table_is_a_sensor_file_whose_defaults_are_the_constants() -> None:
+    """The built-in rows are package data in the users' format; rows citing the toolbox
+    defaults carry exactly DEFAULT_MS_GAIN / DEFAULT_PAN_GAIN."""
+    table = read_sensor_file(BUILTIN_TABLE)
+    assert sorted(s.name for s in table) == sensor_names()
+    assert all(get_sensor(s.name) == s for s in table)
+    defaults = [s for s in table if "toolbox defaults" in s.source]
+    assert {s.name for s in defaults} >= {"pleiades", "gf1", "gf2", "landsat8", "s2-10m"}
+    for s in defaults:
+        assert set(s.mtf_ms) == {DEFAULT_MS_GAIN} and s.mtf_pan == DEFAULT_PAN_GAIN, s.name
 
 
 def test_dn_max_from_bit_depth_or_given() -> None:
