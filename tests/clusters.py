@@ -25,8 +25,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+#: Step budget of the cluster runs' tailor fit. On the cluster scene a fit of 5 steps or fewer
+#: keeps its initial (identity) tailor, whose product equals the backbone's: a tailor dropped on
+#: the way to the workers would go unseen. 10 steps move the product by up to 16 DN on 3/4 of
+#: the pixels (test_cluster_tailor.py asserts that the products tell fits apart).
+FIT_STEPS = 10
 #: The scene and the run settings every cluster test uses (and the local reference run).
-RUN_ARGS = ("--sensor", "qb", "--tile", "64", "--steps", "5", "--json")
+RUN_ARGS = ("--sensor", "qb", "--tile", "64", "--steps", str(FIT_STEPS), "--json")
 SCENE_PAN_YX = (256, 384)  # 4 x 6 = 24 tiles of 64 px
 
 
@@ -58,6 +63,56 @@ def write_scene(folder: Path) -> tuple[Path, Path]:
     ) as ds:  # fmt: skip
         ds.write(np.asarray(syn.ms, dtype=np.uint16))
     return pan, ms
+
+
+def in_process_product(
+    pan: Path, ms: Path, *, adapt: str = "tailor", steps: int = FIT_STEPS, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The product of ``pantailor run PAN MS <RUN_ARGS>`` computed in this process, no cluster.
+
+    :mod:`pipeline.xr` fits the tailor on the same patches with the same seed as the run does
+    and applies it tile by tile (64 px, same halo) with Dask's synchronous scheduler; the
+    float32 DN are converted to the COG's uint16 as the export does. Returns the ``(B, H, W)``
+    uint16 pixels and the fitted tailor's state dict (``None`` without a tailor).
+    """
+    import dask
+    import rioxarray
+
+    from pipeline import xr as pxr
+    from pipeline.scene import to_dn
+
+    pan_da, ms_da = rioxarray.open_rasterio(pan), rioxarray.open_rasterio(ms)
+    with dask.config.set(scheduler="synchronous"):
+        fitted = pxr.fit_scene(pan_da, ms_da, sensor="qb", adapt_mode=adapt, seed=seed,
+                               fit_fields={"steps": steps})  # fmt: skip
+        dn = pxr.apply(fitted, pan_da, ms_da, tile=64).values
+    tailor = getattr(fitted.model, "tailor", None)
+    state = None if tailor is None else dict(tailor.state_dict())
+    return to_dn(dn / fitted.dn_max, fitted.dn_max, "uint16"), state
+
+
+def cog_pixels(path: Path) -> np.ndarray:
+    """The ``(B, H, W)`` pixels of a COG."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def assert_product_of_the_tailor(out: Path, tailored: np.ndarray, untailored: np.ndarray) -> None:
+    """``out`` (a run's COG) has the pixels of the in-process product with the same tailor.
+
+    The failure says whether the product is the untailored one (the tailor was dropped on the way
+    to the workers) or something else, with the largest difference in DN.
+    """
+    got = cog_pixels(out).astype(np.int64)
+    if np.array_equal(got, tailored):
+        return
+    off = int(np.abs(got - tailored).max())
+    if np.array_equal(got, untailored):
+        raise AssertionError(f"{out.name} is the product WITHOUT the tailor (off by {off} DN): "
+                             "the fitted tailor did not reach the workers")  # fmt: skip
+    raise AssertionError(f"{out.name} differs from the in-process product by up to {off} DN")
 
 
 def run_argv(pan: Path, ms: Path, out: Path, *extra: str) -> list[str]:

@@ -54,11 +54,9 @@ def cluster_scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 
 @pytest.fixture(scope="session")
-def local_reference(
-    cluster_scene: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> bytes:
-    """The COG bytes of ``pantailor run`` of ``cluster_scene`` on the default local cluster
-    (2 worker processes): what every other deployment must reproduce byte for byte."""
+def local_run(cluster_scene: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The COG of ``pantailor run`` of ``cluster_scene`` on the default local cluster (2 worker
+    processes); its work dir ``local.work/`` (store, fitted ``adapter.pt``) lies beside it."""
     import subprocess
 
     from tests.clusters import run_argv, summary_of
@@ -67,7 +65,25 @@ def local_reference(
     argv = run_argv(*cluster_scene, out, "--workers", "2")
     summary = summary_of(subprocess.run(argv, capture_output=True, text=True, timeout=300))
     assert summary["infer"]["computed"] == 24
-    return out.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_reference(local_run: Path) -> bytes:
+    """The bytes of :func:`local_run`'s COG: what every other deployment must reproduce."""
+    return local_run.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def in_process(cluster_scene: tuple[Path, Path]) -> dict[str, Any]:
+    """``cluster_scene``'s products computed in the test process (tests/clusters.py
+    ``in_process_product``): ``tailored`` with the tailor the cluster runs fit, ``untailored``
+    with the backbone alone (uint16 ``(B, H, W)``), and ``tailor_state``."""
+    from tests.clusters import in_process_product
+
+    tailored, state = in_process_product(*cluster_scene)
+    untailored, _ = in_process_product(*cluster_scene, adapt="none")
+    return {"tailored": tailored, "untailored": untailored, "tailor_state": state}
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from tests.clusters import (
+    FIT_STEPS,
     REPO,
     Procs,
+    assert_product_of_the_tailor,
     read_scheduler_file,
     run_argv,
     summary_of,
@@ -58,6 +60,7 @@ def test_run_on_a_running_scheduler_survives_a_worker_host_killed_mid_run(
     running_scheduler: tuple[str, Procs],
     cluster_scene: tuple[Path, Path],
     local_reference: bytes,
+    in_process: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     from distributed import Client
@@ -114,6 +117,7 @@ def test_run_on_a_running_scheduler_survives_a_worker_host_killed_mid_run(
     assert 1 <= done < 24, done  # killed mid-run: tiles were finished and tiles were left
     assert victim not in survivors and len(survivors) == 1, survivors
     assert summary["infer"]["computed"] == 24
+    assert_product_of_the_tailor(out, in_process["tailored"], in_process["untailored"])
     assert out.read_bytes() == local_reference
 
 
@@ -136,6 +140,7 @@ def test_batch_on_a_running_scheduler_equals_a_local_batch_and_run(
     running_scheduler: tuple[str, Procs],
     cluster_scene: tuple[Path, Path],
     local_reference: bytes,
+    in_process: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     address, _ = running_scheduler
@@ -144,7 +149,7 @@ def test_batch_on_a_running_scheduler_equals_a_local_batch_and_run(
     manifest.write_text(
         "id,inputs\n" + "".join(f"{k},{pan};{ms}\n" for k, (pan, ms) in scenes.items())
     )
-    settings = ("--sensor", "qb", "--tile", "64", "--steps", "5", "--quality-tiles", "1")
+    settings = ("--sensor", "qb", "--tile", "64", "--steps", str(FIT_STEPS), "--quality-tiles", "1")
     products = {}
     for where, extra in (("local", ("--workers", "2")), ("sched", ("--scheduler", address))):
         argv = [tool("pantailor"), "batch", str(manifest), "-o", str(tmp_path / where),
@@ -163,3 +168,6 @@ def test_batch_on_a_running_scheduler_equals_a_local_batch_and_run(
     assert products["sched"] == products["local"]  # byte-identical COGs, scene by scene
     assert products["sched"]["a"] != products["sched"]["b"]
     assert products["sched"]["a"] == local_reference  # and what `pantailor run` writes
+    assert_product_of_the_tailor(
+        tmp_path / "sched" / "a" / "a.tif", in_process["tailored"], in_process["untailored"]
+    )

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from tests.clusters import (
     RUN_ARGS,
     SLURM_SETUP,
     Procs,
+    assert_product_of_the_tailor,
     one_node_slurm,
     slurm_missing,
     squeue,
@@ -112,6 +114,7 @@ def test_driver_job_runs_the_slurm_config_and_equals_the_local_run(
     slurm: dict[str, str],
     cluster_scene: tuple[Path, Path],
     local_reference: bytes,
+    in_process: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     pan, ms = cluster_scene
@@ -136,5 +139,6 @@ def test_driver_job_runs_the_slurm_config_and_equals_the_local_run(
     result = subprocess.CompletedProcess([], 0, text, "")
     summary = summary_of(result)
     assert summary["infer"]["computed"] == 24 and summary["infer"]["workers_used"] == 2
+    assert_product_of_the_tailor(out, in_process["tailored"], in_process["untailored"])
     assert out.read_bytes() == local_reference
     wait_until("the worker jobs to be cancelled", lambda: not squeue(slurm, "%i"), 60)

@@ -6,12 +6,21 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask
 import pytest
 
 from pipeline.cli import main
-from tests.clusters import REPO, Procs, read_scheduler_file, run_argv, summary_of, tool
+from tests.clusters import (
+    REPO,
+    Procs,
+    assert_product_of_the_tailor,
+    read_scheduler_file,
+    run_argv,
+    summary_of,
+    tool,
+)
 from workers.cluster import connect, load_cluster_config
 
 pytestmark = pytest.mark.slow
@@ -95,6 +104,7 @@ def test_run_with_a_tls_cluster_config_equals_the_local_run(
     tls_scheduler: tuple[str, dict[str, Path]],
     cluster_scene: tuple[Path, Path],
     local_reference: bytes,
+    in_process: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     address, files = tls_scheduler
@@ -103,6 +113,7 @@ def test_run_with_a_tls_cluster_config_equals_the_local_run(
     argv = run_argv(*cluster_scene, out, "--cluster-config", str(config))
     summary = summary_of(subprocess.run(argv, capture_output=True, text=True, timeout=300))
     assert summary["infer"]["computed"] == 24
+    assert_product_of_the_tailor(out, in_process["tailored"], in_process["untailored"])
     assert out.read_bytes() == local_reference
 
 
