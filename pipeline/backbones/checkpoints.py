@@ -24,6 +24,7 @@ import torch
 
 from ..config import data_dir
 from ..errors import CheckpointError, ConfigError
+from ..files import file_sha256
 from ..sensors import SensorSpec, get_sensor
 from .base import Backbone
 from .dicnn import DiCNN
@@ -237,17 +238,38 @@ def load(
         If the weights are missing or do not fit (lists mismatched keys and shapes).
     """
     spec = get_sensor(sensor) if sensor is not None else None
+    model = build(name, _band_count(spec, n_bands))
+    _check_ratio(model, spec)
+    if weights is None and spec is not None:
+        grouped = _shipped_groups(model.name, spec)
+        if grouped is not None:
+            return grouped
+    model, path = _weights_file(model, weights)
+    load_state(model, _read(path), path)
+    model.eval()
+    model.requires_grad_(False)
+    model.weights_file = str(path)
+    log.info("loaded %s (%d bands) from %s", model.name, model.n_bands, path)
+    return model
+
+
+def _band_count(spec: SensorSpec | None, n_bands: int | None) -> int:
+    """``n_bands``, else the sensor's; refuses a count the sensor contradicts."""
     if n_bands is None:
         if spec is None:
             raise ConfigError("load() needs n_bands or a sensor.", fix="pass sensor='wv3'.")
-        n_bands = spec.n_bands
-    elif spec is not None and spec.n_bands != n_bands:
+        return spec.n_bands
+    if spec is not None and spec.n_bands != n_bands:
         raise ConfigError(
             "The band count does not match the sensor.",
             expected=f"{spec.n_bands} bands for {spec.name}",
             got=n_bands,
         )
-    model = build(name, n_bands)
+    return n_bands
+
+
+def _check_ratio(model: Backbone, spec: SensorSpec | None) -> None:
+    """Refuse a network built for a fixed ratio (PNN) on a sensor of another ratio."""
     if spec is not None and model.ratio is not None and model.ratio != spec.ratio:
         raise ConfigError(
             f"{model.name} is built for ratio {model.ratio}.",
@@ -255,29 +277,24 @@ def load(
             got=f"{spec.name} with ratio {spec.ratio}",
             fix="choose a backbone without a fixed ratio (e.g. fusionnet).",
         )
-    if weights is None and spec is not None:
-        grouped = _shipped_groups(model.name, spec)
-        if grouped is not None:
-            return grouped
+
+
+def _weights_file(model: Backbone, weights: str | Path | None) -> tuple[Backbone, Path]:
+    """The checkpoint ``weights`` names for ``model`` (shipped, ``dlpan:SENSOR`` or a path), and
+    the model to load it into (a saved band-group checkpoint brings its own groups)."""
     if weights is None:
-        path = default_weights(model.name, n_bands)
-        if n_bands == 8:
+        path = default_weights(model.name, model.n_bands)
+        if model.n_bands == 8:
             log.warning(
                 "using the shipped 8-band weights, trained on synthetic 8-band data (see "
                 "pipeline/weights/MODEL_CARD.md): on real WorldView-3 they are worse than plain "
                 "interpolation in SAM/ERGAS; pass --weights (e.g. dlpan:wv3) where you can"
             )
-    elif isinstance(weights, str) and weights.lower().startswith("dlpan:"):
-        path = dlpan_checkpoint(model.name, weights.split(":", 1)[1])
-    else:
-        path = Path(weights)
-        model = _grouped_checkpoint(model, path)
-    load_state(model, _read(path), path)
-    model.eval()
-    model.requires_grad_(False)
-    model.weights_file = str(path)
-    log.info("loaded %s (%d bands) from %s", model.name, n_bands, path)
-    return model
+        return model, path
+    if isinstance(weights, str) and weights.lower().startswith("dlpan:"):
+        return model, dlpan_checkpoint(model.name, weights.split(":", 1)[1])
+    path = Path(weights)
+    return _grouped_checkpoint(model, path), path
 
 
 def checksum(model: torch.nn.Module) -> str:
@@ -304,9 +321,7 @@ def weights_record(model: Backbone) -> dict[str, Any]:
     from .groups import BandGroups
 
     file = getattr(model, "weights_file", None)
-    digest = None
-    if file is not None and Path(file).is_file():
-        digest = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    digest = file_sha256(file) if file is not None and Path(file).is_file() else None
     groups = [list(g) for g in model.groups] if isinstance(model, BandGroups) else None
     return {
         "backbone": model.name,

@@ -132,7 +132,7 @@ def _fit_extent(pan: Raster, ms: Raster, ratio: int) -> Raster:
     log.warning(
         "cropping %d trailing PAN rows and %d columns to fit the MS grid (%s)",
         *extra,
-        pan.paths[0],
+        pan.paths[0] if pan.paths else "PAN",
     )
     return replace(pan, data=pan.data[..., : ratio * hm, : ratio * wm])
 
