@@ -30,8 +30,9 @@ BIN = Path(sys.executable).parent
 #: the way to the workers would go unseen. 10 steps move the product by up to 16 DN on 3/4 of
 #: the pixels (test_cluster_tailor.py asserts that the products tell fits apart).
 FIT_STEPS = 10
+SENSOR, TILE = "qb", 64
 #: The scene and the run settings every cluster test uses (and the local reference run).
-RUN_ARGS = ("--sensor", "qb", "--tile", "64", "--steps", str(FIT_STEPS), "--json")
+RUN_ARGS = ("--sensor", SENSOR, "--tile", str(TILE), "--steps", str(FIT_STEPS), "--json")
 SCENE_PAN_YX = (256, 384)  # 4 x 6 = 24 tiles of 64 px
 
 
@@ -48,7 +49,7 @@ def write_scene(folder: Path) -> tuple[Path, Path]:
 
     from pipeline.synthetic import make_scene
 
-    syn = make_scene(SCENE_PAN_YX, "qb", seed=5)
+    syn = make_scene(SCENE_PAN_YX, SENSOR, seed=5)
     r, (b, h, w) = syn.sensor.ratio, syn.ms.shape
     pan, ms = folder / "pan.tif", folder / "ms.tif"
     common = {"driver": "GTiff", "dtype": "uint16", "crs": "EPSG:32633"}
@@ -71,7 +72,7 @@ def in_process_product(
     """The product of ``pantailor run PAN MS <RUN_ARGS>`` computed in this process, no cluster.
 
     :mod:`pipeline.xr` fits the tailor on the same patches with the same seed as the run does
-    and applies it tile by tile (64 px, same halo) with Dask's synchronous scheduler; the
+    and applies it tile by tile (``TILE``, same halo) with Dask's synchronous scheduler; the
     float32 DN are converted to the COG's uint16 as the export does. Returns the ``(B, H, W)``
     uint16 pixels and the fitted tailor's state dict (``None`` without a tailor).
     """
@@ -83,9 +84,9 @@ def in_process_product(
 
     pan_da, ms_da = rioxarray.open_rasterio(pan), rioxarray.open_rasterio(ms)
     with dask.config.set(scheduler="synchronous"):
-        fitted = pxr.fit_scene(pan_da, ms_da, sensor="qb", adapt_mode=adapt, seed=seed,
+        fitted = pxr.fit_scene(pan_da, ms_da, sensor=SENSOR, adapt_mode=adapt, seed=seed,
                                fit_fields={"steps": steps})  # fmt: skip
-        dn = pxr.apply(fitted, pan_da, ms_da, tile=64).values
+        dn = pxr.apply(fitted, pan_da, ms_da, tile=TILE).values
     tailor = getattr(fitted.model, "tailor", None)
     state = None if tailor is None else dict(tailor.state_dict())
     return to_dn(dn / fitted.dn_max, fitted.dn_max, "uint16"), state

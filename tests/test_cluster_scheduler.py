@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from tests.clusters import (
-    FIT_STEPS,
     REPO,
+    RUN_ARGS,
     Procs,
     assert_product_of_the_tailor,
     read_scheduler_file,
@@ -149,7 +149,7 @@ def test_batch_on_a_running_scheduler_equals_a_local_batch_and_run(
     manifest.write_text(
         "id,inputs\n" + "".join(f"{k},{pan};{ms}\n" for k, (pan, ms) in scenes.items())
     )
-    settings = ("--sensor", "qb", "--tile", "64", "--steps", str(FIT_STEPS), "--quality-tiles", "1")
+    settings = (*(a for a in RUN_ARGS if a != "--json"), "--quality-tiles", "1")
     products = {}
     for where, extra in (("local", ("--workers", "2")), ("sched", ("--scheduler", address))):
         argv = [tool("pantailor"), "batch", str(manifest), "-o", str(tmp_path / where),

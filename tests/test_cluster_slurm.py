@@ -26,6 +26,7 @@ import pytest
 from tests.clusters import (
     REPO,
     RUN_ARGS,
+    SENSOR,
     SLURM_SETUP,
     Procs,
     assert_product_of_the_tailor,
@@ -119,8 +120,8 @@ def test_driver_job_runs_the_slurm_config_and_equals_the_local_run(
 ) -> None:
     pan, ms = cluster_scene
     out = tmp_path / "driver.tif"
-    extra = [a for a in RUN_ARGS if a not in ("--sensor", "qb", "--json")]
-    env = {**os.environ, **slurm, "PAN": str(pan), "MS": str(ms), "SENSOR": "qb",
+    extra = [a for a in RUN_ARGS if a not in ("--sensor", SENSOR, "--json")]
+    env = {**os.environ, **slurm, "PAN": str(pan), "MS": str(ms), "SENSOR": SENSOR,
            "OUT": str(out), "PANTAILOR_VENV": sys.prefix, "CLUSTER_CONFIG": str(CONFIG),
            "PANTAILOR_ARGS": " ".join(extra)}  # fmt: skip
     log = tmp_path / "driver.out"
