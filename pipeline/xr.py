@@ -15,13 +15,16 @@ plus the halo the adapted model's receptive field and the LMS upsampler need (cl
 scene edges, where the network pads as on the whole image), so every tile equals the whole-image
 result. The graph runs on whatever Dask scheduler is active (a ``distributed.Client`` if one
 exists). Each tile runs :func:`pipeline.infer.infer_window`, the one inference function the engine's tile
-task runs too (normalise, invalid mask, fill, forward, crop, mark invalid, clip).
+task runs too (normalise, invalid mask, fill, forward, crop, mark invalid, clip); invalid pixels
+are filled at the scene's band levels (:func:`scene_gains`), as the ingest records them for the
+engine. The grids are checked by the rule ``pantailor run`` applies (:mod:`pipeline.ingest.checks`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,7 @@ from .grid import TileGrid, TileKey, Window, halo_ms_for
 from .infer import Radiometry, infer_window, model_run, to_dn_float
 from .ingest.checks import DEFAULT_TOLERANCE, validate
 from .ingest.model import Raster
+from .ingest.radiometry import Levels, band_gains
 from .losses import LossWeights
 from .sampling import SampleConfig, sample_patches
 from .sensors import SensorSpec, get_sensor
@@ -193,14 +197,17 @@ def forward_tile(
     ratio: int,
     nodata: float | None,
     clip: bool = True,
+    band_gains: Sequence[float] | None = None,
 ) -> NDArray[np.float32]:
     """One output tile in DN: ms ``(B, h', w')`` and pan ``(r h', r w')`` windows with halo in,
     ``(B, H, W)`` float32 cropped to ``crop`` out (invalid pixels NaN).
 
-    :func:`pipeline.infer.infer_window` on CPU (channels_last), as the engine's tile task runs it.
+    :func:`pipeline.infer.infer_window` on CPU (channels_last), as the engine's tile task runs it;
+    ``band_gains`` are the scene's (:func:`scene_gains`), the levels invalid pixels are filled at.
     """
     run = model_run(model, model.upsampler, ratio, memory_format=torch.channels_last)
-    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip)
+    gains = None if band_gains is None else tuple(float(g) for g in band_gains)
+    rad = Radiometry(dn_max=dn_max, ratio=ratio, nodata=nodata, clip=clip, band_gains=gains)
     out = infer_window(run, np.asarray(ms_dn), np.asarray(pan_dn), rad, crop=crop)
     return to_dn_float(out, rad, None)
 
@@ -219,6 +226,7 @@ def apply(fitted: Fitted, pan: Any, ms: Any, *, tile: int = DEFAULT_TILE, clip: 
     pan_d, ms_d = _dask(pan.data[0]), _dask(ms.data)
     grid = TileGrid((int(pan.shape[-2]), int(pan.shape[-1])), spec.ratio, tile)
     model = delayed(fitted.model, name=f"pantailor-model-{uuid.uuid4().hex}", traverse=False)
+    gains = scene_gains(pan_d, ms_d, fitted.nodata)
     rows, cols = grid.shape
     blocks: list[list[Any]] = []
     for r in range(rows):
@@ -234,11 +242,49 @@ def apply(fitted: Fitted, pan: Any, ms: Any, *, tile: int = DEFAULT_TILE, clip: 
                 ratio=spec.ratio,
                 nodata=fitted.nodata,
                 clip=clip,
+                band_gains=gains,
             )
             shape = (spec.n_bands, *read.out.shape_yx)
             row.append(da.from_delayed(task, shape=shape, dtype=np.float32))
         blocks.append(row)
     return _wrap(da.block(blocks), pan, ms, fitted)
+
+
+def scene_gains(pan: Any, ms: Any, nodata: float | None) -> Any:
+    """The scene's band gains (:func:`pipeline.ingest.radiometry.band_gains`, as the ingest
+    records them for ``pantailor run``), lazily: a Delayed list, or ``None`` when the inputs
+    cannot hold an invalid pixel (integers without a no-data value), so nothing needs filling.
+
+    ``pan`` ``(H, W)`` and ``ms`` ``(B, h, w)`` Dask arrays in DN; one pass over both when
+    computed (sums of the valid values, in float64).
+    """
+    import dask.array as da
+    from dask.delayed import delayed
+
+    if nodata is None and pan.dtype.kind != "f" and ms.dtype.kind != "f":
+        return None
+
+    def valid(a: Any) -> Any:
+        ok = da.isfinite(a) if a.dtype.kind == "f" else da.ones_like(a, dtype=bool)
+        return ok if nodata is None else da.logical_and(ok, a != nodata)
+
+    ok_p, ok_m = valid(pan), valid(ms)
+    sums = (
+        da.where(ok_p, pan, 0).sum(dtype=np.float64),
+        ok_p.sum(),
+        da.where(ok_m, ms, 0).sum(axis=(1, 2), dtype=np.float64),
+        ok_m.sum(axis=(1, 2)),
+    )
+    return delayed(_gains_of, pure=True)(*sums)
+
+
+def _gains_of(
+    pan_total: float, pan_n: int, band_total: NDArray[Any], band_n: NDArray[Any]
+) -> list[float] | None:
+    lp = Levels(dn_max=1.0, total=float(pan_total), n=int(pan_n))
+    lm = Levels(dn_max=1.0, bands=True, band_total=[float(t) for t in band_total],
+                band_n=[int(n) for n in band_n])  # fmt: skip
+    return band_gains(lp, lm)
 
 
 def _dask(arr: Any) -> Any:
@@ -334,4 +380,12 @@ def pansharpen(
     return apply(fitted, pan, ms, tile=tile, clip=clip)
 
 
-__all__ = ["DEFAULT_TILE", "Fitted", "apply", "fit_scene", "forward_tile", "pansharpen"]
+__all__ = [
+    "DEFAULT_TILE",
+    "Fitted",
+    "apply",
+    "fit_scene",
+    "forward_tile",
+    "pansharpen",
+    "scene_gains",
+]
