@@ -149,7 +149,7 @@ def test_the_fit_borrows_idle_threads_only_while_no_tile_map_runs(
     store.create_output(OUTPUT, "float32")
     from pipeline.jobs import TileTask
 
-    keys = list(store.grid.keys())  # noqa: SIM118
+    keys = list(store.grid.keys())
     tasks = [TileTask(store=str(store.path), output=OUTPUT, key=k, model=spec) for k in keys]
     tiles = engine.infer_tiles(tasks)
     next(tiles)
