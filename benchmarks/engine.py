@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -202,6 +203,7 @@ def main() -> None:
         )
         args.scaling_size = 512
     name = "engine_quick" if args.quick else "engine"
+    load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
     weights = weights_path(tmp, shipped=True)
     two = ClusterConfig(
@@ -250,6 +252,7 @@ def main() -> None:
         "e2e_512_median_s": {k: statistics.median(r[k] for r in e2e_512) for k in e2e_512[0]},
         "runs": {"e2e": e2e, "raw": raw, "e2e_512": e2e_512},
         "environment": environment(),
+        "load": f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -265,7 +268,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Machine: {env['platform']}, {env['cpu_count']} CPUs; torch {env['torch']}, dask "
         f"{env['dask']}, distributed {env['distributed']}, zarr {env['zarr']}. Weights: {r['weights']}.",
-        f"Command: `python benchmarks/engine.py{' --quick' if a['quick'] else ''}`; medians of {a['repeats']} runs.",
+        f"Command: `python benchmarks/engine.py{' --quick' if a['quick'] else ''} --repeats {a['repeats']}`; "
+        f"medians of {a['repeats']} runs. Load average {r.get('load', '?')} (a shared machine: "
+        "other sessions' niced jobs take CPU, so compare rows measured together).",
         "",
         f"## {a['size']}² x 8 FusionNet + tailor ({a['steps']} steps), tile {a['tile']}, 2 workers x 1 thread",
         "",
