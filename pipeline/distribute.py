@@ -33,6 +33,7 @@ from typing import TypeVar
 from distributed import Client, as_completed
 
 from workers.cluster import ClusterConfig, connect, has_gpu_workers, load_cluster_config
+from workers.device import borrowed_threads
 from workers.kernel import classical_tile, infer_tile
 from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
 from workers.scene_tasks import fit_adapter, tile_quality
@@ -80,6 +81,13 @@ def _unwrap(value: R | TaskFailed) -> R:
     return value
 
 
+def _lent(fn: Callable[[J], R], threads: int, job: J) -> R:
+    """``fn(job)`` with ``threads`` torch threads (the idle workers' of its host, see
+    :meth:`Engine.lendable_threads`)."""
+    with borrowed_threads(threads):
+        return fn(job)
+
+
 def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
     """One tile of either kind (the function the tile map ships)."""
     if isinstance(task, ClassicalTileTask):
@@ -123,6 +131,7 @@ class Engine:
         self._lock = threading.Lock()
         self._registered = False
         self._preloaded: set[ModelSpec] = set()
+        self._maps = 0  # tile maps running (their workers are busy: nothing to lend)
         link = getattr(client, "dashboard_link", None)
         if link:
             log.info("Dask dashboard: %s", link)
@@ -164,13 +173,30 @@ class Engine:
         out: R | TaskFailed = fut.result()
         return _unwrap(out)
 
+    def lendable_threads(self) -> int:
+        """Threads a once-per-scene task may use: all of its host's (0 = its worker's own).
+
+        While a scene's fit runs on one worker the other workers have nothing to do (its tiles
+        need the fit), so the fit borrows their threads: the smallest host's total. Not while a
+        tile map of another run is busy (an engine shared by several scenes), nor on GPUs.
+        """
+        with self._lock:
+            if self._maps or self.gpu:
+                return 0
+        hosts: dict[str, int] = {}
+        for w in self.client.scheduler_info(n_workers=-1).get("workers", {}).values():
+            host = str(w.get("host", ""))
+            hosts[host] = hosts.get(host, 0) + int(w.get("nthreads", 1))
+        return min(hosts.values(), default=0)
+
     def fit_once(self, job: FitJob) -> FitOutcome:
-        """Fit the scene's adapter once, on one worker."""
-        return self._submit(fit_adapter, job, "fit")
+        """Fit the scene's adapter once, on one worker (with the idle workers' threads)."""
+        return self._submit(partial(_lent, fit_adapter, self.lendable_threads()), job, "fit")
 
     def fit_classical(self, job: ClassicalFitJob) -> ClassicalFitOutcome:
         """Fit a classical method's global coefficients once, on one worker."""
-        return self._submit(_fit_classical, job, "fit-classical")
+        fn = partial(_lent, _fit_classical, self.lendable_threads())
+        return self._submit(fn, job, "fit-classical")
 
     def infer_tiles(self, tasks: Sequence[TileTask | ClassicalTileTask]) -> Iterator[TileResult]:
         """Compute every tile task; yield results as they complete (see :meth:`_map`)."""
@@ -203,11 +229,15 @@ class Engine:
             resources=self.resources,
             workers=self.workers,
         )
+        with self._lock:
+            self._maps += 1
         try:
             for fut in as_completed(futures):
                 out: R | TaskFailed = fut.result()
                 yield _unwrap(out)
         finally:
+            with self._lock:
+                self._maps -= 1
             self.client.cancel([f for f in futures if not f.done()])
 
 

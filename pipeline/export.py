@@ -36,6 +36,7 @@ from .overviews import (
     aligned,
     level_count,
     level_profile,
+    raster_windows,
     read_ahead,
     stage_paths,
     vrt_with_overviews,
@@ -174,13 +175,6 @@ def _source(store: SceneStore, name: str) -> _Source:
     )
 
 
-def _windows(shape_yx: tuple[int, int], step: int) -> Iterator[Window]:
-    h, w = shape_yx
-    for y0 in range(0, h, step):
-        for x0 in range(0, w, step):
-            yield Window(y0, min(y0 + step, h), x0, min(x0 + step, w))
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise StoreError(
@@ -217,7 +211,7 @@ def _prefetch(
     def job(w: Window) -> NDArray[Any]:
         return _convert(src.read(w), src.scale, dtype, nodata)
 
-    return read_ahead(_windows(src.shape[1:], src.step), job, _THREADS, _AHEAD)
+    return read_ahead(raster_windows(src.shape[1:], src.step), job, _THREADS, _AHEAD)
 
 
 def _write_intermediate(
@@ -289,7 +283,6 @@ def export_cog(
         ``out_path``.
     """
     import rasterio
-    import rasterio.shutil
 
     opts = options or CogOptions()
     out = Path(out_path)
@@ -302,33 +295,43 @@ def export_cog(
     if nodata is None and np.issubdtype(dtype, np.floating):
         nodata = float("nan")
     profile = _profile(src, dtype, nodata, meta.crs, opts)
-    n_levels = level_count(src.shape[1:], opts.blocksize)
-    own = (
-        _STREAM_OVERVIEWS
-        and opts.overview_resampling == "average"
-        and aligned(src.shape[1:], src.step, n_levels)
-    )
-    tmp, vrt, part, levels = stage_paths(out, n_levels if own else 0)
+    tmp, vrt, part, levels = stage_paths(out, _streamed_levels(src, opts))
     try:
         with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):
             _write_intermediate(
                 src, tmp, profile, dtype, nodata, lambda d: _describe(d, store, array_name), levels
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                source = tmp
-                if levels:
-                    rasterio.shutil.copy(tmp, vrt, driver="VRT")
-                    vrt_with_overviews(vrt, levels)
-                    source = vrt
-                co = _cog_creation(opts, dtype, own_overviews=bool(levels))
-                rasterio.shutil.copy(source, part, driver="COG", **co)
+            _assemble(
+                tmp, vrt, part, levels, _cog_creation(opts, dtype, own_overviews=bool(levels))
+            )
         os.replace(part, out)
     finally:
         for p in (tmp, vrt, part, *levels):
             p.unlink(missing_ok=True)
     log.info("exported %s/%s -> %s (%s)", store.path, array_name, out, dtype)
     return out
+
+
+def _streamed_levels(src: _Source, opts: CogOptions) -> int:
+    """Overview levels averaged while the blocks stream (0: GDAL's COG driver builds them)."""
+    n = level_count(src.shape[1:], opts.blocksize)
+    own = opts.overview_resampling == "average" and aligned(src.shape[1:], src.step, n)
+    return n if own and _STREAM_OVERVIEWS else 0
+
+
+def _assemble(tmp: Path, vrt: Path, part: Path, levels: Sequence[Path], co: dict[str, Any]) -> None:
+    """GDAL's COG driver copies the stage file (with its streamed ``levels``) into ``part``."""
+    import rasterio
+    import rasterio.shutil
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        source = tmp
+        if levels:
+            rasterio.shutil.copy(tmp, vrt, driver="VRT")
+            vrt_with_overviews(vrt, levels)
+            source = vrt
+        rasterio.shutil.copy(source, part, driver="COG", **co)
 
 
 def _profile(

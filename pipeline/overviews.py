@@ -230,12 +230,21 @@ def vrt_with_overviews(base_vrt: Path, levels: Sequence[Path]) -> None:
     tree.write(base_vrt)
 
 
+def raster_windows(shape_yx: tuple[int, int], step: int) -> Iterator[Window]:
+    """``step``-sized windows of a ``shape_yx`` raster in raster order (the last ones clipped)."""
+    h, w = shape_yx
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            yield Window(y0, min(y0 + step, h), x0, min(x0 + step, w))
+
+
 __all__ = [
     "Pyramid",
     "aligned",
     "level_count",
     "level_profile",
     "level_shape",
+    "raster_windows",
     "read_ahead",
     "stage_paths",
     "to_dn",

@@ -155,16 +155,22 @@ def run_scene(
             for stage in stages_of(cfg, paths):
                 stage.run(state)
             summary = _summary(state)
-        if base is not None:  # the weights used: file, sha256, band groups
-            from .backbones import load, weights_record
+        return _complete(state, summary, time.perf_counter() - t0)
 
-            model = load(base.backbone, base.weights, n_bands=base.n_bands, sensor=base.sensor)
-            summary["weights"] = weights_record(model)
-        summary["timings"] = {**state.timings, "total": time.perf_counter() - t0}
-        journal.creates(paths.report)
-        write_report(paths.report, summary)
-        journal.mark_complete(summary)
-        return summary
+
+def _complete(state: RunState, summary: dict[str, Any], total: float) -> dict[str, Any]:
+    """Add the weights record and the timings to ``summary``; write the report; mark complete."""
+    base, paths, journal = state.base, state.paths, state.journal
+    if base is not None:  # the weights used: file, sha256, band groups
+        from .backbones import load, weights_record
+
+        model = load(base.backbone, base.weights, n_bands=base.n_bands, sensor=base.sensor)
+        summary["weights"] = weights_record(model)
+    summary["timings"] = {**state.timings, "total": total}
+    journal.creates(paths.report)
+    write_report(paths.report, summary)
+    journal.mark_complete(summary)
+    return summary
 
 
 def _summary(state: RunState) -> dict[str, Any]:

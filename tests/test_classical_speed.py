@@ -31,3 +31,18 @@ def test_matrix_lms_equals_the_filter_bank(shape: tuple[int, int, int], upsample
     want = interpolate(ms, 4, upsampler)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize(("shape", "ratio"), [((37, 52), 4), ((30, 9), 4), ((25, 31), 3)])
+def test_matrix_degrade_equals_the_strided_convolutions(shape: tuple[int, int], ratio: int) -> None:
+    from pipeline.classical._stats import _low_of
+    from pipeline.mtf import degrade_f32
+
+    h, w = shape
+    pan = np.random.default_rng(1).uniform(0, 2047, (ratio * h + 1, ratio * w - 1))
+    gains = (0.29, 0.34, 0.15)
+    got = _low_of(pan, gains, ratio)
+    want = degrade_f32(np.broadcast_to(pan, (3, *pan.shape)), gains, ratio)
+    assert got.dtype == np.float32
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)

@@ -60,12 +60,10 @@ from numpy.typing import NDArray
 
 from ..quality.full_resolution import DEFAULT_UPSAMPLER
 from ..sensors import SensorSpec, get_sensor
+from ._block import Reader, _Block, _check
 from ._core import (
     Coefficients,
-    Reader,
     _apply_block,
-    _Block,
-    _check,
     _fit_blocks,
     _key,
     apply_coefficients,

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, InputError
-from ..grid import TileGrid, TileRead, Window
+from ..grid import TileGrid, TileRead
 from ..mtf import DEFAULT_SIZE
-from ..quality.full_resolution import DEFAULT_UPSAMPLER, mtf_degrade
-from ..quality.inputs import as_bands, as_plane
+from ..quality.full_resolution import DEFAULT_UPSAMPLER
 from ..sensors import SensorSpec, get_sensor
-from ._stats import _EPS, FloatArray, _gain, _lms_of, _Moments, _nnls_weights, _std
+from ._block import BlockSource, Reader, _Block, _check
+from ._stats import _EPS, FloatArray, _gain, _Moments, _nnls_weights, _std
 
 log = logging.getLogger(__name__)
 
 #: The global coefficients of one method on one scene (JSON-able; see :func:`fit_coefficients`).
 Coefficients = dict[str, Any]
-#: Reads one tile's windows: ``TileRead -> (MS (B, h', w'), PAN (r h', r w'))`` in DN.
-Reader = Callable[[TileRead], tuple[Any, Any]]
 
 _FIT_SAMPLES = 1 << 18  # MS pixels used at most by the weight regressions
 _KEYS = ("brovey", "gsa", "mtf-glp", "mtf-glp-hpm")
@@ -41,19 +39,6 @@ def _key(method: str) -> str:
     return key
 
 
-def _check(ms: Any, pan: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
-    m, p = as_bands(ms, "ms"), as_plane(pan, "pan")
-    r = spec.ratio
-    if p.shape != (r * m.shape[1], r * m.shape[2]):
-        raise InputError(
-            "PAN and MS sizes do not match the sensor ratio.",
-            expected=f"PAN ({r * m.shape[1]}, {r * m.shape[2]}) for MS {tuple(m.shape)}",
-            got=tuple(p.shape),
-            fix=f"pass a PAN exactly {r} times the MS size (see pipeline.scene).",
-        )
-    return m, p
-
-
 def _check_bands(key: str, n_bands: int, spec: SensorSpec) -> None:
     if key in ("mtf-glp", "mtf-glp-hpm") and len(spec.mtf_ms) != n_bands:
         raise InputError(
@@ -62,16 +47,6 @@ def _check_bands(key: str, n_bands: int, spec: SensorSpec) -> None:
             got=n_bands,
             fix="pass the sensor the images come from.",
         )
-
-
-def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> NDArray[np.floating[Any]]:
-    if lms is None:
-        return _lms_of(m, spec.ratio, upsampler)
-    up = as_bands(lms, "lms")
-    want = (m.shape[0], spec.ratio * m.shape[1], spec.ratio * m.shape[2])
-    if up.shape != want:
-        raise InputError("lms has the wrong shape.", expected=want, got=tuple(up.shape))
-    return up
 
 
 def _mtf_reach_ms(ratio: int) -> int:
@@ -99,73 +74,6 @@ def apply_halo_ms(method: str, sensor: str | SensorSpec, upsampler: str = DEFAUL
     spec = get_sensor(sensor)
     halo = support_ms(upsampler, spec.ratio)
     return halo if _key(method) in ("brovey", "gsa") else halo + _mtf_reach_ms(spec.ratio)
-
-
-class _Block:
-    """One window of the scene (a tile plus halo, or the whole scene) and its derived images.
-
-    ``own`` is the part this block stands for, in MS pixels relative to the window; ``origin``
-    is the scene MS position of its top-left pixel. Derived images are computed once per block.
-    """
-
-    def __init__(
-        self,
-        m: FloatArray,
-        p: FloatArray,
-        spec: SensorSpec,
-        upsampler: str,
-        *,
-        own: Window | None = None,
-        origin: tuple[int, int] = (0, 0),
-        lms: Any = None,
-    ) -> None:
-        self.m, self.p, self.spec, self.upsampler = m, p, spec, upsampler
-        self.own = own if own is not None else Window(0, m.shape[1], 0, m.shape[2])
-        self.origin = origin
-        self._lms_given = lms
-        self._up: NDArray[np.floating[Any]] | None = None
-        self._low: dict[float, FloatArray] = {}
-        self._lp: dict[float, NDArray[np.floating[Any]]] = {}
-
-    @classmethod
-    def read(
-        cls, grid: TileGrid, key: Any, halo: int, reader: Reader, spec: SensorSpec, upsampler: str
-    ) -> _Block:
-        tr = grid.read(key, halo)
-        ms, pan = reader(tr)
-        m, p = _check(ms, pan, spec)
-        own = grid.ms_window(key)
-        return cls(m, p, spec, upsampler, own=own.relative_to(tr.ms), origin=(own.y0, own.x0))
-
-    @property
-    def up(self) -> NDArray[np.floating[Any]]:
-        """LMS of the window ``(B, H', W')``."""
-        if self._up is None:
-            self._up = _lms(self.m, self._lms_given, self.spec, self.upsampler)
-        return self._up
-
-    def low(self, gain: float) -> FloatArray:
-        """The PAN MTF-filtered (``gain`` at Nyquist) and decimated to the MS grid ``(h', w')``."""
-        if gain not in self._low:
-            self._low[gain] = mtf_degrade(self.p[None], [gain], self.spec.ratio)[0]
-        return self._low[gain]
-
-    def lp(self, gain: float) -> NDArray[np.floating[Any]]:
-        """``P_LP``: :meth:`low` re-interpolated to the PAN grid ``(H', W')`` (as the LMS)."""
-        if gain not in self._lp:
-            self._lp[gain] = _lms_of(self.low(gain)[None], self.spec.ratio, self.upsampler)[0]
-        return self._lp[gain]
-
-    def own_ms(self, x: NDArray[Any]) -> NDArray[Any]:
-        """``x``'s pixels (last two axes, MS grid) inside :attr:`own`."""
-        return x[(..., *self.own.slices)]
-
-    def own_pan(self, x: NDArray[Any]) -> NDArray[Any]:
-        """``x``'s pixels (last two axes, PAN grid) inside :attr:`own`."""
-        return x[(..., *self.own.scaled(self.spec.ratio).slices)]
-
-
-BlockSource = Callable[[int], Iterable[_Block]]
 
 
 def _design(
@@ -218,38 +126,49 @@ def _fit_blocks(
         if w.shape != (n_bands,):
             raise ConfigError("One Brovey weight per band is required.", expected=n_bands, got=w)
         return {**coeffs, "weights": [float(v) for v in w]}
-    halo = fit_halo_ms(key, spec, upsampler)
-    acc = _Moments()
     if key == "gsa":
-        x, y = _design(blocks(fit_halo_ms("brovey", spec)), shape_ms, spec)
-        coef, *_ = np.linalg.lstsq(np.column_stack([x, np.ones(len(y))]), y, rcond=None)
-        for b in blocks(halo):
-            up = b.own_pan(b.up).reshape(n_bands, -1)
-            inten = np.einsum("b,bn->n", coef[:-1], up) + coef[-1]
-            p = b.own_pan(b.p).ravel()
-            lp = b.own_pan(b.lp(spec.mtf_pan)).ravel()
-            acc.add(np.vstack([up, inten, p, lp]))
-        cov, i_, p_, lp_ = acc.cov, n_bands, n_bands + 1, n_bands + 2
-        return {
-            **coeffs,
-            "weights": [float(v) for v in coef[:-1]],
-            "offset": float(coef[-1]),
-            "pan_mean": float(acc.mean[p_]),
-            "pan_scale": _std(cov, i_) / max(_std(cov, lp_), _EPS),
-            "intensity_mean": float(acc.mean[i_]),
-            "gains": [_gain(cov, i, i_) for i in range(n_bands)],
-        }
+        return {**coeffs, **_fit_gsa(blocks, shape_ms, n_bands, spec, upsampler)}
+    return {**coeffs, **_fit_glp(key, blocks(fit_halo_ms(key, spec, upsampler)), n_bands, spec)}
+
+
+def _fit_gsa(
+    blocks: BlockSource, shape_ms: tuple[int, int], n_bands: int, spec: SensorSpec, upsampler: str
+) -> Coefficients:
+    """GSA's regression weights, then its means, scales and gains over the blocks."""
+    acc = _Moments()
+    x, y = _design(blocks(fit_halo_ms("brovey", spec)), shape_ms, spec)
+    coef, *_ = np.linalg.lstsq(np.column_stack([x, np.ones(len(y))]), y, rcond=None)
+    for b in blocks(fit_halo_ms("gsa", spec, upsampler)):
+        up = b.own_pan(b.up).reshape(n_bands, -1)
+        inten = np.einsum("b,bn->n", coef[:-1], up) + coef[-1]
+        p = b.own_pan(b.p).ravel()
+        lp = b.own_pan(b.lp(spec.mtf_pan)).ravel()
+        acc.add([up, inten, p, lp])
+    cov, i_, p_, lp_ = acc.cov, n_bands, n_bands + 1, n_bands + 2
+    return {
+        "weights": [float(v) for v in coef[:-1]],
+        "offset": float(coef[-1]),
+        "pan_mean": float(acc.mean[p_]),
+        "pan_scale": _std(cov, i_) / max(_std(cov, lp_), _EPS),
+        "intensity_mean": float(acc.mean[i_]),
+        "gains": [_gain(cov, i, i_) for i in range(n_bands)],
+    }
+
+
+def _fit_glp(key: str, blocks: Iterable[_Block], n_bands: int, spec: SensorSpec) -> Coefficients:
+    """MTF-GLP's regression gains, or HPM's PAN mean, scales and band means, over the blocks."""
+    acc = _Moments()
     gains = list(dict.fromkeys(spec.mtf_ms))  # distinct MTF gains, in band order
     row = {g: n_bands + j for j, g in enumerate(gains)}
-    for b in blocks(halo):
+    for b in blocks:
+        b.lows(gains, lp=True)
         up = b.own_pan(b.up).reshape(n_bands, -1)
         lps = [b.own_pan(b.lp(g)).ravel() for g in gains]
-        acc.add(np.vstack([up, *lps, b.own_pan(b.p).ravel()]))
+        acc.add([up, *lps, b.own_pan(b.p).ravel()])
     cov = acc.cov
     if key == "mtf-glp":
-        return {**coeffs, "gains": [_gain(cov, i, row[g]) for i, g in enumerate(spec.mtf_ms)]}
+        return {"gains": [_gain(cov, i, row[g]) for i, g in enumerate(spec.mtf_ms)]}
     return {
-        **coeffs,
         "pan_mean": float(acc.mean[-1]),
         "scales": [_std(cov, i) / max(_std(cov, row[g]), _EPS) for i, g in enumerate(spec.mtf_ms)],
         "band_means": [float(acc.mean[i]) for i in range(n_bands)],
@@ -270,10 +189,15 @@ def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
         detail = (p - coeffs["pan_mean"]) * coeffs["pan_scale"] + coeffs["intensity_mean"] - inten
         g = coeffs["gains"]
         return np.stack([band + g[i] * detail for i, band in enumerate(up)]).astype(np.float32)
-    if key == "mtf-glp":
-        g = coeffs["gains"]
-        out = [band + g[i] * (p - b.lp(spec.mtf_ms[i])) for i, band in enumerate(up)]
-        return np.stack(out).astype(np.float32)
+    b.lows(spec.mtf_ms, lp=True)
+    if key == "mtf-glp":  # float32 throughout, like Brovey
+        g, p32 = np.asarray(coeffs["gains"], dtype=np.float32), p.astype(np.float32)
+        out = np.empty(up.shape, dtype=np.float32)
+        for i, band in enumerate(up):
+            np.subtract(p32, b.lp(spec.mtf_ms[i]), out=out[i])
+            out[i] *= g[i]
+            out[i] += band
+        return out
     res = np.empty_like(up)
     for i, band in enumerate(up):
         scale, mean = coeffs["scales"][i], coeffs["band_means"][i]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 _MATMUL_MAX = 512  # MS pixels a side up to which the LMS is two matrix products per band
 _EPS = 1e-12
+_CHUNK = 1 << 14  # columns per centred block of _Moments.add
 
 
 @functools.lru_cache(maxsize=16)
@@ -43,6 +45,46 @@ def _lms_of(m: FloatArray, ratio: int, upsampler: str) -> NDArray[np.floating[An
     x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))
     up = _axis_matrix(h, ratio, upsampler) @ x @ _axis_matrix(w, ratio, upsampler).T
     return np.asarray(up.numpy())  # float32: the fit's statistics promote it, Brovey keeps it
+
+
+@functools.lru_cache(maxsize=32)
+def _degrade_matrix(n: int, ratio: int, gain: float) -> torch.Tensor:
+    """MTF filtering (edges replicated) then decimation along one axis of ``n`` samples, as a
+    ``(ceil((n - r//2) / r), n)`` float32 matrix: row ``i`` holds the 41 taps centred on sample
+    ``r//2 + i r`` (:func:`pipeline.mtf.degrade_torch` along that axis)."""
+    from ..mtf import kernel_1d
+
+    taps = kernel_1d(gain, ratio)
+    k, rows = len(taps), np.arange(ratio // 2, n, ratio)
+    cols = np.clip(rows[:, None] + np.arange(k)[None, :] - k // 2, 0, n - 1)
+    m = np.zeros((len(rows), n))
+    np.add.at(m, (np.repeat(np.arange(len(rows)), k), cols.ravel()), np.tile(taps, len(rows)))
+    return torch.from_numpy(m).to(torch.float32)
+
+
+def _low_of(p: NDArray[Any], gains: tuple[float, ...], ratio: int) -> NDArray[np.float32]:
+    """The PAN ``(H, W)`` MTF-filtered with each gain's kernel and decimated by ``ratio``:
+    ``(G, h, w)`` float32, :func:`pipeline.mtf.degrade_f32` of each gain to float32 rounding.
+
+    Up to :data:`_MATMUL_MAX` MS pixels a side, two matrix products per gain (batched), several
+    times faster than strided depthwise convolutions on a tile; else those convolutions.
+    """
+    h, w = p.shape
+    if max(h, w) > _MATMUL_MAX * ratio:
+        from ..mtf import degrade_f32
+
+        stack = np.broadcast_to(np.asarray(p, dtype=np.float32), (len(gains), h, w))
+        return np.asarray(degrade_f32(stack, gains, ratio), dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
+    return np.asarray(
+        (_degrade_stack(h, ratio, gains) @ x @ _degrade_stack(w, ratio, gains).mT).numpy()
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _degrade_stack(n: int, ratio: int, gains: tuple[float, ...]) -> torch.Tensor:
+    """:func:`_degrade_matrix` of each gain, stacked ``(G, n_out, n)``."""
+    return torch.stack([_degrade_matrix(n, ratio, g) for g in gains])
 
 
 def _nnls(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -93,14 +135,18 @@ class _Moments:
         self.mean: FloatArray = np.zeros(0)
         self.comoment: FloatArray = np.zeros((0, 0))
 
-    def add(self, x: FloatArray) -> None:
-        """Add the pixels of ``x`` ``(k, n)``."""
-        nb = x.shape[1]
+    def add(self, x: NDArray[Any] | Sequence[NDArray[Any]]) -> None:
+        """Add the pixels of ``x`` ``(k, n)``, or of row blocks ``(k_i, n)`` / ``(n,)`` stacked."""
+        parts = [x] if isinstance(x, np.ndarray) else [np.atleast_2d(a) for a in x]
+        nb = parts[0].shape[1]
         if nb == 0:
             return
-        mb = x.mean(axis=1)
-        xc = x - mb[:, None]
-        cb = xc @ xc.T
+        mb = np.concatenate([a.mean(axis=1, dtype=np.float64) for a in parts])
+        cb = np.zeros((len(mb), len(mb)))
+        for c in range(0, nb, _CHUNK):  # centred in cache-sized chunks: no (k, n) temporary
+            xc = np.concatenate([a[:, c : c + _CHUNK] for a in parts], dtype=np.float64)
+            xc -= mb[:, None]
+            cb += xc @ xc.T
         if self.n == 0:
             self.n, self.mean, self.comoment = nb, mb, cb
             return
