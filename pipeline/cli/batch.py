@@ -58,7 +58,7 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
         "--tailor-scope",
         default="scene",
         choices=["scene", "group"],
-        help="one fit per scene (group: not implemented yet)",
+        help="one tailor fit per scene, or per group of scenes (the manifest's group column; STAC: platform + date)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(handler=cmd)
