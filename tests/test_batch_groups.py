@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.batch import BatchState, run_batch
+from pipeline.batch import BatchState, batch_status, format_status, run_batch
 from pipeline.batch.groups import group_dir, shares
 from pipeline.cli import main
 from pipeline.config import RunConfig
@@ -72,6 +72,10 @@ def test_one_fit_per_group_members_equal_single_runs_rerun_and_resume(
         rec = _journal_fit(out, scene)
         assert rec["given"] and (rec["path"], rec["sha256"]) == (str(adapter), group["sha256"])
     assert "given" not in _journal_fit(out, "alone")  # no group of one: its own fit
+    status = batch_status(out)
+    assert status["groups"]["strip"]["fits"] == 1 and "group strip: done, 3 scenes" in (
+        format_status(status)
+    )
     first = products(out, res.done)
 
     single = RunConfig(

@@ -267,7 +267,10 @@ class BatchState:
     def groups(self) -> dict[str, dict[str, Any]]:
         """The ``--tailor-scope group`` fits by group id: fingerprint, state, error, members
         (list of ids), adapter, sha256, n_patches, seconds, fits (how many fits ran, ever)."""
-        cur = self.con.execute(f"SELECT {', '.join(_GROUP_COLUMNS)} FROM groups ORDER BY id")
+        try:
+            cur = self.con.execute(f"SELECT {', '.join(_GROUP_COLUMNS)} FROM groups ORDER BY id")
+        except sqlite3.OperationalError:  # a database of a version without the table
+            return {}
         out = {r[0]: dict(zip(_GROUP_COLUMNS, r, strict=True)) for r in cur}
         for g in out.values():
             g["members"] = json.loads(g["members"])
