@@ -386,6 +386,13 @@ def markdown(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in t["batch_states"].items())
         + ".",
         "",
+        "Earlier runs of this part (ratio, 1-min load average at its start): "
+        + (
+            ", ".join(f"{e['ratio']:.2f}x ({e['load']:.1f})" for e in t.get("earlier", []))
+            or "none"
+        )
+        + ".",
+        "",
         "## Driver overhead on tiny scenes (64² PAN, 1 tile, Brovey, warm cluster)",
         "",
         "| scenes run | wall s | per scene s | batch layer per scene s | driver RSS MiB |",
@@ -443,7 +450,11 @@ def main() -> None:
         for part in (p for p in PARTS if p in parts):
             load = list(os.getloadavg())
             if part == "throughput":
+                prev = result.get(part)
                 result[part] = throughput(work, real_scenes(args.quick), args.steps)
+                if prev:  # keep the ratios of earlier runs (the machine is shared: they vary)
+                    old = {"ratio": prev["ratio"], "load": prev["load_average"][0]}
+                    result[part]["earlier"] = [*prev.get("earlier", []), old]
             elif part == "overhead":
                 result[part] = overhead(work, tiny)
             elif part == "dry_run":
