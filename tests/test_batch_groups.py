@@ -151,3 +151,7 @@ def test_mixed_group_is_refused_naming_its_rows(
     assert "group 'g'" in err and "x1 (" in err and "x2 (" in err and "method pnn" in err
     assert "x3" not in err
     assert main([*argv[:4], "--dry-run"]) == 0  # scene scope: no groups, no refusal
+    manifest(tmp_path, [rows[0], rows[1].replace("pnn", "fusionnet"), rows[2]], ",method,group")
+    capsys.readouterr()
+    assert main(argv) == 0  # one group of two (h has one scene: its own fit)
+    assert "groups to run: 1" in capsys.readouterr().out

@@ -151,6 +151,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
             f"would run: {' '.join(run[:20])}"
             + (f" ... (+{len(run) - 20})" if len(run) > 20 else "")
         )
+    if plan.get("groups_to_run"):
+        print(f"groups to run: {plan['groups_to_run']} (one tailor fit each, unless recorded)")
     for scene, err in plan["invalid"].items():
         print(f"invalid: {scene}: {err}")
     if "tiles" in plan:
