@@ -155,3 +155,24 @@ def test_mixed_group_is_refused_naming_its_rows(
     capsys.readouterr()
     assert main(argv) == 0  # one group of two (h has one scene: its own fit)
     assert "groups to run: 1" in capsys.readouterr().out
+
+
+def test_a_group_run_in_parts_ends_as_one_run_without_fitting_again(
+    client: Any, weights: Path, tmp_path: Path
+) -> None:
+    for i in range(3):
+        write_pair(tmp_path / f"sc{i}", seed=i)
+    rows = [f"p{i},sc{i}/pan.tif;sc{i}/ms.tif,qb,strip" for i in range(3)]
+    m = manifest(tmp_path, rows, ",group")
+    engine = Engine(client, device="cpu")
+    whole = tmp_path / "whole"
+    assert run_batch(batch_cfg(m, whole, weights, tailor_scope="group"), engine=engine).ran
+    reference = products(whole, ["p0", "p1", "p2"])
+    out = tmp_path / "parts"  # a driver that stopped after the fit and one scene
+    part = run_batch(batch_cfg(m, out, weights, tailor_scope="group", only=("p0",)), engine=engine)
+    assert part.ran == ["p0"] and BatchState.read(out).groups()["strip"]["fits"] == 1
+    before = _fits(client)
+    rest = run_batch(batch_cfg(m, out, weights, tailor_scope="group"), engine=engine)
+    assert sorted(rest.ran) == ["p1", "p2"] and rest.plan["actions"] == {"done": 1, "new": 2}
+    assert _fits(client) == before and BatchState.read(out).groups()["strip"]["fits"] == 1
+    assert products(out, ["p0", "p1", "p2"]) == reference  # byte-identical to one whole run
