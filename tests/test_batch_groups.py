@@ -77,6 +77,13 @@ def test_one_fit_per_group_members_equal_single_runs_rerun_and_resume(
         format_status(status)
     )
     first = products(out, res.done)
+    items = {
+        f["id"]: f["properties"]
+        for f in json.loads((out / "products.json").read_text())["features"]
+    }
+    assert items["s0"]["pantailor:tailor_group"] == "strip"
+    assert items["s0"]["pantailor:adapter_sha256"] == group["sha256"]
+    assert items["alone"]["pantailor:tailor_group"] is None
 
     single = RunConfig(
         inputs=(str(tmp_path / "sc1/pan.tif"), str(tmp_path / "sc1/ms.tif")),
