@@ -85,6 +85,10 @@ class RunConfig:
         A sensor YAML file adding ``sensor`` (see :func:`pipeline.sensors.load_sensor_file`).
     clip
         Clip valid outputs to ``[0, dn_max]`` (default; ``--no-clip`` keeps the network's range).
+    adapter_file
+        A fitted adapter (tailor, or fine-tuned file, per ``adapt``) to use instead of fitting:
+        the run journals it (path and SHA-256) as its fit record, and recomputes its tiles when
+        the file's content changes. ``pantailor batch --tailor-scope group`` passes its group's.
     """
 
     inputs: tuple[str, ...]
@@ -104,6 +108,7 @@ class RunConfig:
     ingest: Mapping[str, Any] = field(default_factory=dict)
     sensor_file: str | None = None
     clip: bool = True
+    adapter_file: str | None = None
 
     def __post_init__(self) -> None:
         from .methods import adapt_mode, method
@@ -124,6 +129,12 @@ class RunConfig:
                 got=", ".join(unknown),
                 fix="use the ingest options of `pantailor run --help`.",
             )
+        if self.adapter_file is not None and not adapt_mode(self.effective_adapt).fits:
+            raise ConfigError(
+                "A fitted adapter file is given to a run that fits none.",
+                expected="--adapt tailor or finetune with a network",
+                got=f"method {self.method}, adapt {self.effective_adapt}",
+            )
 
     @property
     def effective_adapt(self) -> str:
@@ -134,7 +145,11 @@ class RunConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """What makes two runs the same run (compared on resume; weights by checksum later)."""
+        given = (
+            {"adapter_file": str(Path(self.adapter_file).resolve())} if self.adapter_file else {}
+        )
         return {
+            **given,
             "inputs": [str(Path(p).resolve()) for p in self.inputs],
             "sensor": self.sensor,
             "sensor_file": str(Path(self.sensor_file).resolve()) if self.sensor_file else None,

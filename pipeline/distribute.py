@@ -3,6 +3,7 @@
 :class:`Engine` wraps a :class:`distributed.Client`. Its typed methods are the whole seam between
 the driver and the workers: :meth:`Engine.prepare` (the model plugin that loads a backbone once per
 worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` (a per-scene fit on one worker),
+:meth:`Engine.fit_group` (one fit for a batch group of scenes),
 :meth:`Engine.infer_tiles` (the tile map, results yielded as they complete so the driver can
 journal each finished tile at once) and :meth:`Engine.score_tiles` (quality tiles). Everything
 crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters get ``resources={"GPU": 1}``
@@ -46,6 +47,7 @@ from .jobs import (
     ClassicalTileTask,
     FitJob,
     FitOutcome,
+    GroupFitJob,
     ModelSpec,
     QualityJob,
     QualityResult,
@@ -93,6 +95,13 @@ def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
     if isinstance(task, ClassicalTileTask):
         return classical_tile(task)
     return infer_tile(task)
+
+
+def _fit_group(job: GroupFitJob) -> FitOutcome:
+    """A batch group's one fit: patches sampled across its stores, then the scene fit task."""
+    from .batch.groups import sample_group
+
+    return fit_adapter(job.fit, sample_group(job.stores, job.fit.sample, job.fit.seed))
 
 
 class Engine:
@@ -192,6 +201,10 @@ class Engine:
     def fit_once(self, job: FitJob) -> FitOutcome:
         """Fit the scene's adapter once, on one worker (with the idle workers' threads)."""
         return self._submit(partial(_lent, fit_adapter, self.lendable_threads()), job, "fit")
+
+    def fit_group(self, job: GroupFitJob) -> FitOutcome:
+        """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker."""
+        return self._submit(_fit_group, job, "fit-group")
 
     def fit_classical(self, job: ClassicalFitJob) -> ClassicalFitOutcome:
         """Fit a classical method's global coefficients once, on one worker."""

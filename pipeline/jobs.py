@@ -185,6 +185,24 @@ class FitJob:
     seed: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class GroupFitJob:
+    """One adapter fit for a group of scenes (``pantailor batch --tailor-scope group``).
+
+    Attributes
+    ----------
+    fit
+        The fit as for one scene: ``fit.store`` is the group's first scene, ``fit.out`` the
+        group's file, ``fit.sample`` the group's whole patch budget.
+    stores
+        Every member's scene store (the first is ``fit.store``): the budget is shared between
+        them (:func:`pipeline.batch.groups.sample_group`).
+    """
+
+    fit: FitJob
+    stores: tuple[str, ...]
+
+
 def fit_config(adapt: str, fields: Mapping[str, Any]) -> Any:
     """A :class:`pipeline.fit.FitConfig` from plain fields (``weights`` may be a mapping)."""
     from .fit import FitConfig
@@ -295,6 +313,7 @@ __all__ = [
     "ClassicalTileTask",
     "FitJob",
     "FitOutcome",
+    "GroupFitJob",
     "ModelSpec",
     "QualityJob",
     "QualityResult",

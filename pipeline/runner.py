@@ -37,7 +37,7 @@ from .methods import ADAPTS, CLASSICAL, NETWORKS
 from .preflight import check_paths, identify, open_inputs, open_journal
 from .report import write_report
 from .scene import Scene
-from .stages import REPORT, STAGES, RunState, stages_of
+from .stages import REPORT, STAGES, RunState, run_ingest, stages_of
 from .store import SceneStore
 from .tilemap import OUTPUT, Progress, stage_infer, stage_quality
 
@@ -173,6 +173,32 @@ def _complete(state: RunState, summary: dict[str, Any], total: float) -> dict[st
     return summary
 
 
+def ingest_scene(cfg: RunConfig) -> str:
+    """Only the ingest stage of ``cfg``, journalled as :func:`run_scene` journals it.
+
+    The full run later resumes after it. ``pantailor batch --tailor-scope group`` ingests a
+    group's scenes this way, then fits one tailor on patches of all of them. Returns the path of
+    the scene store.
+    """
+    paths = RunPaths.of(cfg)
+    check_paths(cfg, paths)
+    scene = open_inputs(cfg, paths)
+    base, fingerprint = identify(cfg, scene)
+    with RunLock.acquire(paths.lock):
+        journal, _ = open_journal(cfg, paths, fingerprint, scene)
+        state = RunState(
+            cfg=cfg,
+            paths=paths,
+            journal=journal,
+            scene=scene,
+            open_engine=lambda: _engine_for(None, None),
+            base=base,
+            store=scene if isinstance(scene, SceneStore) else None,
+        )
+        run_ingest(state)
+        return str(state.scene_store.path)
+
+
 def _summary(state: RunState) -> dict[str, Any]:
     store, cfg = state.scene_store, state.cfg
     return {
@@ -238,6 +264,7 @@ __all__ = [
     "RunConfig",
     "RunPaths",
     "demo_config",
+    "ingest_scene",
     "plan",
     "run_scene",
     "stage_infer",

@@ -154,7 +154,9 @@ def run_fit(state: RunState) -> None:
     file = paths.coefficients if classical else paths.adapter
     rec = journal.stage("fit")
     t0, start0 = time.perf_counter(), state.timings.get("start", 0.0)
-    if rec is None or not file.is_file() or file_sha256(file) != rec["sha256"]:
+    if cfg.adapter_file is not None:
+        rec = _given_adapter(journal, cfg.adapter_file, rec)
+    elif rec is None or not file.is_file() or file_sha256(file) != rec["sha256"]:
         journal.creates(file)
         if classical:
             job = ClassicalFitJob(store=str(store.path), method=cfg.method, out=str(file))
@@ -177,6 +179,27 @@ def run_fit(state: RunState) -> None:
     sample = float(rec.get("seconds", {}).get("sample", 0.0)) if rec.get("ran") else 0.0
     state.timings["sample"] = sample
     state.timings["fit"] = time.perf_counter() - t0 - sample
+
+
+def _given_adapter(journal: Journal, file: str, rec: dict[str, Any] | None) -> dict[str, Any]:
+    """``RunConfig.adapter_file`` as the fit record; tiles made with another file are dropped."""
+    from .files import file_sha256
+
+    path = Path(file).resolve()
+    if not path.is_file():
+        raise InputError(
+            "The fitted adapter file given to the run is missing.",
+            path=path,
+            expected="the file a fit saved (a batch group's tailor)",
+            got="no such file",
+            fix="fit it again (rerun the batch), or run without it.",
+        )
+    given = {"path": str(path), "sha256": file_sha256(path), "given": True}
+    if rec is None or (rec.get("path"), rec.get("sha256")) != (given["path"], given["sha256"]):
+        journal.drop_stages(*dependents("fit"), tiles=True)
+        journal.finish_stage("fit", given)
+        return given
+    return rec
 
 
 def _fit_job(state: RunState, file: Path) -> FitJob:

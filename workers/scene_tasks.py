@@ -33,6 +33,7 @@ from pipeline.jobs import (
     fit_config,
 )
 from pipeline.methods import fitted_mode
+from pipeline.sampling import PatchBatch
 from pipeline.store import SceneStore
 
 from .kernel import forward_window, read_window
@@ -79,15 +80,17 @@ def _save_atomic(job: FitJob, result: Any, module: Any, backbone: Any) -> None:
     write_atomic(job.out, write, kind="partial")
 
 
-def fit_adapter(job: FitJob) -> FitOutcome:
-    """Sample patches, fit the adapter once for the scene and save it (runs on one worker)."""
+def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
+    """Sample patches (unless given: a batch group's, sampled across its scenes), fit the adapter
+    once and save it (runs on one worker)."""
     from pipeline.sampling import SampleConfig, sample_patches
 
     fitted_mode(job.adapt)  # a mode that fits, else ConfigError
     t0 = time.perf_counter()
     FIT_CALLS.append(job.store)
-    store = SceneStore.open(job.store)
-    patches = sample_patches(store, SampleConfig(**dict(job.sample)), job.seed)
+    if patches is None:
+        store = SceneStore.open(job.store)
+        patches = sample_patches(store, SampleConfig(**dict(job.sample)), job.seed)
     loaded = current_cache().get(job.model.base())
     patches = patches.to(loaded.device)
     t1 = time.perf_counter()

@@ -169,6 +169,7 @@ def product_item(p: PlannedScene, row: SceneRow, out_dir: Path) -> Any:
         "pantailor:method": method,
         "pantailor:adapter": report.get("adapt"),
         "pantailor:adapter_sha256": (report.get("fit") or {}).get("sha256"),
+        "pantailor:tailor_group": p.spec.options.get("group") if p.group else None,
         "pantailor:weights_sha256": weights_sha256(
             str(method), run.weights if run else None, sensor, int(report.get("n_bands") or 0)
         ),

@@ -67,7 +67,8 @@ class BatchConfig:
         Delete a finished scene's own Zarr store (its copy of the inputs and the float32
         output) once the COG's checksum is recorded; the journal, adapter and products stay.
     tailor_scope
-        ``scene`` (one fit per scene). ``group`` is refused for now (see docs/archive_plan.md).
+        ``scene`` (one fit per scene) or ``group`` (one fit per group of scenes: the ``group``
+        column, STAC platform + date; see :mod:`pipeline.batch.groups`).
     """
 
     source: str
@@ -102,13 +103,6 @@ class BatchConfig:
             raise ConfigError(
                 "Unknown --tailor-scope.", expected="scene or group", got=self.tailor_scope
             )
-        if self.tailor_scope == "group":
-            raise ConfigError(
-                "--tailor-scope group is not implemented yet.",
-                expected="scene",
-                got="group",
-                fix="use --tailor-scope scene (docs/archive_plan.md describes the group fit).",
-            )
         unknown = set(self.ingest) - set(INGEST_OPTIONS)
         if unknown:
             raise ConfigError(
@@ -134,6 +128,7 @@ class PlannedScene:
     run: RunConfig | None
     output: str
     error: str | None = None
+    group: str | None = None  # the group's fingerprint (--tailor-scope group), else None
 
     def entry(self) -> dict[str, Any]:
         """The database fields identifying this scene."""
@@ -243,7 +238,9 @@ def fingerprint(run: RunConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _action(spec: SceneSpec, fp: str, output: Path, row: SceneRow | None, cfg: BatchConfig) -> str:
+def scene_action(
+    spec: SceneSpec, fp: str, output: Path, row: SceneRow | None, cfg: BatchConfig
+) -> str:
     if cfg.only and spec.id not in cfg.only:
         return "excluded"
     if row is None:
@@ -304,9 +301,13 @@ def make_plan(
                 action = "failed"  # recorded already: nothing new to say
             planned.append(PlannedScene(spec, pos, action, fp, None, str(output), err))
             continue
-        action = _action(spec, fp, output, rows.get(spec.id), cfg)
+        action = scene_action(spec, fp, output, rows.get(spec.id), cfg)
         planned.append(PlannedScene(spec, pos, action, fp, run, str(output)))
     _collisions(planned)
+    if cfg.tailor_scope == "group":
+        from .groups import plan_groups
+
+        return plan_groups(cfg, planned, rows)
     return planned
 
 
@@ -336,6 +337,7 @@ def plan_summary(planned: Sequence[PlannedScene]) -> dict[str, Any]:
         "scenes": len(planned),
         "actions": counts,
         "to_run": [p.spec.id for p in planned if p.action in RUN_ACTIONS],
+        "groups_to_run": len({p.group for p in planned if p.group and p.action in RUN_ACTIONS}),
         "invalid": {p.spec.id: p.error for p in planned if p.action == "invalid"},
     }
 
@@ -352,4 +354,5 @@ __all__ = [
     "output_of",
     "plan_summary",
     "run_config",
+    "scene_action",
 ]

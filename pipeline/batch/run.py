@@ -19,6 +19,7 @@ import hashlib
 import logging
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PantailorError
+from .groups import GroupWork, group_work, prepare_group
 from .plan import (
     RUN_ACTIONS,
     BatchConfig,
@@ -36,7 +38,8 @@ from .plan import (
     make_plan,
     plan_summary,
 )
-from .state import BatchState, batch_lock
+from .sources import SceneSpec
+from .state import DB_NAME, BatchState, batch_lock
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,14 @@ def _emit(on_event: Event | None, kind: str, scene: str, **info: Any) -> None:
         log.info("scene %s %s %s", scene, kind, info.get("error") or "")
 
 
+def error_text(exc: Exception, what: str) -> str:
+    """What the database records for a failure (a PantailorError's own text; else the type)."""
+    if isinstance(exc, PantailorError):
+        return str(exc)
+    log.warning("%s failed unexpectedly", what, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def clean_work(summary: dict[str, Any]) -> None:
     """Delete the scene's own store (inside its work dir; never an input store)."""
     outputs = summary.get("outputs") or {}
@@ -137,9 +148,7 @@ def run_one(
         summary = run_scene(cfg, engine=engine, progress=tiles)
         facts = _facts(summary, p.output)
     except Exception as exc:  # every scene's failure is its own: record it and go on
-        text = str(exc) if isinstance(exc, PantailorError) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, PantailorError):
-            log.warning("scene %s failed unexpectedly", scene, exc_info=True)
+        text = error_text(exc, scene)
         seconds = time.perf_counter() - t0
         state.fail(scene, text, seconds, p.entry())
         _emit(on_event, "failed", scene, error=text, seconds=seconds)
@@ -152,44 +161,52 @@ def run_one(
     return True
 
 
-def _model_key(p: PlannedScene) -> tuple[str, str, str]:
-    run = p.run
+Work = PlannedScene | GroupWork
+
+
+def _model_key(w: Work) -> tuple[str, str, str]:
+    run = (w.members[0] if isinstance(w, GroupWork) else w).run
     if run is None:
         return ("", "", "")
     return (run.method, str(run.weights or ""), str(run.sensor or ""))
 
 
+def _work(
+    w: Work, engine: Any, state: BatchState, on_event: Event | None, clean: bool
+) -> tuple[list[str], list[PlannedScene]]:
+    """Run one work item: the ids it ran, and the scenes it hands on (a group's members)."""
+    if isinstance(w, GroupWork):
+        return prepare_group(w, engine, state, on_event)
+    run_one(w, engine, state, on_event, clean)
+    return [w.spec.id], []
+
+
 def drive(
-    todo: Sequence[PlannedScene],
+    todo: Sequence[Work],
     engine: Any,
     state: BatchState,
     scenes_in_flight: int,
     on_event: Event | None = None,
     clean: bool = False,
 ) -> list[str]:
-    """Run ``todo`` with at most ``scenes_in_flight`` scenes at once; returns the ids run.
+    """Run ``todo`` with at most ``scenes_in_flight`` items at once; returns the ids run.
 
-    Submission is lazy (a new scene starts when one finishes), so the driver holds at most
-    ``scenes_in_flight`` scenes' state whatever the batch size.
+    Submission is lazy (a new item starts when one finishes), so the driver holds at most
+    ``scenes_in_flight`` scenes' state whatever the batch size. A group (``--tailor-scope
+    group``) is one item while it ingests and fits; its members then go first in the queue.
     """
-    queue: Iterator[PlannedScene] = iter(sorted(todo, key=_model_key))
+    queue: deque[Work] = deque(sorted(todo, key=_model_key))
     ran: list[str] = []
     with ThreadPoolExecutor(scenes_in_flight, thread_name_prefix="scene") as pool:
-        running: dict[Future[bool], str] = {}
-
-        def submit_next() -> None:
-            p = next(queue, None)
-            if p is not None:
-                running[pool.submit(run_one, p, engine, state, on_event, clean)] = p.spec.id
-
-        for _ in range(scenes_in_flight):
-            submit_next()
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        running: set[Future[tuple[list[str], list[PlannedScene]]]] = set()
+        while queue or running:
+            while queue and len(running) < scenes_in_flight:
+                running.add(pool.submit(_work, queue.popleft(), engine, state, on_event, clean))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                ran.append(running.pop(fut))
-                fut.result()  # run_one records every scene error; this re-raises only bugs
-                submit_next()
+                ids, follow = fut.result()  # scene errors are recorded; this re-raises bugs
+                ran.extend(ids)
+                queue.extendleft(reversed(follow))
     return ran
 
 
@@ -216,6 +233,32 @@ def _record_plan(state: BatchState, planned: Sequence[PlannedScene]) -> None:
     for p in planned:
         if p.action == "invalid":
             state.fail(p.spec.id, p.error or "invalid", None, p.entry())
+
+
+def _dry_run(cfg: BatchConfig, out_dir: Path, specs: Sequence[SceneSpec]) -> BatchResult:
+    """The plan against OUTDIR's database (if any), writing nothing."""
+    known = (out_dir / DB_NAME).is_file()
+    planned = make_plan(cfg, specs, BatchState.read(out_dir).rows() if known else {})
+    summary = plan_summary(planned)
+    if cfg.check_inputs:
+        summary.update(check_inputs(planned))
+    return BatchResult(plan=summary)
+
+
+def _run(
+    cfg: BatchConfig, state: BatchState, planned: Sequence[PlannedScene], result: BatchResult,
+    engine: Any, cluster: Any, on_event: Event | None,
+) -> None:  # fmt: skip
+    """Run what the plan says to run, on one engine, under Dask's performance report."""
+    todo = group_work([p for p in planned if p.action in RUN_ACTIONS], planned)
+    if not todo:
+        return
+    with _engine(engine, cluster) as eng:
+        result.dashboard = getattr(getattr(eng, "client", None), "dashboard_link", None)
+        _emit(on_event, "engine", "", dashboard=result.dashboard)
+        report = Path(cfg.out_dir).resolve() / PERFORMANCE_REPORT
+        with _performance_report(eng, report):
+            result.ran = drive(todo, eng, state, cfg.scenes_in_flight, on_event, cfg.clean_work)
 
 
 def run_batch(
@@ -249,16 +292,9 @@ def run_batch(
     out_dir = Path(cfg.out_dir).resolve()
     specs = load_scenes(cfg)
     if cfg.dry_run:
-        rows = (
-            BatchState.read(out_dir).rows()
-            if (out_dir / "pantailor-batch.sqlite").is_file()
-            else {}
-        )
-        planned = make_plan(cfg, specs, rows)
-        summary = plan_summary(planned)
-        if cfg.check_inputs:
-            summary.update(check_inputs(planned))
-        return BatchResult(plan=summary, seconds=time.perf_counter() - t0)
+        result = _dry_run(cfg, out_dir, specs)
+        result.seconds = time.perf_counter() - t0
+        return result
     with batch_lock(out_dir):
         state = BatchState.open(out_dir, cfg.source_id)
         try:
@@ -266,16 +302,8 @@ def run_batch(
             _record_plan(state, planned)
             result = BatchResult(plan=plan_summary(planned))
             _emit(on_event, "plan", "", **result.plan)
-            todo = [p for p in planned if p.action in RUN_ACTIONS]
             state.begin_run()
-            if todo:
-                with _engine(engine, cluster) as eng:
-                    result.dashboard = getattr(getattr(eng, "client", None), "dashboard_link", None)
-                    _emit(on_event, "engine", "", dashboard=result.dashboard)
-                    with _performance_report(eng, out_dir / PERFORMANCE_REPORT):
-                        result.ran = drive(
-                            todo, eng, state, cfg.scenes_in_flight, on_event, cfg.clean_work
-                        )
+            _run(cfg, state, planned, result, engine, cluster, on_event)
             state.end_run(len(result.ran))
             rows = state.rows([p.spec.id for p in planned])
             result.done = [i for i, r in rows.items() if r.state == "done"]
@@ -287,4 +315,13 @@ def run_batch(
     return result
 
 
-__all__ = ["PERFORMANCE_REPORT", "BatchResult", "Event", "drive", "run_batch", "run_one"]
+__all__ = [
+    "PERFORMANCE_REPORT",
+    "BatchResult",
+    "Event",
+    "Work",
+    "drive",
+    "error_text",
+    "run_batch",
+    "run_one",
+]

@@ -2,7 +2,7 @@
 
 ``OUTDIR/pantailor-batch.sqlite`` holds one row per scene (id, fingerprint, state
 ``queued | running | done | failed``, error text, timings, tile counts, the COG's checksum, the
-quality summary) and one row per driver run. It is written by the driver alone (one connection,
+quality summary), one row per ``--tailor-scope group`` fit and one row per driver run. It is written by the driver alone (one connection,
 serialised by a lock, WAL mode so that ``pantailor status`` can read while a batch runs) and it
 names the source it belongs to: an OUTDIR whose database was made for another source is refused.
 ``OUTDIR/pantailor-batch.lock`` is held (``flock``) for the life of a driver; the kernel drops it
@@ -53,6 +53,19 @@ CREATE TABLE IF NOT EXISTS scenes (
     hqnr_none REAL,
     hqnr_product REAL
 );
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('done', 'failed')),
+    error TEXT,
+    members TEXT NOT NULL,
+    adapter TEXT,
+    sha256 TEXT,
+    n_patches INTEGER,
+    seconds REAL,
+    fits INTEGER NOT NULL DEFAULT 0,
+    finished_at REAL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     pid INTEGER NOT NULL,
@@ -92,6 +105,10 @@ class SceneRow:
 
 
 _COLUMNS = tuple(SceneRow.__dataclass_fields__)
+_GROUP_COLUMNS = (
+    "id", "fingerprint", "state", "error", "members", "adapter", "sha256", "n_patches",
+    "seconds", "fits",
+)  # fmt: skip
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -245,6 +262,45 @@ class BatchState:
         self._write(
             "UPDATE scenes SET state='failed', error=?, finished_at=?, seconds=? WHERE id=?",
             (error, time.time(), seconds, scene_id),
+        )
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The ``--tailor-scope group`` fits by group id: fingerprint, state, error, members
+        (list of ids), adapter, sha256, n_patches, seconds, fits (how many fits ran, ever)."""
+        try:
+            cur = self.con.execute(f"SELECT {', '.join(_GROUP_COLUMNS)} FROM groups ORDER BY id")
+        except sqlite3.OperationalError:  # a database of a version without the table
+            return {}
+        out = {r[0]: dict(zip(_GROUP_COLUMNS, r, strict=True)) for r in cur}
+        for g in out.values():
+            g["members"] = json.loads(g["members"])
+        return out
+
+    def record_group(self, group: str, fingerprint: str, members: list[str], **fit: Any) -> None:
+        """Record a group's fit: done (``adapter``, ``sha256``, ``n_patches``, ``seconds``; one
+        more fit) or failed (``error``)."""
+        failed = fit.get("error") is not None
+        self._write(
+            "INSERT INTO groups (id, fingerprint, state, error, members, adapter, sha256, "
+            "n_patches, seconds, fits, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET fingerprint=excluded.fingerprint, "
+            "state=excluded.state, error=excluded.error, members=excluded.members, "
+            "adapter=excluded.adapter, sha256=excluded.sha256, n_patches=excluded.n_patches, "
+            "seconds=excluded.seconds, fits=groups.fits+excluded.fits, "
+            "finished_at=excluded.finished_at",
+            (
+                group,
+                fingerprint,
+                "failed" if failed else "done",
+                fit.get("error"),
+                json.dumps(members),
+                fit.get("adapter"),
+                fit.get("sha256"),
+                fit.get("n_patches"),
+                fit.get("seconds"),
+                0 if failed else 1,
+                time.time(),
+            ),
         )
 
     def begin_run(self) -> None:

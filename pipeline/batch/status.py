@@ -25,13 +25,15 @@ def batch_status(out_dir: str | Path, now: float | None = None) -> dict[str, Any
         hqnr_none, hqnr_product, started_at, finished_at); ``totals``: done, failed, running,
         queued, pending (= running + queued), scenes; ``scenes_per_hour`` and ``eta_seconds``
         (``None`` until the latest run finished a scene); ``running_driver``: who holds the
-        driver lock (``pid N on HOST since T``), or ``None``.
+        driver lock (``pid N on HOST since T``), or ``None``; ``groups``: the
+        ``--tailor-scope group`` fits by group (state, error, members, seconds, fits).
     """
     state = BatchState.read(out_dir)
     try:
         rows = list(state.rows().values())
         runs = state.runs()
         meta = state.meta()
+        groups = state.groups()
     finally:
         state.close()
     now = time.time() if now is None else now
@@ -55,6 +57,10 @@ def batch_status(out_dir: str | Path, now: float | None = None) -> dict[str, Any
         "scenes_per_hour": rate,
         "eta_seconds": 3600.0 * totals["pending"] / rate if rate and totals["pending"] else None,
         "running_driver": lock_holder(out_dir),
+        "groups": {
+            g: {k: rec[k] for k in ("state", "error", "members", "seconds", "fits")}
+            for g, rec in groups.items()
+        },
     }
 
 
@@ -73,6 +79,9 @@ def format_status(status: dict[str, Any]) -> str:
         + (f"{rate:.1f} scenes/hour" if rate else "rate unknown")
         + (f", ETA {eta / 60:.1f} min" if eta else "")
     )
+    for g, rec in status.get("groups", {}).items():
+        secs = f"{rec['seconds']:.1f} s" if rec["seconds"] is not None else rec["error"]
+        lines.append(f"group {g}: {rec['state']}, {len(rec['members'])} scenes, fit {secs}")
     if status["running_driver"]:
         lines.append(f"driver running: {status['running_driver']}")
     return "\n".join(lines)

@@ -58,7 +58,7 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
         "--tailor-scope",
         default="scene",
         choices=["scene", "group"],
-        help="one fit per scene (group: not implemented yet)",
+        help="one tailor fit per scene, or per group of scenes (the manifest's group column; STAC: platform + date)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(handler=cmd)
@@ -151,6 +151,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
             f"would run: {' '.join(run[:20])}"
             + (f" ... (+{len(run) - 20})" if len(run) > 20 else "")
         )
+    if plan.get("groups_to_run"):
+        print(f"groups to run: {plan['groups_to_run']} (one tailor fit each, unless recorded)")
     for scene, err in plan["invalid"].items():
         print(f"invalid: {scene}: {err}")
     if "tiles" in plan:
