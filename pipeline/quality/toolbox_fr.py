@@ -77,10 +77,11 @@ def toolbox_torch(
     with torch.no_grad():
         ft, mt, pt = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in (f, m, p))
         up = fast.interp23tap(mt, r)
-        lp = fast.mtf_filter(ft, spec.mtf_ms, r)
+        # MTF(F) by a float32 FFT: it is rounded to integer DN next (fast.mtf_filter)
+        lp = fast.to_uint16(fast.mtf_filter(ft, spec.mtf_ms, r, torch.float32), inplace=True)
         p_lp = fast.pan_low_pass(pt, r)
         ft, up, lp, pt, p_lp = (_cut(a, edge) for a in (ft, up, lp, pt, p_lp))
-        dk = 1.0 - float(fast.q2n_blocks(fast.to_uint16(lp), fast.to_uint16(up), block).mean())
+        dk = 1.0 - float(fast.q2n_blocks(lp, fast.to_uint16(up), block).mean())
         del lp
         n = ft.shape[0]
         q_high = fast.uqi_matrix(*fast.block_moments([ft, pt[None]], block))
