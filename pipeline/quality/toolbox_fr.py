@@ -60,7 +60,7 @@ def toolbox_numpy(
         if pairs
         else 0.0
     )
-    return _assemble(dk, ds, dl)
+    return assemble(dk, ds, dl)
 
 
 def toolbox_torch(
@@ -89,7 +89,7 @@ def toolbox_torch(
         ds = float((q_high[:n, n] - q_low[:n, n]).abs().mean())
         iu = torch.triu_indices(n, n, 1)
         dl = float((q_high[iu[0], iu[1]] - q_low[iu[0], iu[1]]).abs().mean()) if n > 1 else 0.0
-    return _assemble(dk, ds, dl)
+    return assemble(dk, ds, dl)
 
 
 def _cut(x: torch.Tensor, edge: int) -> torch.Tensor:
@@ -99,7 +99,8 @@ def _cut(x: torch.Tensor, edge: int) -> torch.Tensor:
     return x[..., edge:-edge, edge:-edge]
 
 
-def _assemble(dk: float, ds: float, dl: float) -> dict[str, float]:
+def assemble(dk: float, ds: float, dl: float) -> dict[str, float]:
+    """The five indices from ``D_lambda^K``, ``D_S`` and the classic ``D_lambda``."""
     return {
         "d_lambda_k": dk,
         "d_s": ds,
@@ -127,4 +128,4 @@ def toolbox_indices(
     return toolbox_torch(f, m, p, spec, block, edge, device)
 
 
-__all__ = ["ENGINES", "toolbox_indices", "toolbox_numpy", "toolbox_torch"]
+__all__ = ["ENGINES", "assemble", "toolbox_indices", "toolbox_numpy", "toolbox_torch"]
