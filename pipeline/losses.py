@@ -27,6 +27,13 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .losses_toolbox import (
+    Q_BLOCK,
+    toolbox_interp,
+    toolbox_pan_low_pass,
+    toolbox_spatial_loss,
+    toolbox_spatial_target,
+)
 from .mtf import degrade_torch, kernels_1d
 from .sensors import SensorSpec
 from .window_stats import (
@@ -38,7 +45,7 @@ from .window_stats import (
     lowres_correlation,
 )
 
-SPATIAL_TARGETS = ("pan", "lowres")
+SPATIAL_TARGETS = ("pan", "lowres", "toolbox")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +62,15 @@ class LossWeights:
         ``"pan"``: the spatial term is ``1 - LCC(out_b, PAN)`` (more PAN-like is always better);
         ``"lowres"``: ``|LCC(out_b, PAN) - LCC(LMS_b, PAN_LP)|``, each band's local correlation
         with PAN must equal the one its MS has with the low-passed PAN one scale down (the
-        relation HQNR's D_S checks; too much PAN is penalised as much as too little).
+        relation HQNR's D_S checks; too much PAN is penalised as much as too little);
+        ``"toolbox"``: the toolbox's D_S relation, window by window: ``|Q(out_b, PAN) -
+        Q(MS~_b, P_LP)|`` with ``Q`` the UQI over ``q_block``-pixel windows, ``MS~`` the
+        toolbox's 23-tap interpolation of the MS and ``P_LP`` the 23-tap interpolation of the
+        antialiased bicubic ``imresize(PAN, 1/ratio)`` (:func:`toolbox_pan_low_pass`).
+    q_block
+        Window edge (PAN pixels) of the UQI in the ``"toolbox"`` spatial term (the toolbox: 32).
+    q_stride
+        Stride (PAN pixels) between the UQI windows of the ``"toolbox"`` term.
     """
 
     spectral: float = 1.0
@@ -65,6 +80,8 @@ class LossWeights:
     penalty: float = 0.0
     lcc_window: int = LCC_WINDOW
     spatial_target: str = "lowres"
+    q_block: int = Q_BLOCK
+    q_stride: int = 8
 
     def __post_init__(self) -> None:
         for name in ("spectral", "angle", "spatial", "consistency", "penalty"):
@@ -77,6 +94,10 @@ class LossWeights:
             )
         if self.lcc_window < 2:
             raise ConfigError("lcc_window must be >= 2 pixels.", got=self.lcc_window)
+        if self.q_block < 2 or self.q_stride < 1:
+            raise ConfigError(
+                "q_block must be >= 2 and q_stride >= 1.", got=(self.q_block, self.q_stride)
+            )
         if self.spatial_target not in SPATIAL_TARGETS:
             raise ConfigError(
                 "Unknown spatial target.", expected=SPATIAL_TARGETS, got=self.spatial_target
@@ -368,4 +389,8 @@ __all__ = [
     "spectral_chord",
     "spectral_loss",
     "tailor_penalty",
+    "toolbox_interp",
+    "toolbox_pan_low_pass",
+    "toolbox_spatial_loss",
+    "toolbox_spatial_target",
 ]
