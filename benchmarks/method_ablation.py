@@ -89,12 +89,23 @@ VARIANTS: dict[str, FitConfig] = {
         check_every=0,
         weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3, consistency=3.0),
     ),
+    "tb0.3-c3-p8-nocheck": FitConfig(
+        check_every=0,
+        weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3, consistency=3.0),
+    ),
+    "tb0.3-c3-h4": _w(spatial_target="toolbox", spatial=0.3, consistency=3.0),
     "default": FitConfig(),
     "default-nocheck": FitConfig(check_every=0),
     "tb0.3-check": _w(spatial_target="toolbox", spatial=0.3),
     "tb0.3-nocheck": FitConfig(
         check_every=0, weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3)
     ),
+}
+
+
+SAMPLES: dict[str, SampleConfig] = {
+    "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
+    "tb0.3-c3-h4": SampleConfig(holdout=4),
 }
 
 
@@ -111,6 +122,7 @@ def load_scene(name: str) -> tuple[ProductInputs, str | None, float | None]:
 
 
 def _fuse(
+    variant: str,
     pan: np.ndarray,
     ms: np.ndarray,
     inputs: ProductInputs,
@@ -119,7 +131,7 @@ def _fuse(
     seed: int,
     nodata: float | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    sample = SampleConfig()
+    sample = SAMPLES.get(variant, SampleConfig())
     edge = min(pan.shape) // inputs.sensor.ratio * inputs.sensor.ratio
     if edge < sample.patch:
         sample = dataclasses.replace(sample, patch=max(4 * inputs.sensor.ratio, edge))
@@ -130,9 +142,14 @@ def _fuse(
 
 
 def _runner(
-    inputs: ProductInputs, backbone: Any, fit: FitConfig, seed: int, nodata: float | None
+    variant: str,
+    inputs: ProductInputs,
+    backbone: Any,
+    fit: FitConfig,
+    seed: int,
+    nodata: float | None,
 ) -> Any:
-    return lambda p, m: _fuse(p, m, inputs, backbone, fit, seed, nodata)
+    return lambda p, m: _fuse(variant, p, m, inputs, backbone, fit, seed, nodata)
 
 
 def score(inputs: ProductInputs, run: Any) -> dict[str, Any]:
@@ -156,7 +173,8 @@ def baselines(inputs: ProductInputs, backbone: Any, nodata: float | None) -> dic
     return {
         "exp": score(inputs, lambda p, m: (interp23tap(m, spec.ratio), {})),
         "none": score(
-            inputs, lambda p, m: _fuse(p, m, inputs, backbone, FitConfig(adapt="none"), 0, nodata)
+            inputs,
+            lambda p, m: _fuse("none", p, m, inputs, backbone, FitConfig(adapt="none"), 0, nodata),
         ),
         "mtf-glp": score(
             inputs, lambda p, m: (np.asarray(pansharpen("mtf-glp", m, p, spec), float), {})
@@ -229,7 +247,9 @@ def main(argv: list[str] | None = None) -> None:
         backbone = load("fusionnet", weights, sensor=inputs.sensor)
         res: dict[str, Any] = {} if args.no_baselines else baselines(inputs, backbone, nodata)
         for v in args.variants.split(","):
-            rows = [score(inputs, _runner(inputs, backbone, VARIANTS[v], s, nodata)) for s in seeds]
+            rows = [
+                score(inputs, _runner(v, inputs, backbone, VARIANTS[v], s, nodata)) for s in seeds
+            ]
             res[v] = summarise(rows)
             print(scene, v, {k: round(res[v][k], 4) for k in (*KEYS, "hqnr_spread")}, flush=True)
         doc["scenes"][scene] = res

@@ -247,14 +247,7 @@ def sample_keys(
     InputError
         If no patch of the scene is valid.
     """
-    candidates = _full_keys(grid)
-    if not candidates:
-        raise InputError(
-            "The scene is smaller than one fit patch.",
-            expected=f"PAN of at least {grid.tile} x {grid.tile}",
-            got=grid.pan_shape_yx,
-            fix="use a smaller --fit-patch.",
-        )
+    candidates = _candidates(grid)
     rng = np.random.default_rng(seed)
     order = [candidates[i] for i in rng.permutation(len(candidates))]
     k = _count(cfg, len(candidates))
@@ -274,6 +267,19 @@ def sample_keys(
     if len(chosen) < k:
         log.warning("only %d valid fit patches (wanted %d)", len(chosen), k)
     return sorted(chosen[:k]) + sorted(chosen[k : k + extra])
+
+
+def _candidates(grid: TileGrid) -> list[TileKey]:
+    """The full patches of ``grid``; :class:`InputError` if there is none."""
+    candidates = _full_keys(grid)
+    if not candidates:
+        raise InputError(
+            "The scene is smaller than one fit patch.",
+            expected=f"PAN of at least {grid.tile} x {grid.tile}",
+            got=grid.pan_shape_yx,
+            fix="use a smaller --fit-patch.",
+        )
+    return candidates
 
 
 def _stratified(
