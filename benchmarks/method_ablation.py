@@ -35,7 +35,7 @@ from fit_speed import machine_info
 
 from pipeline.backbones import load
 from pipeline.config import data_dir
-from pipeline.evaluate import crop_inputs, wald_degrade
+from pipeline.evaluate import crop_inputs, to_dn, wald_degrade
 from pipeline.fit import FitConfig
 from pipeline.fuse import fuse
 from pipeline.losses import LossWeights
@@ -62,8 +62,10 @@ SCENES: dict[str, tuple[list[str], Any, str | None, dict[str, Any], float | None
         True,
     ),
     "l7-29": ([f"{L7}/29_pan.mat", f"{L7}/29_ms.mat"], "landsat7", None, {}, None, True),
+    # same-sensor control: a reduced-resolution scene with its reference (scored against ``gt``)
+    "wv3-control": (["rr/cdif/WV3_test.mat"], "wv3", "dlpan:wv3", {"dn_max": 1.0}, None, True),
 }
-OLD = LossWeights(spatial_target="lowres")
+OLD = LossWeights(spatial_target="lowres", spatial=0.01, consistency=1.0)  # the previous defaults
 
 
 def _w(**kw: Any) -> FitConfig:
@@ -95,6 +97,8 @@ VARIANTS: dict[str, FitConfig] = {
     ),
     "tb0.3-c3-h4": _w(spatial_target="toolbox", spatial=0.3, consistency=3.0),
     "default": FitConfig(),
+    "finetune": FitConfig(adapt="finetune"),
+    "old-product": FitConfig(check_every=0, weights=OLD),
     "default-nocheck": FitConfig(check_every=0),
     "tb0.3-check": _w(spatial_target="toolbox", spatial=0.3),
     "tb0.3-nocheck": FitConfig(
@@ -106,6 +110,7 @@ VARIANTS: dict[str, FitConfig] = {
 SAMPLES: dict[str, SampleConfig] = {
     "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
     "tb0.3-c3-h4": SampleConfig(holdout=4),
+    "old-product": SampleConfig(holdout=0),
 }
 
 
@@ -117,8 +122,9 @@ def load_scene(name: str) -> tuple[ProductInputs, str | None, float | None]:
     inputs = load_inputs([root / f for f in files], sensor, **opts)
     dn = opts.get("dn_max")
     if dn is not None and dn != inputs.sensor.dn_max:
-        raise SystemExit(f"{name}: dn_max {dn} != sensor's {inputs.sensor.dn_max}")
-    return crop_inputs(inputs, CROP), weights, nodata
+        inputs = to_dn(inputs, dn)
+    crop = CROP if min(inputs.pan.shape) >= CROP else None
+    return crop_inputs(inputs, crop), weights, nodata
 
 
 def _fuse(
@@ -155,12 +161,15 @@ def _runner(
 def score(inputs: ProductInputs, run: Any) -> dict[str, Any]:
     """``run(pan, ms) -> (fused, info)`` scored at reduced (Wald) and full resolution."""
     spec = inputs.sensor
-    pan_lr, ms_lr = wald_degrade(inputs.pan, inputs.ms, spec)
-    f_rr, i_rr = run(pan_lr, ms_lr)
-    row: dict[str, Any] = {
-        k: float(v) for k, v in reduced_resolution(f_rr, inputs.ms, spec).items()
-    }
-    f_fr, i_fr = run(inputs.pan, inputs.ms)
+    if inputs.gt is not None:  # a reduced-resolution scene: its own reference
+        f_fr, i_fr = run(inputs.pan, inputs.ms)
+        f_rr, i_rr, ref = f_fr, i_fr, inputs.gt
+    else:
+        pan_lr, ms_lr = wald_degrade(inputs.pan, inputs.ms, spec)
+        f_rr, i_rr = run(pan_lr, ms_lr)
+        f_fr, i_fr = run(inputs.pan, inputs.ms)
+        ref = inputs.ms
+    row: dict[str, Any] = {k: float(v) for k, v in reduced_resolution(f_rr, ref, spec).items()}
     row.update({k: float(v) for k, v in full_resolution(f_fr, inputs.ms, inputs.pan, spec).items()})
     row["rr_info"], row["fr_info"] = i_rr, i_fr
     return row

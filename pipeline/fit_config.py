@@ -14,6 +14,7 @@ from .losses import LossWeights
 from .tailor import FeatureTailor, TailoredModel
 
 ADAPT_MODES = ("none", "tailor", "finetune")
+SELECT_RULES = ("loss", "holdout")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +53,10 @@ class FitConfig:
         ``0``: no held-out check (the lowest training total is kept).
     check_patience
         Stop after this many held-out checks without a better score.
+    select
+        Which state a fit keeps: ``"loss"`` (the lowest training total; with held-out patches,
+        replaced by the starting state if it scores a lower held-out HQNR) or ``"holdout"``
+        (the best held-out HQNR among the checked states).
     """
 
     adapt: str = "tailor"
@@ -68,6 +73,7 @@ class FitConfig:
     ls_start: int = 0
     check_every: int = 5
     check_patience: int = 4
+    select: str = "loss"
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -83,6 +89,8 @@ class FitConfig:
                 "Need check_every >= 0 and check_patience >= 1.",
                 got=(self.check_every, self.check_patience),
             )
+        if self.select not in SELECT_RULES:
+            raise ConfigError("Unknown select rule.", expected=SELECT_RULES, got=self.select)
         if self.ls_start < 0:
             raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
 

@@ -128,14 +128,16 @@ def _optimise(
 ) -> Track:
     """Run the loop and leave the kept parameters in ``params``.
 
-    Without ``check``: the step of the lowest training total is kept; the loop stops on a
-    plateau of ``cfg.patience`` steps. With ``check`` (a held-out score, higher is better,
-    evaluated on the starting state and every ``cfg.check_every`` steps): the best-scoring
-    state is kept, the starting state included (the identity fallback), and the loop also
-    stops after ``cfg.check_patience`` checks without a better score.
+    The step of the lowest training total is kept (``cfg.select == "loss"``); the loop stops on a
+    plateau of ``cfg.patience`` steps. With ``check`` (a held-out score, higher is better, taken
+    on the starting state and every ``cfg.check_every`` steps) the loop also stops after
+    ``cfg.check_patience`` checks without a better score, ``cfg.select == "holdout"`` keeps the
+    best-scoring state instead, and a kept state scoring below the start is replaced by the
+    start (the identity fallback).
     """
     opt, t = _Adam(params, lr=lr), Track()
     by_loss, by_check = _Keeper(params, cfg.min_delta), _Keeper(params)
+    start = [p.detach().clone() for p in params]
     reports: dict[int, dict[str, float]] = {}
     if check is not None:
         t.checks.append((0, check()))
@@ -153,11 +155,13 @@ def _optimise(
         if by_loss.since >= cfg.patience:
             t.rule = f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
             break
-    if check is not None and t.checks[-1][0] != len(t.history):
+    if check is not None and cfg.select == "holdout" and t.checks[-1][0] != len(t.history):
         t.checks.append((len(t.history), check()))
         by_check.offer(t.checks[-1][1], len(t.history))
-    keeper = by_check if check is not None else by_loss
+    keeper = by_check if check is not None and cfg.select == "holdout" else by_loss
     keeper.restore()
+    if check is not None:
+        _guard(t, keeper, check, start)
     t.kept_step = keeper.step
     t.initial = reports.get(0, {})
     t.losses = reports.get(keeper.step, {})
@@ -166,6 +170,19 @@ def _optimise(
             t.losses = t.losses or objective()[1]
         t.initial = t.initial or t.losses
     return t
+
+
+def _guard(
+    t: Track, keeper: _Keeper, check: Callable[[], float], start: list[torch.Tensor]
+) -> None:
+    """Score the kept state (if not yet checked); fall back to ``start`` if it scores lower."""
+    scored = dict(t.checks)
+    if keeper.step not in scored:
+        scored[keeper.step] = check()
+        t.checks = sorted(scored.items())
+    if scored[keeper.step] < scored[0]:
+        keeper.step, keeper.state = 0, start
+        keeper.restore()
 
 
 def _result(

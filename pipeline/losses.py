@@ -5,7 +5,10 @@ mask (``True`` = valid pixel) and averages over valid pixels only.
 
 - **Spectral**: the output, MTF-filtered band by band with the sensor's MS Nyquist gains and
   decimated by the ratio, must equal the observed MS: ``mean |D(out) - ms|``.
-- **Spatial**: ``1 -`` the local (windowed) correlation between each output band and PAN.
+- **Spatial** (default target ``"toolbox"``): the toolbox's D_S relation window by window,
+  ``|Q(out_b, PAN) - Q(MS~_b, P_LP)|`` (:mod:`pipeline.losses_toolbox`); or ``"lowres"``, the
+  same relation with local correlations and an MTF-filtered PAN; or ``"pan"``, ``1 -`` the
+  local correlation between each output band and PAN.
 - **Consistency**: scale invariance: the model run on the scene degraded by the ratio (MS and PAN
   MTF-filtered with their own gains and decimated, :func:`degrade_inputs`) must give back the
   observed MS: ``mean |model(D(ms), D(pan)) - ms|``.
@@ -50,7 +53,7 @@ SPATIAL_TARGETS = ("pan", "lowres", "toolbox")
 
 @dataclass(frozen=True, kw_only=True)
 class LossWeights:
-    """Weights of the loss terms (measured defaults, see ``benchmarks/results/cross_sensor.md``).
+    """Weights of the loss terms (measured defaults, see ``benchmarks/results/method_ablation.md``).
 
     Attributes
     ----------
@@ -75,11 +78,11 @@ class LossWeights:
 
     spectral: float = 1.0
     angle: float = 0.3
-    spatial: float = 0.01
-    consistency: float = 1.0
+    spatial: float = 0.3
+    consistency: float = 3.0
     penalty: float = 0.0
     lcc_window: int = LCC_WINDOW
-    spatial_target: str = "lowres"
+    spatial_target: str = "toolbox"
     q_block: int = Q_BLOCK
     q_stride: int = 8
 

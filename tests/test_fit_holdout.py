@@ -74,7 +74,9 @@ def test_a_fit_that_cannot_help_keeps_the_identity(patches: PatchBatch) -> None:
 
 def test_held_out_rule_keeps_the_best_checked_state_and_stops(patches: PatchBatch) -> None:
     bb = _backbone()
-    cfg = FitConfig(steps=40, lr=1e-2, check_every=2, check_patience=2, patience=100)
+    cfg = FitConfig(
+        steps=40, lr=1e-2, check_every=2, check_patience=2, patience=100, select="holdout"
+    )
     res = fit_tailor(patches, bb, SENSOR, cfg)
     checks = res.holdout["checks"]
     best_step, best = max(checks, key=lambda c: c[1])
@@ -96,7 +98,8 @@ def test_no_check_fits_on_every_patch_and_finetune_uses_the_rule(patches: PatchB
     b = fit_finetune(
         patches, bb, SENSOR, FitConfig(adapt="finetune", finetune_steps=4, check_every=2)
     )
-    assert [c[0] for c in b.holdout["checks"]] == [0, 2, 4]
+    steps = [c[0] for c in b.holdout["checks"]]
+    assert {0, 2, 4} <= set(steps) <= {0, 1, 2, 3, 4} and b.kept_step in steps
 
 
 def test_unfit_patch_sets_have_no_check() -> None:
