@@ -98,6 +98,11 @@ VARIANTS: dict[str, FitConfig] = {
     "tb0.3-c3-h4": _w(spatial_target="toolbox", spatial=0.3, consistency=3.0),
     "default": FitConfig(),
     "finetune": FitConfig(adapt="finetune"),
+    "d-angle1": FitConfig(weights=LossWeights(angle=1.0)),
+    "d-p6": FitConfig(),
+    "d-c10": FitConfig(weights=LossWeights(consistency=10.0)),
+    "d-sp0.1-angle1": FitConfig(weights=LossWeights(angle=1.0, spatial=0.1)),
+    "d-angle1-p6": FitConfig(weights=LossWeights(angle=1.0)),
     "old-product": FitConfig(check_every=0, weights=OLD),
     "default-nocheck": FitConfig(check_every=0),
     "tb0.3-check": _w(spatial_target="toolbox", spatial=0.3),
@@ -111,6 +116,8 @@ SAMPLES: dict[str, SampleConfig] = {
     "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
     "tb0.3-c3-h4": SampleConfig(holdout=4),
     "old-product": SampleConfig(holdout=0),
+    "d-p6": SampleConfig(min_patches=6),
+    "d-angle1-p6": SampleConfig(min_patches=6),
 }
 
 
@@ -232,6 +239,19 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge(paths: list[Path], out: str) -> None:
+    """One table from several runs' JSONs (rows of a later file win); lists every command."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    doc = dict(docs[0], scenes={}, variants={})
+    doc["command"] = " ; ".join(d["command"] for d in docs)
+    for d in docs:
+        doc["variants"].update(d["variants"])
+        for scene, rows in d["scenes"].items():
+            doc["scenes"].setdefault(scene, {}).update(rows)
+    (RESULTS / f"{out}.json").write_text(json.dumps(doc, indent=1, default=str))
+    (RESULTS / f"{out}.md").write_text(markdown(doc))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default="old,default")
@@ -239,7 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("-o", "--out", default="method_ablation")
+    ap.add_argument("--merge", nargs="+", help="merge these result JSONs into -o instead")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge([Path(m) for m in args.merge], args.out)
+        return
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     out_json = RESULTS / f"{args.out}.json"

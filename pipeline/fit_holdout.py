@@ -21,23 +21,13 @@ from .sensors import SensorSpec
 BLOCK = 32  # the toolbox's block edge (PAN pixels)
 
 
-def patch_hqnr(
-    out: torch.Tensor,
-    ms: torch.Tensor,
-    pan: torch.Tensor,
-    sensor: SensorSpec,
-    dn_max: float,
-    block: int = BLOCK,
-) -> torch.Tensor:
-    """Toolbox HQNR of each patch.
+class PatchHQNR:
+    """Toolbox HQNR of products of fixed patches; what depends only on MS and PAN is computed once.
 
     Parameters
     ----------
-    out
-        ``(N, B, H, W)`` product, normalised (``DN / dn_max``); clipped to ``[0, 1]`` as the
-        product is.
     ms
-        ``(N, B, H/r, W/r)`` MS, normalised.
+        ``(N, B, H/r, W/r)`` MS, normalised (``DN / dn_max``).
     pan
         ``(N, 1, H, W)`` PAN, normalised.
     sensor
@@ -46,28 +36,54 @@ def patch_hqnr(
         The DN of 1.0 (the toolbox's Q2n rounds to integer DN).
     block
         Block edge of Q and Q2n (PAN pixels).
-
-    Returns
-    -------
-    torch.Tensor
-        ``(N,)`` float64 HQNR values.
     """
-    r = sensor.ratio
-    with torch.no_grad():
-        f = out.detach().to(torch.float64).clamp(0.0, 1.0) * dn_max
-        m = ms.detach().to(torch.float64) * dn_max
-        p = pan.detach().to(torch.float64) * dn_max
-        scores = []
-        for n in range(f.shape[0]):
-            up = fast.interp23tap(m[n], r)
-            lp = fast.mtf_filter(f[n], sensor.mtf_ms, r)
-            q2n = fast.q2n_blocks(fast.to_uint16(lp), fast.to_uint16(up), block).mean()
-            p_lp = fast.pan_low_pass(p[n, 0], r)
-            q_high = fast.uqi_pairs(f[n], p[n], block)[:, 0]
-            q_low = fast.uqi_pairs(up, p_lp[None], block)[:, 0]
-            d_s = (q_high - q_low).abs().mean()
-            scores.append(q2n * (1.0 - d_s))
-    return torch.stack(scores)
+
+    def __init__(
+        self,
+        ms: torch.Tensor,
+        pan: torch.Tensor,
+        sensor: SensorSpec,
+        dn_max: float,
+        block: int = BLOCK,
+    ) -> None:
+        self.sensor, self.dn_max, self.block = sensor, dn_max, block
+        r = sensor.ratio
+        with torch.no_grad():
+            m = ms.detach().to(torch.float64) * dn_max
+            self.pan = pan.detach().to(torch.float64) * dn_max
+            up = [fast.interp23tap(m[n], r) for n in range(m.shape[0])]
+            self.up16 = [fast.to_uint16(u) for u in up]
+            lows = [fast.pan_low_pass(self.pan[n, 0], r)[None] for n in range(m.shape[0])]
+            self.q_low = [
+                fast.uqi_pairs(u, lo, block)[:, 0] for u, lo in zip(up, lows, strict=True)
+            ]
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` float64 HQNR of ``out`` ``(N, B, H, W)`` (normalised; clipped to [0, 1])."""
+        n, b, h, w = out.shape
+        with torch.no_grad():
+            f = out.detach().to(torch.float64).clamp(0.0, 1.0) * self.dn_max
+            gains = list(self.sensor.mtf_ms) * n
+            lp = fast.mtf_filter(f.reshape(n * b, h, w), gains, self.sensor.ratio).view(n, b, h, w)
+            scores = []
+            for i in range(n):
+                q2n = fast.q2n_blocks(fast.to_uint16(lp[i]), self.up16[i], self.block).mean()
+                q_high = fast.uqi_pairs(f[i], self.pan[i], self.block)[:, 0]
+                d_s = (q_high - self.q_low[i]).abs().mean()
+                scores.append(q2n * (1.0 - d_s))
+        return torch.stack(scores)
+
+
+def patch_hqnr(
+    out: torch.Tensor,
+    ms: torch.Tensor,
+    pan: torch.Tensor,
+    sensor: SensorSpec,
+    dn_max: float,
+    block: int = BLOCK,
+) -> torch.Tensor:
+    """Toolbox HQNR of each patch ``(N,)``: :class:`PatchHQNR` of ``ms, pan`` applied to ``out``."""
+    return PatchHQNR(ms, pan, sensor, dn_max, block)(out)
 
 
 def holdout_check(
@@ -84,12 +100,14 @@ def holdout_check(
     if held is None or len(held) == 0 or r < 2 or r & (r - 1):
         return None
 
+    score = PatchHQNR(held.ms, held.pan, sensor, sensor.dn_max)
+
     def check() -> float:
         with torch.no_grad():
             out = forward()
-        return float(patch_hqnr(out, held.ms, held.pan, sensor, sensor.dn_max).mean())
+        return float(score(out).mean())
 
     return check
 
 
-__all__ = ["BLOCK", "holdout_check", "patch_hqnr"]
+__all__ = ["BLOCK", "PatchHQNR", "holdout_check", "patch_hqnr"]
