@@ -184,20 +184,27 @@ def variants(quick: bool, threads: int) -> list[Variant]:
     """The configurations compared (the first is the shipped default)."""
     d, s = FitConfig(), SampleConfig()
     rep = dataclasses.replace
+    prev_w = LossWeights(spatial_target="lowres", spatial=0.01, consistency=1.0)
+    prev = rep(d, weights=prev_w, check_every=0)
     out = [
         Variant("default (fit overlapped with the extractor)", d, s),
         Variant("default, sequential (fit, then forward)", d, s, overlap=False),
         Variant("default, 1 thread, sequential", d, s, threads=1, overlap=False),
-        Variant("8 patches (previous default)", d, rep(s, min_patches=8, max_patches=8)),
-        Variant("width 8", rep(d, width=8), s),
-        Variant("width 32", rep(d, width=32), s),
-        Variant("steps 30", rep(d, steps=30), s),
+        Variant(
+            "previous defaults (lowres spatial 0.01, consistency 1, no held-out)",
+            prev,
+            rep(s, holdout=0),
+        ),
+        Variant("no held-out check (fits on all 6 patches)", rep(d, check_every=0), s),
+        Variant("held-out check every 10 steps", rep(d, check_every=10), s),
         Variant("steps 40", rep(d, steps=40), s),
-        Variant("no consistency", rep(d, weights=LossWeights(consistency=0.0)), s),
-        Variant("no angle term", rep(d, weights=LossWeights(angle=0.0)), s),
-        Variant("fast: width 8, 30 steps", rep(d, width=8, steps=30), s),
+        Variant("steps 40, check every 10", rep(d, steps=40, check_every=10), s),
+        Variant("width 8", rep(d, width=8), s),
+        Variant(
+            "fast: width 8, 40 steps, check every 10", rep(d, width=8, steps=40, check_every=10), s
+        ),
+        Variant("steps 30, lr 6e-3, check every 10", rep(d, steps=30, lr=6e-3, check_every=10), s),
         Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
-        Variant("LS start (32 CG) + 30 steps, lr 1e-3", rep(d, ls_start=32, steps=30, lr=1e-3), s),
     ]
     return out[:3] if quick else out
 
