@@ -246,7 +246,8 @@ class SceneRunner:
 
 def _info(info: dict[str, Any], prefix: str) -> dict[str, Any]:
     info = {"infer_s": info["seconds"], **info}  # EXP / classical: their run time
-    keep = ("seconds", "fit_s", "infer_s", "fit_steps", "step_budget", "stop_rule")
+    keep = ("seconds", "fit_s", "infer_s", "fit_steps", "step_budget", "stop_rule", "kept_step")
+    keep += ("fallback",)
     return {prefix + k: info[k] for k in keep if k in info}
 
 
@@ -259,6 +260,7 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
             vals = [r[k] for r in runs]
             med[f"spread_{k}"] = max(vals) - min(vals)
     med["stop_rules"] = [r.get("stop_rule", "") for r in runs]
+    med["fallbacks"] = [r.get("fallback", "") for r in runs]
     return {**med, "seeds": len(runs), "per_seed": runs}
 
 

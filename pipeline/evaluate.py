@@ -236,6 +236,9 @@ class MethodRunner:
             info["fit_steps"] = out.fit.steps
             info["step_budget"] = out.fit.step_budget
             info["stop_rule"] = out.fit.stop_rule
+            for key in ("kept_step", "fallback"):  # the stopping rule's word, where it has one
+                if hasattr(out.fit, key):
+                    info[key] = getattr(out.fit, key)
         return np.asarray(out.image, dtype=np.float64), info
 
 
