@@ -15,6 +15,7 @@ import pytest
 import torch
 import xarray as xr
 
+from pipeline.classical import pansharpen
 from pipeline.errors import ConfigError, InputError
 from pipeline.quality import (
     d_lambda_khan,
@@ -32,7 +33,6 @@ from pipeline.quality import (
     uqi,
 )
 from pipeline.quality.hypercomplex import conjugate, multiply, norm, pad_components
-from pipeline.classical import pansharpen
 from pipeline.synthetic import make_scene
 
 sewar = pytest.importorskip("sewar")
