@@ -29,6 +29,16 @@ COLS = (  # key, header, digits
     ("infer_s", "infer s", 1),
 )
 SPREAD_MAX = 0.01
+LABELS = {
+    "before": "before (main at 29d3db4: spatial loss on the project's D_S relation, best-loss "
+    "step kept)",
+    "after": "after (branch `method` merged: spatial loss on the toolbox D_S relation, Wald "
+    "consistency term, held-out toolbox HQNR as stopping rule with identity fallback)",
+}
+FINETUNE_NOTE = (
+    "Finetune (issue 11 item 4) ran on **wv3-wv2 only** (label before, 1 seed, 784 steps, 19 min "
+    "of fit on the shared machine); the other pairs' finetune rows did not fit in this session."
+)
 CONTROL_TOL = 0.005
 NOTES = """## Reading
 
@@ -165,7 +175,8 @@ def summary(data: dict[str, Any], cross: dict[str, bool], label: str) -> list[st
                 c[0], c[1] = c[0] + ok, c[1] + 1
                 if not ok:
                     missed.setdefault(name, []).append(f"{key}/{scene}")
-    return [
+    met, total = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    return [f"**{met} of {total} scene targets met.**", ""] + [
         f"- {name}: met on {m}/{n}"
         + (f"; MISSED on {', '.join(missed[name])}" if name in missed else "")
         for name, (m, n) in counts.items()
@@ -210,10 +221,13 @@ def write_report(
         "",
         f"FusionNet. **Full-resolution columns: {conv['full_resolution']}.** RR columns: Wald "
         "protocol (see Reading). Main label: "
-        f"**{main}** (labels present: {', '.join(present)}); tailor = median of 3 seeds. "
+        f"**{LABELS.get(main, main)}**; labels present: {', '.join(present)}. Tailor = median "
+        "of 3 seeds, their HQNR spread shown. "
         "Command: `python benchmarks/cross_sensor.py --label LABEL [--finetune] --pairs ...` "
         "(per pair, cached; two processes at a time, 1 torch thread each, niced), then "
         f"`python benchmarks/cross_sensor.py --report`. Report written {machine_info()['date']}.",
+        "",
+        FINETUNE_NOTE,
         "",
         f"## Targets ({main})",
         "",
@@ -229,6 +243,7 @@ def write_report(
                     lines.append(f"  - {ft}")
     if len(present) > 1:
         lines += ["", "## Before (main) vs after (method): the ablation", ""]
+        lines += [f"- {lab}: {LABELS.get(lab, lab)}" for lab in present] + [""]
         lines += before_after(data, cross, present)
         for lab in present[:-1]:
             lines += ["", f"Targets ({lab}):", "", *summary(data, cross, lab)]
