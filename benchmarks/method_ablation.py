@@ -68,56 +68,46 @@ SCENES: dict[str, tuple[list[str], Any, str | None, dict[str, Any], float | None
 OLD = LossWeights(spatial_target="lowres", spatial=0.01, consistency=1.0)  # the previous defaults
 
 
-def _w(**kw: Any) -> FitConfig:
-    return FitConfig(weights=dataclasses.replace(OLD, **kw))
+def _w(check: str = "none", **kw: Any) -> FitConfig:
+    """``OLD`` weights changed by ``kw``; ``check``: ``"none"`` (no held-out patches, as the first
+    runs), ``"holdout"`` (held-out check, best held-out state kept) or ``"loss"``."""
+    w = dataclasses.replace(OLD, **kw)
+    if check == "none":
+        return FitConfig(check_every=0, weights=w)
+    return FitConfig(weights=w, select=check)
 
 
+TB3 = {"spatial_target": "toolbox", "spatial": 0.3}
 VARIANTS: dict[str, FitConfig] = {
-    "old": FitConfig(weights=OLD),
-    "toolbox-0.01": _w(spatial_target="toolbox", spatial=0.01),
+    "old": _w(),
     "toolbox-0.03": _w(spatial_target="toolbox", spatial=0.03),
     "toolbox-0.1": _w(spatial_target="toolbox", spatial=0.1),
-    "toolbox-0.3": _w(spatial_target="toolbox", spatial=0.3),
+    "toolbox-0.3": _w(**TB3),
     "toolbox-0.1-cons3": _w(spatial_target="toolbox", spatial=0.1, consistency=3.0),
-    "toolbox-0.1-cons0.3": _w(spatial_target="toolbox", spatial=0.1, consistency=0.3),
     "old-cons3": _w(consistency=3.0),
-    "tb0.3-c3": _w(spatial_target="toolbox", spatial=0.3, consistency=3.0),
-    "tb0.3-c10": _w(spatial_target="toolbox", spatial=0.3, consistency=10.0),
-    "tb0.3-c3-s120": FitConfig(
-        steps=120,
-        weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3, consistency=3.0),
-    ),
-    "tb0.3-c3-nocheck": FitConfig(
-        check_every=0,
-        weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3, consistency=3.0),
-    ),
-    "tb0.3-c3-p8-nocheck": FitConfig(
-        check_every=0,
-        weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3, consistency=3.0),
-    ),
-    "tb0.3-c3-h4": _w(spatial_target="toolbox", spatial=0.3, consistency=3.0),
+    "tb0.3-c3": _w("holdout", **TB3, consistency=3.0),
+    "tb0.3-c10": _w("holdout", **TB3, consistency=10.0),
+    "tb0.3-c3-s120": dataclasses.replace(_w("holdout", **TB3, consistency=3.0), steps=120),
+    "tb0.3-c3-h4": _w("holdout", **TB3, consistency=3.0),
+    "tb0.3-c3-nocheck": _w(**TB3, consistency=3.0),
+    "tb0.3-c3-p8-nocheck": _w(**TB3, consistency=3.0),
     "default": FitConfig(),
+    "old-product": _w(),
     "finetune": FitConfig(adapt="finetune"),
     "d-angle1": FitConfig(weights=LossWeights(angle=1.0)),
     "d-p6": FitConfig(),
     "d-c10": FitConfig(weights=LossWeights(consistency=10.0)),
     "d-sp0.1-angle1": FitConfig(weights=LossWeights(angle=1.0, spatial=0.1)),
-    "d-angle1-p6": FitConfig(weights=LossWeights(angle=1.0)),
-    "old-product": FitConfig(check_every=0, weights=OLD),
-    "default-nocheck": FitConfig(check_every=0),
-    "tb0.3-check": _w(spatial_target="toolbox", spatial=0.3),
-    "tb0.3-nocheck": FitConfig(
-        check_every=0, weights=dataclasses.replace(OLD, spatial_target="toolbox", spatial=0.3)
-    ),
 }
+NO_HOLDOUT = SampleConfig(holdout=0)  # the first runs: no held-out patches existed
 
 
 SAMPLES: dict[str, SampleConfig] = {
+    **{v: NO_HOLDOUT for v in ("old", "old-product", "old-cons3", "toolbox-0.1-cons3")},
+    **{f"toolbox-{w}": NO_HOLDOUT for w in ("0.03", "0.1", "0.3")},
     "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
     "tb0.3-c3-h4": SampleConfig(holdout=4),
-    "old-product": SampleConfig(holdout=0),
     "d-p6": SampleConfig(min_patches=6),
-    "d-angle1-p6": SampleConfig(min_patches=6),
 }
 
 
@@ -198,6 +188,27 @@ def baselines(inputs: ProductInputs, backbone: Any, nodata: float | None) -> dic
     }
 
 
+LEGEND = """Variants (one change at a time; the rows come from several runs, each command above):
+
+- `old`, `old-product`: the previous defaults (spatial target `lowres`: local correlation against
+  an MTF-filtered PAN, weight 0.01; consistency 1; 4 fit patches; the lowest training loss kept).
+- `toolbox-W`: the spatial term on the toolbox's D_S relation with weight W (consistency 1,
+  no held-out patches); `-cons3` / `old-cons3`: consistency (the Wald term) 3.
+- `tb0.3-c3`, `tb0.3-c10`, `-s120`, `-h4`: toolbox 0.3, consistency 3 / 10, 2 held-out patches
+  (4 for `-h4`) and the **best held-out HQNR kept** (`select="holdout"`); `-s120`: 120-step
+  budget. `-h4` gave the same kept steps as 2 held-out patches on every seed, hence equal rows.
+- `-nocheck`: no held-out check, so the 2 extra patches are fitted on (6 fit patches;
+  `p8-nocheck`: 10).
+- **`default`**: the product default now: toolbox 0.3, consistency 3, angle 0.3, 4 fit + 2
+  held-out patches, lowest training loss kept unless it scores a lower held-out HQNR than the
+  pretrained network (then the identity). `d-*`: the default with one change (`angle1`: angle
+  weight 1; `p6`: 6 fit patches; `c10`: consistency 10; `sp0.1`: spatial 0.1).
+- `finetune`: all backbone weights fine-tuned with the default losses and held-out rule (1 seed).
+- Reduced-resolution rows of a 512-px crop run on a 128-px (VHR) or 256-px (Landsat) degraded
+  scene: too small for held-out patches, so the check does not run there.
+- `fit s`: median wall time of the full-resolution fit on this machine while shared by several
+  engineers' niced jobs (not a speed measurement; see `fit_speed.md`)."""
+
 KEYS = ("hqnr", "d_lambda_k", "d_s", "ergas", "sam", "q2n")
 
 
@@ -210,17 +221,21 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def markdown(doc: dict[str, Any]) -> str:
+def markdown(doc: dict[str, Any], out: str = "method_ablation") -> str:
     lines = [
         "# Method ablation (toolbox-graded)",
         "",
         f"Command: `{doc['command']}`  ",
-        f"Date: {doc['date']}; machine: {doc['machine'].get('cpu', '?')}, shared (niced).  ",
+        f"Merged by: `{doc['merged_by']} -o {out}`  " if "merged_by" in doc else "",
+        f"Date: {doc['date']}; machine: {doc['machine'].get('cpu_count', '?')} CPUs, torch "
+        f"{doc['machine'].get('torch', '?')}, 1 torch thread per run, shared by several engineers' "
+        "niced jobs (load average 10-17).  ",
         f"{CROP}-px PAN crops (centre); median over seeds {doc['seeds']}; HQNR = toolbox-exact "
         "full resolution; ERGAS/SAM/Q2n = reduced resolution (Wald protocol of `pantailor "
         "evaluate`). Spread = max - min over seeds.",
         "",
     ]
+    lines += [LEGEND, ""]
     for held in (False, True):
         lines += [f"## {'Held-out scenes (not used to choose)' if held else 'Tuning scenes'}", ""]
         lines += [
@@ -234,7 +249,10 @@ def markdown(doc: dict[str, Any]) -> str:
                 steps = r.get("fr_steps", "")
                 spread = f"{r['hqnr_spread']:.4f}" if "hqnr_spread" in r else ""
                 cells = " | ".join(f"{r[k]:.4f}" for k in KEYS)
-                lines.append(f"| {scene} | {method} | {cells} | {spread} | {steps} |")
+                infos = r.get("fr_info") if isinstance(r.get("fr_info"), list) else []
+                secs = [i["fit_s"] for i in infos if "fit_s" in i]
+                fit_s = f"{statistics.median(secs):.1f}" if secs else ""
+                lines.append(f"| {scene} | {method} | {cells} | {spread} | {steps} | {fit_s} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -244,12 +262,13 @@ def merge(paths: list[Path], out: str) -> None:
     docs = [json.loads(p.read_text()) for p in paths]
     doc = dict(docs[0], scenes={}, variants={})
     doc["command"] = " ; ".join(d["command"] for d in docs)
+    doc["merged_by"] = "python benchmarks/method_ablation.py --merge " + " ".join(map(str, paths))
     for d in docs:
         doc["variants"].update(d["variants"])
         for scene, rows in d["scenes"].items():
             doc["scenes"].setdefault(scene, {}).update(rows)
     (RESULTS / f"{out}.json").write_text(json.dumps(doc, indent=1, default=str))
-    (RESULTS / f"{out}.md").write_text(markdown(doc))
+    (RESULTS / f"{out}.md").write_text(markdown(doc, out))
 
 
 def main(argv: list[str] | None = None) -> None:
