@@ -113,6 +113,7 @@ def finetune_line(rows: Rows) -> str | None:
         f"finetune−tailor HQNR {gap:+.4f} ({'met' if gap <= 0.005 else 'MISSED'}: ≤ 0.005) at "
         f"{ratio:.0f}x the adaptation time ({'met' if ratio >= 20 else 'MISSED'}: ≥ 20x), "
         f"finetune {f.get('fit_steps', 0):.0f} steps"
+        + (f" (finetune row from label {f['from_label']})" if "from_label" in f else "")
     )
 
 
@@ -159,6 +160,14 @@ def collect(pairs: Sequence[Any], cache: Path, labels: Sequence[str]) -> dict[st
                 rows = scene_rows(cache, lab, tag, scene)
                 if rows is not None:
                     out.setdefault(pair.key, {}).setdefault(scene, {})[lab] = rows
+    for scenes in out.values():  # a finetune row run under one label serves the others
+        for by_label in scenes.values():
+            ft = {lab: r["finetune"] for lab, r in by_label.items() if "finetune" in r}
+            for lab, rows in by_label.items():
+                if ft and "finetune" not in rows:
+                    src = next(iter(ft))
+                    rows["finetune"] = {**ft[src], "from_label": src}
+                    by_label[lab] = {k: rows[k] for k in ORDER if k in rows}
     return out
 
 
