@@ -35,10 +35,6 @@ LABELS = {
     "after": "after (branch `method` merged: spatial loss on the toolbox D_S relation, Wald "
     "consistency term, held-out toolbox HQNR as stopping rule with identity fallback)",
 }
-FINETUNE_NOTE = (
-    "Finetune (issue 11 item 4) ran on **wv3-wv2 only** (label before, 1 seed, 784 steps, 19 min "
-    "of fit on the shared machine); the other pairs' finetune rows did not fit in this session."
-)
 CONTROL_TOL = 0.005
 NOTES = """## Reading
 
@@ -62,6 +58,22 @@ NOTES = """## Reading
 - Timings were taken with two benchmark processes and other engineers' niced jobs sharing 2
   cores: compare ratios within a row, not absolute seconds.
 """
+
+
+def finetune_note(data: dict[str, Any]) -> str:
+    """Which (label, pair / scene) ran the finetune row (issue 11 item 4: 1 seed, a subset)."""
+    ran = [
+        f"{lab}: {key} / {scene} ({rows['finetune'].get('fit_steps', 0):.0f} steps)"
+        for key, scenes in data.items()
+        for scene, by_label in scenes.items()
+        for lab, rows in by_label.items()
+        if "finetune" in rows and "from_label" not in rows["finetune"]
+    ]
+    return (
+        "Finetune (issue 11 item 4, 1 seed, full resolution only) ran on a subset that fitted "
+        "the session: " + "; ".join(ran) + ". Where a label has no finetune row of its own, the "
+        "other label's is used and named."
+    )
 
 
 def _load(path: Path) -> Any:
@@ -236,7 +248,7 @@ def write_report(
         "(per pair, cached; two processes at a time, 1 torch thread each, niced), then "
         f"`python benchmarks/cross_sensor.py --report`. Report written {machine_info()['date']}.",
         "",
-        FINETUNE_NOTE,
+        finetune_note(data),
         "",
         f"## Targets ({main})",
         "",
