@@ -114,6 +114,17 @@ stays below the zero start's 0.9185 (60 steps, 2.75 CPU s): 8 CG + 20 steps 0.87
 16 CG + 30 steps at lr 1e-3 0.905 (2.07), 32 CG + 30 steps at lr 1e-3 0.908 (2.07), 16 CG + 40
 steps at lr 3e-4 0.910 (2.49); plain 20 / 30 steps 0.878 / 0.889. The L2 optimum of two terms is
 not near the L1 + angle + spatial optimum, so it is **off by default** and the rows below show it.
+
+**Session 4 (new defaults: toolbox D_S term, consistency 3, held-out check; this table, machine
+shared, load 7-12).** HQNR is the toolbox's (imgWV2's top-left 512 px crop, seeds 0-2). The new
+default fits the same 4 patches as before plus 2 held-out ones scored every 5 steps (7 ms a
+check, 1 thread at load 7: one FFT MTF filter of 16 bands, Q2n and Q blocks; what depends on MS
+and PAN only is computed once). Fit + infer **2.59 s** (2.47 CPU s), HQNR **0.906**, against 2.89 s
+and HQNR 0.870 for the previous defaults in the same run: better and not slower, but **the <= 1.5
+s target (issue 12 item 5) is missed** at this quality. What reaches it loses quality: 30 steps
+at lr 6e-3 1.93 s / 0.872, 40 steps 2.42 s / 0.900; the LS start still does not pay (0.872).
+Checking every 10 steps saves nothing measurable here. The 2-thread sequential rows of this run
+are inflated by the contention (1 thread sequential: 2.42 s).
 """
 
 
@@ -184,20 +195,27 @@ def variants(quick: bool, threads: int) -> list[Variant]:
     """The configurations compared (the first is the shipped default)."""
     d, s = FitConfig(), SampleConfig()
     rep = dataclasses.replace
+    prev_w = LossWeights(spatial_target="lowres", spatial=0.01, consistency=1.0)
+    prev = rep(d, weights=prev_w, check_every=0)
     out = [
         Variant("default (fit overlapped with the extractor)", d, s),
         Variant("default, sequential (fit, then forward)", d, s, overlap=False),
         Variant("default, 1 thread, sequential", d, s, threads=1, overlap=False),
-        Variant("8 patches (previous default)", d, rep(s, min_patches=8, max_patches=8)),
-        Variant("width 8", rep(d, width=8), s),
-        Variant("width 32", rep(d, width=32), s),
-        Variant("steps 30", rep(d, steps=30), s),
+        Variant(
+            "previous defaults (lowres spatial 0.01, consistency 1, no held-out)",
+            prev,
+            rep(s, holdout=0),
+        ),
+        Variant("no held-out check (fits on all 6 patches)", rep(d, check_every=0), s),
+        Variant("held-out check every 10 steps", rep(d, check_every=10), s),
         Variant("steps 40", rep(d, steps=40), s),
-        Variant("no consistency", rep(d, weights=LossWeights(consistency=0.0)), s),
-        Variant("no angle term", rep(d, weights=LossWeights(angle=0.0)), s),
-        Variant("fast: width 8, 30 steps", rep(d, width=8, steps=30), s),
+        Variant("steps 40, check every 10", rep(d, steps=40, check_every=10), s),
+        Variant("width 8", rep(d, width=8), s),
+        Variant(
+            "fast: width 8, 40 steps, check every 10", rep(d, width=8, steps=40, check_every=10), s
+        ),
+        Variant("steps 30, lr 6e-3, check every 10", rep(d, steps=30, lr=6e-3, check_every=10), s),
         Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
-        Variant("LS start (32 CG) + 30 steps, lr 1e-3", rep(d, ls_start=32, steps=30, lr=1e-3), s),
     ]
     return out[:3] if quick else out
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +41,9 @@ from .quality.full_resolution import mtf_degrade
 from .quality.product import ProductInputs
 from .quality.toolbox import interp23tap
 from .sensors import SensorSpec
+
+if TYPE_CHECKING:
+    from .fit_config import FitConfig
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +151,25 @@ def wald_degrade(
 
 
 class MethodRunner:
-    """Runs one method on a PAN/MS pair (DN) and returns ``(fused (B, H, W) DN, info)``."""
+    """Runs one method on a PAN/MS pair (DN) and returns ``(fused (B, H, W) DN, info)``.
 
-    def __init__(self, spec: SensorSpec, cfg: EvaluateConfig) -> None:
-        self.spec, self.cfg = spec, cfg
-        self._backbone: Any = None
+    ``backbone`` (default: loaded from ``cfg``), ``fit`` (the network methods' configuration,
+    its ``adapt`` replaced per method; default :class:`pipeline.fit.FitConfig`), ``dn_max``
+    (normalisation; default the sensor's) and ``overlap`` are passed to :func:`pipeline.fuse.fuse`.
+    """
+
+    def __init__(
+        self,
+        spec: SensorSpec,
+        cfg: EvaluateConfig,
+        *,
+        backbone: Any = None,
+        fit: FitConfig | None = None,
+        dn_max: float | None = None,
+        overlap: bool = True,
+    ) -> None:
+        self.spec, self.cfg, self._backbone = spec, cfg, backbone
+        self.fit, self.dn_max, self.overlap = fit, dn_max, overlap
 
     def backbone(self) -> Any:
         if self._backbone is None:
@@ -162,43 +179,67 @@ class MethodRunner:
         return self._backbone
 
     def __call__(
-        self, method: str, pan: FloatImage, ms: FloatImage
+        self,
+        method: str,
+        pan: FloatImage,
+        ms: FloatImage,
+        *,
+        seed: int | None = None,
+        nodata: float | None = None,
     ) -> tuple[FloatImage, dict[str, Any]]:
+        """Run ``method``; ``seed`` overrides the config's, ``nodata`` marks invalid DN."""
         m = method.lower()
         t0 = time.perf_counter()
         info: dict[str, Any] = {}
         if m == EXP:
             fused = interp23tap(ms, self.spec.ratio)
         elif m in NETWORK_METHODS:
-            from .fit import FitConfig
-            from .fuse import fuse
-            from .sampling import SampleConfig
-
-            sample = SampleConfig()
-            r = self.spec.ratio
-            edge = min(pan.shape) // r * r
-            if edge < sample.patch:  # small (reduced-resolution) scenes: one patch per scene
-                sample = dataclasses.replace(sample, patch=max(4 * r, edge))
-            out = fuse(
-                pan,
-                ms,
-                self.spec,
-                self.backbone(),
-                fit=FitConfig(adapt=m),
-                sample=sample,
-                seed=self.cfg.seed,
-            )
-            fused = np.asarray(out.image, dtype=np.float64)
-            if m != "none":
-                info["fit_steps"] = out.fit.steps
-                info["step_budget"] = out.fit.step_budget
-                info["stop_rule"] = out.fit.stop_rule
+            fused, info = self._network(m, pan, ms, self.cfg.seed if seed is None else seed, nodata)
         else:
             from .classical import pansharpen
 
             fused = np.asarray(pansharpen(m, ms, pan, self.spec), dtype=np.float64)
         info["seconds"] = time.perf_counter() - t0
         return fused, info
+
+    def _network(
+        self, m: str, pan: FloatImage, ms: FloatImage, seed: int, nodata: float | None
+    ) -> tuple[FloatImage, dict[str, Any]]:
+        from .fit import FitConfig
+        from .fuse import fuse
+        from .sampling import SampleConfig
+
+        sample = SampleConfig()
+        r = self.spec.ratio
+        edge = min(pan.shape) // r * r
+        if edge < sample.patch:  # small (reduced-resolution) scenes: one patch per scene
+            sample = dataclasses.replace(sample, patch=max(4 * r, edge))
+        fit = dataclasses.replace(self.fit or FitConfig(), adapt=m)
+        out = fuse(
+            pan,
+            ms,
+            self.spec,
+            self.backbone(),
+            fit=fit,
+            sample=sample,
+            seed=seed,
+            dn_max=self.dn_max,
+            nodata=nodata,
+            overlap=self.overlap,
+        )
+        sec = out.seconds
+        info: dict[str, Any] = {
+            "fit_s": sec.get("sample", 0.0) + sec.get("fit", 0.0),
+            "infer_s": sec.get("infer", 0.0),
+        }
+        if m != "none":
+            info["fit_steps"] = out.fit.steps
+            info["step_budget"] = out.fit.step_budget
+            info["stop_rule"] = out.fit.stop_rule
+            for key in ("kept_step", "fallback"):  # the stopping rule's word, where it has one
+                if hasattr(out.fit, key):
+                    info[key] = getattr(out.fit, key)
+        return np.asarray(out.image, dtype=np.float64), info
 
 
 def evaluate_methods(

@@ -15,6 +15,7 @@ plateau or ``finetune_steps``), the zero-shot baseline: there the features canno
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ import torch
 from .backbones import Backbone, upsample
 from .errors import ConfigError
 from .fit_config import ADAPT_MODES, FitConfig, FitResult
-from .fit_stop import _optimise, _stop_rule
+from .fit_holdout import holdout_check
+from .fit_stop import _optimise, _result, _state
 from .losses import (
     LossWeights,
     WindowStats,
@@ -39,6 +41,8 @@ from .losses import (
     spatial_match_loss,
     spectral_loss,
     tailor_penalty,
+    toolbox_spatial_loss,
+    toolbox_spatial_target,
 )
 from .sampling import PatchBatch
 from .sensors import SensorSpec
@@ -98,11 +102,7 @@ def _objective(
     ``forward(need_degraded)`` returns ``(out, out_degraded or None, tailor delta or None)``.
     """
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
-    pan_stats = WindowStats.of(x.pan, w.lcc_window) if w.spatial > 0 else None  # fixed: once
-    target = None
-    if pan_stats is not None and w.spatial_target == "lowres":
-        pan_lp = upsample(x.pan_d, sensor.ratio, x.upsampler)
-        target = lowres_correlation(x.lms, pan_lp, w.lcc_window)  # fixed: once
+    spatial = _spatial_term(x, sensor, w)
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
         out, out_d, delta = forward(w.consistency > 0)
@@ -115,11 +115,8 @@ def _objective(
                 )
             if w.angle > 0:
                 terms["angle"] = angle_loss(out, x.ms, taps, sensor.ratio, x.valid_ms, degraded=deg)
-        if pan_stats is not None:
-            if target is None:
-                terms["spatial"] = spatial_loss(out, pan_stats, w.lcc_window, x.valid)
-            else:
-                terms["spatial"] = spatial_match_loss(out, pan_stats, target, w.lcc_window, x.valid)
+        if spatial is not None:
+            terms["spatial"] = spatial(out)
         if w.consistency > 0 and out_d is not None:
             terms["consistency"] = consistency_loss(out_d, x.ms, x.valid_ms)
         if w.penalty > 0 and delta is not None:
@@ -130,6 +127,29 @@ def _objective(
         return loss, report
 
     return total
+
+
+def _spatial_term(
+    x: _Inputs, sensor: SensorSpec, w: LossWeights
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The spatial loss of ``w.spatial_target`` as ``out -> loss``, its fixed parts computed once.
+
+    ``"toolbox"`` needs a power-of-two ratio (the 23-tap interpolator); other ratios use the
+    ``"lowres"`` relation.
+    """
+    if w.spatial <= 0:
+        return None
+    r = sensor.ratio
+    target = w.spatial_target
+    if target == "toolbox" and r >= 2 and not r & (r - 1):
+        stats = WindowStats.of(x.pan, w.q_block)
+        tb = toolbox_spatial_target(x.ms, x.pan, r, w.q_block, w.q_stride)
+        return lambda out: toolbox_spatial_loss(out, stats, tb, w.q_block, w.q_stride, x.valid)
+    stats = WindowStats.of(x.pan, w.lcc_window)
+    if target == "pan":
+        return lambda out: spatial_loss(out, stats, w.lcc_window, x.valid)
+    lowres = lowres_correlation(x.lms, upsample(x.pan_d, r, x.upsampler), w.lcc_window)
+    return lambda out: spatial_match_loss(out, stats, lowres, w.lcc_window, x.valid)
 
 
 def _cached_features(
@@ -173,6 +193,13 @@ def _tailor_forward(
     return forward
 
 
+def _split(patches: PatchBatch, cfg: FitConfig) -> tuple[PatchBatch, PatchBatch | None]:
+    """Fit and held-out patches; without held-out checks every patch is fitted on."""
+    if cfg.check_every > 0:
+        return patches.split()
+    return dataclasses.replace(patches, holdout=0), None
+
+
 def fit_tailor(
     patches: PatchBatch,
     backbone: Backbone,
@@ -185,7 +212,8 @@ def fit_tailor(
     Parameters
     ----------
     patches
-        Sampled patches (:func:`pipeline.sampling.sample_patches`), ``N`` of ``P x P`` PAN pixels.
+        Sampled patches (:func:`pipeline.sampling.sample_patches`), ``N`` of ``P x P`` PAN
+        pixels; its held-out patches (``patches.holdout``) are scored, not fitted on.
     backbone
         The pretrained network (its weights are not modified; it is moved to ``device``).
     sensor
@@ -204,41 +232,40 @@ def fit_tailor(
     dev = torch.device(device) if device is not None else _device_of(backbone)
     t0 = time.perf_counter()
     backbone = backbone.to(dev).eval()
-    x = _inputs(patches, backbone, sensor, dev)
+    train, held = _split(patches, cfg)
+    x = _inputs(train, backbone, sensor, dev)
     feats, feats_d = _cached_features(backbone, x, cfg)
-    t_feat = time.perf_counter() - t0
     tailor = _new_tailor(backbone, cfg, dev)
-    forward = _tailor_forward(tailor, backbone, x, feats, feats_d)
-    objective = _objective(x, sensor, cfg.weights, forward)
+    check = _tailor_check(tailor, backbone, held, sensor, cfg, dev)
+    t_feat = time.perf_counter() - t0
+    objective = _objective(
+        x, sensor, cfg.weights, _tailor_forward(tailor, backbone, x, feats, feats_d)
+    )
     if cfg.ls_start:
         from .fit_ls import ls_start
 
         ls_start(tailor, backbone, x, feats, feats_d, sensor, cfg, objective)
-    params = list(tailor.parameters())
-    losses, initial, history = _optimise(params, objective, cfg.steps, cfg, cfg.lr)
-    seconds = time.perf_counter() - t0
-    log.info(
-        "tailor fit: %d steps in %.2f s (features %.2f s), %s",
-        len(history),
-        seconds,
-        t_feat,
-        losses,
-    )
-    state = {k: v.detach().cpu().clone() for k, v in tailor.state_dict().items()}
-    rule = _stop_rule(len(history), cfg.steps, cfg)
-    return FitResult(
-        "tailor",
-        state,
-        None,
-        len(history),
-        seconds,
-        t_feat,
-        losses,
-        initial,
-        history,
-        step_budget=cfg.steps,
-        stop_rule=rule,
-    )
+    track = _optimise(list(tailor.parameters()), objective, cfg.steps, cfg, cfg.lr, check)
+    n_held = 0 if held is None or check is None else len(held)
+    return _result("tailor", track, cfg.steps, t0, t_feat, n_held, tailor_state=_state(tailor))
+
+
+def _tailor_check(
+    tailor: FeatureTailor,
+    backbone: Backbone,
+    held: PatchBatch | None,
+    sensor: SensorSpec,
+    cfg: FitConfig,
+    dev: torch.device,
+) -> Callable[[], float] | None:
+    """Held-out HQNR of the tailored network (the held-out features computed once)."""
+    if held is None:
+        return None
+    h = held.to(dev)
+    lms = upsample(h.ms, sensor.ratio, backbone.upsampler)
+    with torch.no_grad():
+        fh = backbone.extract(h.ms, lms, h.pan)
+    return holdout_check(h, sensor, lambda: backbone.map(fh + tailor.delta(fh), h.ms, lms, h.pan))
 
 
 def fit_finetune(
@@ -251,13 +278,20 @@ def fit_finetune(
     """Fine-tune a copy of all backbone parameters with the same losses (zero-shot baseline).
 
     Same parameters and return as :func:`fit_tailor`, with ``backbone_state`` set; uses
-    ``cfg.finetune_steps`` and ``cfg.finetune_lr`` (Adam). ``backbone`` itself is not modified.
+    ``cfg.finetune_steps`` and ``cfg.finetune_lr`` (Adam) and the same held-out rule.
+    ``backbone`` itself is not modified.
     """
     cfg = cfg or FitConfig(adapt="finetune")
     dev = torch.device(device) if device is not None else _device_of(backbone)
     t0 = time.perf_counter()
     model = copy.deepcopy(backbone).to(dev).train().requires_grad_(True)
-    x = _inputs(patches, model, sensor, dev)
+    train, held = _split(patches, cfg)
+    x = _inputs(train, model, sensor, dev)
+    check = None
+    if held is not None:
+        h = held.to(dev)
+        lms_h = upsample(h.ms, sensor.ratio, model.upsampler)
+        check = holdout_check(h, sensor, lambda: model(h.ms, lms_h, h.pan))
     t_feat = time.perf_counter() - t0
 
     def forward(need_d: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -267,24 +301,10 @@ def fit_finetune(
 
     objective = _objective(x, sensor, cfg.weights, forward)
     params = [p for p in model.parameters() if p.requires_grad]
-    losses, initial, history = _optimise(
-        params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr
-    )
-    seconds = time.perf_counter() - t0
-    log.info("finetune: %d steps in %.2f s, %s", len(history), seconds, losses)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return FitResult(
-        "finetune",
-        None,
-        state,
-        len(history),
-        seconds,
-        t_feat,
-        losses,
-        initial,
-        history,
-        step_budget=cfg.finetune_steps,
-        stop_rule=_stop_rule(len(history), cfg.finetune_steps, cfg),
+    track = _optimise(params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr, check)
+    n_held = 0 if held is None or check is None else len(held)
+    return _result(
+        "finetune", track, cfg.finetune_steps, t0, t_feat, n_held, backbone_state=_state(model)
     )
 
 
@@ -300,7 +320,7 @@ def evaluate(
     dev = torch.device(device) if device is not None else _device_of(backbone)
     t0 = time.perf_counter()
     backbone = backbone.to(dev).eval()
-    x = _inputs(patches, backbone, sensor, dev)
+    x = _inputs(_split(patches, cfg)[0], backbone, sensor, dev)
 
     def forward(need_d: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         out_d = backbone(x.ms_d, x.lms_d, x.pan_d) if need_d else None

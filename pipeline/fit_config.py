@@ -14,6 +14,7 @@ from .losses import LossWeights
 from .tailor import FeatureTailor, TailoredModel
 
 ADAPT_MODES = ("none", "tailor", "finetune")
+SELECT_RULES = ("loss", "holdout")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,18 @@ class FitConfig:
         Conjugate-gradient iterations of the least-squares start of the tailor's last layer
         (:func:`pipeline.fit_ls.ls_start`); ``0`` (default) keeps the zero start: measured on
         imgWV2 it does not hold HQNR with fewer steps (``benchmarks/fit_speed.py``).
+    check_every
+        With held-out patches (:attr:`pipeline.sampling.SampleConfig.holdout`), score the
+        toolbox HQNR of the current state on them every this many steps (and before the first
+        step); the best-scoring state is kept (the starting state included: a fit that ends
+        worse than the pretrained network on its held-out patches keeps the pretrained one).
+        ``0``: no held-out check (the lowest training total is kept).
+    check_patience
+        Stop after this many held-out checks without a better score.
+    select
+        Which state a fit keeps: ``"loss"`` (the lowest training total; with held-out patches,
+        replaced by the starting state if it scores a lower held-out HQNR) or ``"holdout"``
+        (the best held-out HQNR among the checked states).
     """
 
     adapt: str = "tailor"
@@ -58,6 +71,9 @@ class FitConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     seed: int = 0
     ls_start: int = 0
+    check_every: int = 5
+    check_patience: int = 4
+    select: str = "loss"
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -68,6 +84,13 @@ class FitConfig:
             raise ConfigError("Learning rates must be > 0.", got=(self.lr, self.finetune_lr))
         if self.patience < 1:
             raise ConfigError("patience must be >= 1.", got=self.patience)
+        if self.check_every < 0 or self.check_patience < 1:
+            raise ConfigError(
+                "Need check_every >= 0 and check_patience >= 1.",
+                got=(self.check_every, self.check_patience),
+            )
+        if self.select not in SELECT_RULES:
+            raise ConfigError("Unknown select rule.", expected=SELECT_RULES, got=self.select)
         if self.ls_start < 0:
             raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
 
@@ -100,7 +123,16 @@ class FitResult:
         Steps the fit was allowed (0: no fit ran).
     stop_rule
         Why it stopped: ``"budget"`` (all steps ran), ``"plateau"`` (no relative improvement of
-        ``min_delta`` in ``patience`` steps), or ``""`` (no fit).
+        ``min_delta`` in ``patience`` steps), the held-out rule (no better held-out HQNR in
+        ``check_patience`` checks), or ``""`` (no fit).
+    kept_step
+        Updates applied to the kept state (0: the starting state).
+    fallback
+        ``"identity"`` when the held-out check kept the starting state although steps ran (the
+        fit did not beat the pretrained network on its held-out patches), else ``""``.
+    holdout
+        Held-out toolbox HQNR ``{"patches", "initial", "kept", "checks": [[step, hqnr]...]}``
+        (empty without held-out patches).
     """
 
     adapt: str
@@ -114,6 +146,9 @@ class FitResult:
     history: list[float]
     step_budget: int = 0
     stop_rule: str = ""
+    kept_step: int = 0
+    fallback: str = ""
+    holdout: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (no tensors), e.g. for ``pantailor run --json``."""
@@ -122,6 +157,9 @@ class FitResult:
             "steps": self.steps,
             "step_budget": self.step_budget,
             "stop_rule": self.stop_rule,
+            "kept_step": self.kept_step,
+            "fallback": self.fallback,
+            "holdout": self.holdout,
             "fit_seconds": round(self.seconds, 4),
             "feature_seconds": round(self.feature_seconds, 4),
             "losses": self.losses,

@@ -44,10 +44,8 @@ def ls_start(
     affine mapper (FusionNet's: ``lms + tail(F')``), and so are the residuals of the spectral
     and consistency terms, ``r(θ) = [sqrt(w_s) (degrade(out) - ms), sqrt(w_c) (out_d - ms)]``
     over valid MS pixels. ``θ`` minimising ``||r||²`` (the L2 version of those two L1 terms)
-    solves the normal equations ``JᵀJ θ = -Jᵀ r(0)``, run as ``cfg.ls_start`` conjugate-gradient
-    iterations (``JᵀJ p`` is one forward and backward of ``conv_b``, the mapper and the
-    degradation, with ``conv_a``'s activations cached). Kept only if the fit's total loss is
-    lower than at the zero start; returns whether it was kept.
+    solves ``JᵀJ θ = -Jᵀ r(0)`` (:func:`_conjugate_gradient`, ``cfg.ls_start`` iterations,
+    ``conv_a``'s activations cached). Kept only if it lowers the fit's total loss; returns that.
     """
     w = cfg.weights
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
@@ -82,9 +80,27 @@ def ls_start(
     with torch.no_grad():
         r0 = residual()
         base = objective()[0]
+    sol = _conjugate_gradient(grad_half_sq, set_params, r0, zero, cfg.ls_start)
+    set_params(sol)
+    with torch.no_grad():
+        kept = bool(objective()[0] < base)
+    if not kept:
+        set_params(zero)
+    log.info("least-squares start of the tailor: %s", "kept" if kept else "worse; zero start")
+    return kept
+
+
+def _conjugate_gradient(
+    grad_half_sq: Callable[[torch.Tensor | None], list[torch.Tensor]],
+    set_params: Callable[[list[torch.Tensor]], None],
+    r0: torch.Tensor,
+    zero: list[torch.Tensor],
+    iters: int,
+) -> list[torch.Tensor]:
+    """``iters`` CG iterations on ``JᵀJ θ = -Jᵀ r(0)`` from ``θ = 0`` (``JᵀJ p`` by autograd)."""
     rvec = [-g for g in grad_half_sq(None)]  # b = -Jᵀ r(0)
     sol, direction, rs = [z.clone() for z in zero], [g.clone() for g in rvec], _dot(rvec, rvec)
-    for _ in range(cfg.ls_start):
+    for _ in range(iters):
         set_params(direction)
         ap = grad_half_sq(r0)  # JᵀJ p (r affine: r(p) - r(0) = J p)
         alpha = rs / _dot(direction, ap).clamp_min(1e-30)
@@ -93,13 +109,7 @@ def ls_start(
         rs_new = _dot(rvec, rvec)
         direction = [r_ + (rs_new / rs) * d for r_, d in zip(rvec, direction, strict=True)]
         rs = rs_new
-    set_params(sol)
-    with torch.no_grad():
-        kept = bool(objective()[0] < base)
-    if not kept:
-        set_params(zero)
-    log.info("least-squares start of the tailor: %s", "kept" if kept else "worse; zero start")
-    return kept
+    return sol
 
 
 def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

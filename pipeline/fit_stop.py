@@ -1,12 +1,19 @@
-"""The optimiser loop of a scene fit (:mod:`pipeline.fit`): a small Adam, the plateau stop, the stop rule."""
+"""The optimiser loop of a scene fit (:mod:`pipeline.fit`): a small Adam, the kept state, the stop rules, the result."""
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from .fit_config import FitConfig
+from .fit_config import FitConfig, FitResult
+
+log = logging.getLogger(__name__)
 
 
 class _Adam:
@@ -43,54 +50,186 @@ class _Adam:
             p.addcdiv_(m, denom, value=-self.lr / c1)
 
 
+@dataclass
+class Track:
+    """What the loop kept and why it stopped.
+
+    Attributes
+    ----------
+    losses, initial
+        Loss terms at the kept parameters and before fitting.
+    history
+        Total loss per step.
+    kept_step
+        Updates applied to the kept parameters (0: the starting state).
+    rule
+        ``"budget"``, or the rule that stopped the loop early.
+    checks
+        ``(step, held-out score)`` of every check (empty without a held-out check).
+    """
+
+    losses: dict[str, float] = field(default_factory=dict)
+    initial: dict[str, float] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+    kept_step: int = 0
+    rule: str = "budget"
+    checks: list[tuple[int, float]] = field(default_factory=list)
+
+
+class _Keeper:
+    """The best parameters seen by one score (higher is better; ``rel``: relative margin)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], rel: float = 0.0) -> None:
+        self.params, self.rel = params, rel
+        self.best, self.since, self.step = -math.inf, 0, 0
+        self.state = [p.detach().clone() for p in params]
+
+    def offer(self, score: float, step: int, state: list[torch.Tensor] | None = None) -> bool:
+        """Keep ``state`` (default: the current parameters) if ``score`` beats the best."""
+        if score > self.best + self.rel * abs(self.best) or self.best == -math.inf:
+            self.best, self.since, self.step = score, 0, step
+            self.state = state if state is not None else [p.detach().clone() for p in self.params]
+            return True
+        self.since += 1
+        return False
+
+    def restore(self) -> None:
+        """Copy the kept state into the parameters."""
+        with torch.no_grad():
+            for p, s in zip(self.params, self.state, strict=True):
+                p.copy_(s)
+
+
+def _step(
+    opt: _Adam, objective: Callable[[], tuple[torch.Tensor, dict[str, float]]]
+) -> dict[str, float]:
+    """One optimiser step; the loss terms at the parameters before it."""
+    reports: list[dict[str, float]] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss, report = objective()
+            loss.backward()  # type: ignore[no-untyped-call]
+        reports.append(report)
+        return loss
+
+    opt.step(closure)
+    return reports[0]
+
+
 def _optimise(
     params: list[torch.nn.Parameter],
     objective: Callable[[], tuple[torch.Tensor, dict[str, float]]],
     budget: int,
     cfg: FitConfig,
     lr: float,
-) -> tuple[dict[str, float], dict[str, float], list[float]]:
-    """Run the loop, leave the best parameters in ``params``; return their losses, the initial
-    losses and the history of the total."""
-    opt = _Adam(params, lr=lr)
-    history: list[float] = []
-    best = float("inf")
-    best_state = [p.detach().clone() for p in params]
-    best_report: dict[str, float] = {}
-    initial: dict[str, float] = {}
-    since_best = 0
-    for _ in range(budget):
-        reports: list[dict[str, float]] = []
+    check: Callable[[], float] | None = None,
+) -> Track:
+    """Run the loop and leave the kept parameters in ``params``.
 
-        def closure(reports: list[dict[str, float]] = reports) -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            with torch.enable_grad():
-                loss, report = objective()
-                loss.backward()  # type: ignore[no-untyped-call]
-            reports.append(report)
-            return loss
-
+    The step of the lowest training total is kept (``cfg.select == "loss"``); the loop stops on a
+    plateau of ``cfg.patience`` steps. With ``check`` (a held-out score, higher is better, taken
+    on the starting state and every ``cfg.check_every`` steps) the loop also stops after
+    ``cfg.check_patience`` checks without a better score, ``cfg.select == "holdout"`` keeps the
+    best-scoring state instead, and a kept state scoring below the start is replaced by the
+    start (the identity fallback).
+    """
+    opt, t = _Adam(params, lr=lr), Track()
+    by_loss, by_check = _Keeper(params, cfg.min_delta), _Keeper(params)
+    start = [p.detach().clone() for p in params]
+    reports: dict[int, dict[str, float]] = {}
+    if check is not None:
+        t.checks.append((0, check()))
+        by_check.offer(t.checks[-1][1], 0)
+    for step in range(1, budget + 1):
         snapshot = [p.detach().clone() for p in params]
-        opt.step(closure)
-        report = reports[0]
-        initial = initial or report
-        history.append(report["total"])
-        if report["total"] < best * (1.0 - cfg.min_delta):
-            best, best_state, best_report, since_best = report["total"], snapshot, report, 0
-        else:
-            since_best += 1
-            if since_best >= cfg.patience:
+        reports[step - 1] = _step(opt, objective)
+        t.history.append(reports[step - 1]["total"])
+        by_loss.offer(-t.history[-1], step - 1, snapshot)
+        if check is not None and (step % cfg.check_every == 0 or step == budget):
+            t.checks.append((step, check()))
+            if not by_check.offer(t.checks[-1][1], step) and by_check.since >= cfg.check_patience:
+                t.rule = f"held-out HQNR: no gain in {cfg.check_patience} checks"
                 break
-    with torch.no_grad():
-        for p, s in zip(params, best_state, strict=True):
-            p.copy_(s)
-        if not history:  # no step (budget 0): the losses as they are
-            best_report = initial = objective()[1]
-    return best_report, initial, history
+        if by_loss.since >= cfg.patience:
+            t.rule = f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
+            break
+    if check is not None and cfg.select == "holdout" and t.checks[-1][0] != len(t.history):
+        t.checks.append((len(t.history), check()))
+        by_check.offer(t.checks[-1][1], len(t.history))
+    keeper = by_check if check is not None and cfg.select == "holdout" else by_loss
+    keeper.restore()
+    if check is not None:
+        _guard(t, keeper, check, start)
+    t.kept_step = keeper.step
+    t.initial = reports.get(0, {})
+    t.losses = reports.get(keeper.step, {})
+    if not t.losses or not t.initial:
+        with torch.no_grad():
+            t.losses = t.losses or objective()[1]
+        t.initial = t.initial or t.losses
+    return t
 
 
-def _stop_rule(steps: int, budget: int, cfg: FitConfig) -> str:
-    """``"budget"`` or the plateau rule that ended a fit of ``steps`` out of ``budget``."""
-    if steps >= budget:
-        return "budget"
-    return f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
+def _guard(
+    t: Track, keeper: _Keeper, check: Callable[[], float], start: list[torch.Tensor]
+) -> None:
+    """Score the kept state (if not yet checked); fall back to ``start`` if it scores lower."""
+    scored = dict(t.checks)
+    if keeper.step not in scored:
+        scored[keeper.step] = check()
+        t.checks = sorted(scored.items())
+    if scored[keeper.step] < scored[0]:
+        keeper.step, keeper.state = 0, start
+        keeper.restore()
+
+
+def _result(
+    adapt: str,
+    track: Track,
+    budget: int,
+    t0: float,
+    t_feat: float,
+    check_patches: int,
+    **states: dict[str, torch.Tensor] | None,
+) -> FitResult:
+    """The :class:`FitResult` of a finished loop (``states``: tailor_state / backbone_state)."""
+    seconds = time.perf_counter() - t0
+    fallback = "identity" if track.checks and track.kept_step == 0 and track.history else ""
+    holdout: dict[str, Any] = {}
+    if track.checks:
+        kept = dict(track.checks)[track.kept_step]
+        holdout = {"patches": check_patches, "initial": track.checks[0][1], "kept": kept}
+        holdout["checks"] = [[s, round(v, 6)] for s, v in track.checks]
+    log.info(
+        "%s fit: %d steps in %.2f s (features %.2f s), kept step %d%s (%s), %s",
+        adapt,
+        len(track.history),
+        seconds,
+        t_feat,
+        track.kept_step,
+        " = identity" if fallback else "",
+        track.rule,
+        track.losses,
+    )
+    return FitResult(
+        adapt,
+        states.get("tailor_state"),
+        states.get("backbone_state"),
+        len(track.history),
+        seconds,
+        t_feat,
+        track.losses,
+        track.initial,
+        track.history,
+        step_budget=budget,
+        stop_rule=track.rule,
+        kept_step=track.kept_step,
+        fallback=fallback,
+        holdout=holdout,
+    )
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}

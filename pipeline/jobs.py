@@ -231,7 +231,12 @@ class FitOutcome:
     losses
         Final loss terms by name.
     step_budget, stop_rule
-        Steps allowed, and why the fit stopped (``"budget"`` or the plateau rule).
+        Steps allowed, and why the fit stopped (``"budget"``, the plateau or the held-out rule).
+    kept_step, fallback
+        Steps applied to the kept state, and ``"identity"`` when the fit kept the pretrained
+        network (it did not beat it on its held-out patches) (:class:`pipeline.fit.FitResult`).
+    holdout_hqnr
+        Held-out toolbox HQNR ``{"initial", "kept"}`` (empty without held-out patches).
     """
 
     path: str
@@ -242,6 +247,9 @@ class FitOutcome:
     losses: dict[str, float]
     step_budget: int = 0
     stop_rule: str = ""
+    kept_step: int = 0
+    fallback: str = ""
+    holdout_hqnr: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,10 @@ mask (``True`` = valid pixel) and averages over valid pixels only.
 
 - **Spectral**: the output, MTF-filtered band by band with the sensor's MS Nyquist gains and
   decimated by the ratio, must equal the observed MS: ``mean |D(out) - ms|``.
-- **Spatial**: ``1 -`` the local (windowed) correlation between each output band and PAN.
+- **Spatial** (default target ``"toolbox"``): the toolbox's D_S relation window by window,
+  ``|Q(out_b, PAN) - Q(MS~_b, P_LP)|`` (:mod:`pipeline.losses_toolbox`); or ``"lowres"``, the
+  same relation with local correlations and an MTF-filtered PAN; or ``"pan"``, ``1 -`` the
+  local correlation between each output band and PAN.
 - **Consistency**: scale invariance: the model run on the scene degraded by the ratio (MS and PAN
   MTF-filtered with their own gains and decimated, :func:`degrade_inputs`) must give back the
   observed MS: ``mean |model(D(ms), D(pan)) - ms|``.
@@ -27,6 +30,13 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .losses_toolbox import (
+    Q_BLOCK,
+    toolbox_interp,
+    toolbox_pan_low_pass,
+    toolbox_spatial_loss,
+    toolbox_spatial_target,
+)
 from .mtf import degrade_torch, kernels_1d
 from .sensors import SensorSpec
 from .window_stats import (
@@ -38,12 +48,12 @@ from .window_stats import (
     lowres_correlation,
 )
 
-SPATIAL_TARGETS = ("pan", "lowres")
+SPATIAL_TARGETS = ("pan", "lowres", "toolbox")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LossWeights:
-    """Weights of the loss terms (measured defaults, see ``benchmarks/results/cross_sensor.md``).
+    """Weights of the loss terms (measured defaults, see ``benchmarks/results/method_ablation.md``).
 
     Attributes
     ----------
@@ -55,16 +65,26 @@ class LossWeights:
         ``"pan"``: the spatial term is ``1 - LCC(out_b, PAN)`` (more PAN-like is always better);
         ``"lowres"``: ``|LCC(out_b, PAN) - LCC(LMS_b, PAN_LP)|``, each band's local correlation
         with PAN must equal the one its MS has with the low-passed PAN one scale down (the
-        relation HQNR's D_S checks; too much PAN is penalised as much as too little).
+        relation HQNR's D_S checks; too much PAN is penalised as much as too little);
+        ``"toolbox"``: the toolbox's D_S relation, window by window: ``|Q(out_b, PAN) -
+        Q(MS~_b, P_LP)|`` with ``Q`` the UQI over ``q_block``-pixel windows, ``MS~`` the
+        toolbox's 23-tap interpolation of the MS and ``P_LP`` the 23-tap interpolation of the
+        antialiased bicubic ``imresize(PAN, 1/ratio)`` (:func:`toolbox_pan_low_pass`).
+    q_block
+        Window edge (PAN pixels) of the UQI in the ``"toolbox"`` spatial term (the toolbox: 32).
+    q_stride
+        Stride (PAN pixels) between the UQI windows of the ``"toolbox"`` term.
     """
 
     spectral: float = 1.0
     angle: float = 0.3
-    spatial: float = 0.01
-    consistency: float = 1.0
+    spatial: float = 0.3
+    consistency: float = 3.0
     penalty: float = 0.0
     lcc_window: int = LCC_WINDOW
-    spatial_target: str = "lowres"
+    spatial_target: str = "toolbox"
+    q_block: int = Q_BLOCK
+    q_stride: int = 8
 
     def __post_init__(self) -> None:
         for name in ("spectral", "angle", "spatial", "consistency", "penalty"):
@@ -77,6 +97,10 @@ class LossWeights:
             )
         if self.lcc_window < 2:
             raise ConfigError("lcc_window must be >= 2 pixels.", got=self.lcc_window)
+        if self.q_block < 2 or self.q_stride < 1:
+            raise ConfigError(
+                "q_block must be >= 2 and q_stride >= 1.", got=(self.q_block, self.q_stride)
+            )
         if self.spatial_target not in SPATIAL_TARGETS:
             raise ConfigError(
                 "Unknown spatial target.", expected=SPATIAL_TARGETS, got=self.spatial_target
@@ -368,4 +392,8 @@ __all__ = [
     "spectral_chord",
     "spectral_loss",
     "tailor_penalty",
+    "toolbox_interp",
+    "toolbox_pan_low_pass",
+    "toolbox_spatial_loss",
+    "toolbox_spatial_target",
 ]

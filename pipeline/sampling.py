@@ -14,6 +14,7 @@ tensors (``DN / dn_max``) with validity masks, ready for :func:`pipeline.fit.fit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ class SampleConfig:
         Largest no-data share (0..1) a patch may hold.
     strata
         Number of texture quantiles in ``"texture"`` mode.
+    holdout
+        Extra patches held out of the fit, on which the fit scores the toolbox HQNR of its
+        states (the stopping rule and the identity fallback of :mod:`pipeline.fit`); fewer
+        when the scene has too few patches (the fit patches come first).
     """
 
     fraction: float = 0.05
@@ -59,6 +64,7 @@ class SampleConfig:
     max_patches: int = 8
     max_nodata: float = 0.0
     strata: int = 4
+    holdout: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:
@@ -74,6 +80,8 @@ class SampleConfig:
             raise ConfigError("max_nodata must lie in [0, 1).", got=self.max_nodata)
         if self.strata < 1:
             raise ConfigError("strata must be >= 1.", got=self.strata)
+        if self.holdout < 0:
+            raise ConfigError("holdout must be >= 0.", got=self.holdout)
 
 
 class PatchSource(Protocol):
@@ -122,6 +130,8 @@ class PatchBatch:
         The patch-grid keys the patches came from.
     ratio
         PAN/MS ratio.
+    holdout
+        The last ``holdout`` patches are held out of the fit (scored, not fitted on).
     """
 
     ms: torch.Tensor
@@ -130,24 +140,28 @@ class PatchBatch:
     valid_ms: torch.Tensor | None
     keys: tuple[TileKey, ...]
     ratio: int
+    holdout: int = 0
 
     def __len__(self) -> int:
         return int(self.ms.shape[0])
 
+    def split(self) -> tuple[PatchBatch, PatchBatch | None]:
+        """``(fit patches, held-out patches or None)``."""
+        k = len(self) - self.holdout
+        if self.holdout <= 0 or k < 1:
+            return dataclasses.replace(self, holdout=0), None
+        fit, held = (self._select(sl) for sl in (slice(0, k), slice(k, None)))
+        return fit, held
+
+    def _select(self, sl: slice) -> PatchBatch:
+        valid, valid_ms = (None if t is None else t[sl] for t in (self.valid, self.valid_ms))
+        return PatchBatch(self.ms[sl], self.pan[sl], valid, valid_ms, self.keys[sl], self.ratio)
+
     def to(self, device: torch.device | str) -> PatchBatch:
         """The same batch on ``device``."""
-
-        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device)
-
-        return PatchBatch(
-            self.ms.to(device),
-            self.pan.to(device),
-            mv(self.valid),
-            mv(self.valid_ms),
-            self.keys,
-            self.ratio,
-        )
+        valid, valid_ms = (None if t is None else t.to(device) for t in (self.valid, self.valid_ms))
+        ms, pan = self.ms.to(device), self.pan.to(device)
+        return PatchBatch(ms, pan, valid, valid_ms, self.keys, self.ratio, self.holdout)
 
 
 def patch_grid(pan_shape_yx: tuple[int, int], ratio: int, patch: int) -> TileGrid:
@@ -202,6 +216,7 @@ def sample_keys(
     seed: int,
     *,
     nodata: float | None = None,
+    extra: int = 0,
 ) -> list[TileKey]:
     """Choose patch keys on ``grid`` (a :func:`patch_grid`), seeded and nodata-aware.
 
@@ -217,29 +232,26 @@ def sample_keys(
         Same seed, same keys.
     nodata
         No-data DN, if any (NaN always counts as no-data).
+    extra
+        Up to this many more keys (held-out patches), after the fit keys, sorted apart; only
+        what the valid patches left after the fit keys allow.
 
     Returns
     -------
     list of TileKey
-        Sorted keys; fewer than asked only when fewer valid patches exist.
+        Sorted fit keys, then sorted extra keys; fewer than asked only when fewer valid
+        patches exist.
 
     Raises
     ------
     InputError
         If no patch of the scene is valid.
     """
-    candidates = _full_keys(grid)
-    if not candidates:
-        raise InputError(
-            "The scene is smaller than one fit patch.",
-            expected=f"PAN of at least {grid.tile} x {grid.tile}",
-            got=grid.pan_shape_yx,
-            fix="use a smaller --fit-patch.",
-        )
+    candidates = _candidates(grid)
     rng = np.random.default_rng(seed)
     order = [candidates[i] for i in rng.permutation(len(candidates))]
     k = _count(cfg, len(candidates))
-    pool_size = k if cfg.mode == "random" else min(len(order), k * 4)
+    pool_size = k + extra if cfg.mode == "random" else min(len(order), (k + extra) * 4)
     pool = _valid_pool(source, grid, cfg, order, pool_size, nodata)
     if not pool:
         raise InputError(
@@ -249,10 +261,25 @@ def sample_keys(
             fix="raise --max-nodata (sample max_nodata), use a smaller --fit-patch, or check "
             "the nodata value.",
         )
-    chosen = [key for key, _ in pool] if cfg.mode == "random" else _stratified(pool, k, cfg, rng)
+    chosen = (
+        [key for key, _ in pool] if cfg.mode == "random" else _stratified(pool, k + extra, cfg, rng)
+    )
     if len(chosen) < k:
         log.warning("only %d valid fit patches (wanted %d)", len(chosen), k)
-    return sorted(chosen[:k])
+    return sorted(chosen[:k]) + sorted(chosen[k : k + extra])
+
+
+def _candidates(grid: TileGrid) -> list[TileKey]:
+    """The full patches of ``grid``; :class:`InputError` if there is none."""
+    candidates = _full_keys(grid)
+    if not candidates:
+        raise InputError(
+            "The scene is smaller than one fit patch.",
+            expected=f"PAN of at least {grid.tile} x {grid.tile}",
+            got=grid.pan_shape_yx,
+            fix="use a smaller --fit-patch.",
+        )
+    return candidates
 
 
 def _stratified(
@@ -343,8 +370,10 @@ def sample_patches(
         )
     shape = getattr(meta, "pan_shape_yx", None) or _pan_shape(source)
     grid = patch_grid(shape, ratio, cfg.patch)
-    keys = sample_keys(source, grid, cfg, seed, nodata=nodata)
-    return read_patches(source, grid, keys, dn_max=dn_max, nodata=nodata)
+    keys = sample_keys(source, grid, cfg, seed, nodata=nodata, extra=cfg.holdout)
+    n_fit = min(len(keys), _count(cfg, len(_full_keys(grid))))
+    batch = read_patches(source, grid, keys, dn_max=dn_max, nodata=nodata)
+    return dataclasses.replace(batch, holdout=len(keys) - n_fit)
 
 
 def _pan_shape(source: PatchSource) -> tuple[int, int]:

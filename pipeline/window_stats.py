@@ -74,6 +74,38 @@ def local_correlation(
     return cov / torch.sqrt(var_a * st.var + EPS)
 
 
+def local_uqi(
+    a: torch.Tensor, b: torch.Tensor | WindowStats, window: int, stride: int = 1
+) -> torch.Tensor:
+    """Universal image quality index of each channel of ``a`` with ``b`` over sliding windows.
+
+    ``Q = 4 cov(a, b) mean(a) mean(b) / ((var a + var b)(mean(a)^2 + mean(b)^2))`` per
+    ``window x window`` box (the block UQI of the toolbox's D_S when ``stride == window``).
+
+    Parameters
+    ----------
+    a
+        ``(N, C, H, W)``.
+    b
+        ``(N, 1 or C, H, W)``, or its :class:`WindowStats` (then its window is used).
+    window, stride
+        Window edge and step in pixels (no padding).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, (H - window) // stride + 1, (W - window) // stride + 1)``.
+    """
+    st = b if isinstance(b, WindowStats) else WindowStats.of(b, window)
+    w, s = st.window, stride
+    mean_a = box_mean(a, w)[..., ::s, ::s]
+    mean_b, var_b = st.mean[..., ::s, ::s], st.var[..., ::s, ::s]
+    cov = box_mean(a * st.image, w)[..., ::s, ::s] - mean_a * mean_b
+    var_a = (box_mean(a * a, w)[..., ::s, ::s] - mean_a**2).clamp_min(0.0)
+    den = (var_a + var_b) * (mean_a**2 + mean_b**2)
+    return 4.0 * cov * mean_a * mean_b / (den + EPS * EPS)
+
+
 def lowres_correlation(lms: torch.Tensor, pan_lp: torch.Tensor, window: int) -> torch.Tensor:
     """Target of :func:`spatial_match_loss`: ``LCC(LMS_b, PAN_LP)`` one scale down.
 

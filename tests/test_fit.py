@@ -29,7 +29,7 @@ def _one_thread():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def patches() -> PatchBatch:
     s = make_scene((96, 128), SENSOR, seed=3)
-    cfg = SampleConfig(patch=32, fraction=0.5, min_patches=3, max_patches=3)
+    cfg = SampleConfig(patch=32, fraction=0.5, min_patches=3, max_patches=3, holdout=0)
     return sample_patches((s.pan, s.ms), cfg, 0, ratio=4, dn_max=SENSOR.dn_max)
 
 

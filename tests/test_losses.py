@@ -123,7 +123,11 @@ def test_tailor_penalty_and_weights() -> None:
         LossWeights(spectral=-1.0)
     with pytest.raises(ConfigError):
         LossWeights(spectral=0.0, angle=0.0, spatial=0.0, consistency=0.0, penalty=1.0)
-    assert LossWeights().spatial == 0.01
+    assert LossWeights().spatial_target == "toolbox" and LossWeights().spatial > 0
+    with pytest.raises(ConfigError):
+        LossWeights(spatial_target="nope")
+    with pytest.raises(ConfigError):
+        LossWeights(q_block=1)
 
 
 def test_box_mean_and_precomputed_pan_statistics() -> None:

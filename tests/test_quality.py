@@ -15,6 +15,7 @@ import pytest
 import torch
 import xarray as xr
 
+from pipeline.classical import pansharpen
 from pipeline.errors import ConfigError, InputError
 from pipeline.quality import (
     d_lambda_khan,
@@ -371,3 +372,39 @@ def test_metrics_command_on_a_store_output(tmp_path, capsys) -> None:  # type: i
     want = full_resolution(s.truth, s.ms, s.pan, "qb")
     assert m["hqnr"] == pytest.approx(want["hqnr"], rel=1e-4)
     assert "sam" not in m  # no reference in this store
+
+
+def test_metrics_command_takes_the_run_ingest_options(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`metrics` reads what `run` reads (--ms-decimate, --nodata, ... from the same definition):
+    an MS stored upsampled x2 needs --ms-decimate 2, and with --nodata the fill is left out."""
+    import json
+
+    from pipeline.cli import main
+
+    s = make_scene((256, 256), "qb", seed=4)
+    pan, ms = s.pan.astype(np.float32), s.ms.astype(np.float32)
+    fused = np.asarray(pansharpen("mtf-glp", s.ms, s.pan, "qb"), dtype=np.float64)
+    pan[:, 128:], ms[:, :, 32:] = 0.0, 0.0  # a no-data fill over the right half
+    _write_tif(tmp_path / "pan.tif", pan[None])
+    _write_tif(tmp_path / "ms.tif", np.repeat(np.repeat(ms, 2, axis=1), 2, axis=2))
+    rng = np.random.default_rng(0)
+    garbage = fused.copy()
+    garbage[:, :, 128:] = rng.uniform(0, 2047, size=garbage[:, :, 128:].shape)
+    fused[:, :, 128:] = 0.0
+    _write_tif(tmp_path / "zeros.tif", fused)
+    _write_tif(tmp_path / "garbage.tif", garbage)
+    inputs = [str(tmp_path / "pan.tif"), str(tmp_path / "ms.tif"), "--sensor", "qb"]
+
+    assert main(["metrics", str(tmp_path / "zeros.tif"), *inputs]) == 2  # MS grid is 2x too big
+    capsys.readouterr()
+
+    def hqnr(product: str, *opts: str) -> dict[str, float]:
+        args = ["metrics", str(tmp_path / product), *inputs, "--ms-decimate", "2", *opts]
+        assert main([*args, "--json"]) == 0
+        return dict(json.loads(capsys.readouterr().out)["metrics"])
+
+    masked = [hqnr(p, "--nodata", "0") for p in ("zeros.tif", "garbage.tif")]
+    assert masked[0]["n_tiles"] == 2.0  # the two 128-px tiles of the left half
+    assert masked[0]["hqnr"] == pytest.approx(masked[1]["hqnr"], abs=1e-12)
+    unmasked = [hqnr(p) for p in ("zeros.tif", "garbage.tif")]
+    assert abs(unmasked[0]["hqnr"] - unmasked[1]["hqnr"]) > 1e-3  # the fill was scored

@@ -143,3 +143,27 @@ def test_store_and_arrays_give_the_same_batch(tmp_path: Path) -> None:
     b = sample_patches((pan, ms8), cfg, 2, ratio=4, dn_max=2047.0)
     assert a.keys == b.keys
     assert torch.equal(a.pan, b.pan) and torch.equal(a.ms, b.ms)
+
+
+def test_held_out_patches_come_last_apart_from_the_fit_patches() -> None:
+    pan, ms = _arrays()
+    cfg = SampleConfig(patch=16, fraction=0.05, min_patches=4, max_patches=4, holdout=0)
+    base = sample_patches((pan, ms), cfg, 7, ratio=R, dn_max=2047.0)
+    held_cfg = SampleConfig(patch=16, fraction=0.05, min_patches=4, max_patches=4, holdout=3)
+    batch = sample_patches((pan, ms), held_cfg, 7, ratio=R, dn_max=2047.0)
+    assert len(base) == 4 and len(batch) == 7 and batch.holdout == 3
+    fit, held = batch.split()
+    assert held is not None and len(fit) == 4 and len(held) == 3
+    assert fit.keys == base.keys and torch.equal(fit.ms, base.ms)  # the fit patches unchanged
+    assert not set(held.keys) & set(fit.keys)
+    assert torch.equal(held.pan, batch.pan[4:]) and fit.holdout == held.holdout == 0
+    assert batch.to("cpu").holdout == 3
+
+
+def test_held_out_patches_shrink_on_small_scenes() -> None:
+    pan, ms = _arrays()
+    small = (pan[:32, :32], ms[:, :8, :8])  # 4 candidates, all needed for the fit
+    batch = sample_patches(small, SampleConfig(patch=16), 0, ratio=R, dn_max=2047.0)
+    assert len(batch) == 4 and batch.holdout == 0 and batch.split()[1] is None
+    with pytest.raises(ConfigError):
+        SampleConfig(holdout=-1)

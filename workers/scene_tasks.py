@@ -101,12 +101,17 @@ def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
     return FitOutcome(
         path=str(job.out),
         sha256=file_sha256(job.out),
-        n_patches=len(patches),
+        n_patches=len(patches) - int(result.holdout.get("patches", 0)),
         steps=int(result.steps),
         seconds={"sample": t1 - t0, "fit": t2 - t1, "save": t3 - t2},
         losses={str(k): float(v) for k, v in result.losses.items()},
         step_budget=int(result.step_budget),
         stop_rule=str(result.stop_rule),
+        kept_step=int(result.kept_step),
+        fallback=str(result.fallback),
+        holdout_hqnr={
+            k: float(result.holdout[k]) for k in ("initial", "kept") if k in result.holdout
+        },
     )
 
 

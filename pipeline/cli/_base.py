@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from workers.cluster import ClusterConfig
@@ -71,3 +71,21 @@ def cluster_from(args: argparse.Namespace) -> ClusterConfig:
         address=args.scheduler,
         device=args.device,
     )
+
+
+def add_ingest_options(p: argparse.ArgumentParser) -> None:
+    """The ingest options every command that reads PAN/MS files accepts."""
+    p.add_argument("--nodata", type=float, help="no-data DN overriding the files'")
+    p.add_argument("--dn-max", type=float, help="DN mapped to 1.0 (default: the sensor's)")
+    p.add_argument(
+        "--ms-decimate",
+        type=int,
+        help="keep every K-th MS pixel, for MS stored upsampled by K (SpaceNet: 2)",
+    )
+    p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
+
+
+def ingest_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The given ingest options as :func:`pipeline.scene.open_scene` keywords."""
+    names = {"nodata": "nodata", "dn_max": "dn_max", "ms_decimate": "ms_decimate", "patch": "patch"}
+    return {k: getattr(args, a) for k, a in names.items() if getattr(args, a) is not None}

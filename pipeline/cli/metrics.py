@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._base import Subparsers
+from ._base import Subparsers, add_ingest_options, ingest_options
 
 
 def add(
@@ -23,8 +23,6 @@ def add(
     p.add_argument("--sensor-file", help="YAML file adding sensors (see pipeline.sensors)")
     p.add_argument("--array", help="store array holding the product (default: its only output)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply FUSED by this (default 1)")
-    p.add_argument("--dn-max", type=float, help="DN mapped to 1.0 for the inputs")
-    p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
     p.add_argument("--block", type=int, default=32, help="Q/Q2n block edge (default 32)")
     p.add_argument("--edge", type=int, default=0, help="PAN pixels cut on each side (default 0)")
     p.add_argument("--method", help="method name recorded in the output")
@@ -35,6 +33,7 @@ def add(
         help="full-resolution indices: the Matlab toolbox's (default) or the project's earlier",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_ingest_options(p)  # the same ingest options as `run`; --nodata scores clean tiles only
     p.set_defaults(handler=cmd)
     return p
 
@@ -49,10 +48,9 @@ def cmd(args: argparse.Namespace) -> int:
         load_sensor_file(args.sensor_file)
     fused = load_fused(args.fused, array=args.array, scale=args.scale)
     sources = args.inputs or [args.fused]
-    opts = {k: v for k, v in (("dn_max", args.dn_max), ("patch", args.patch)) if v is not None}
     result = evaluate(
         fused,
-        load_inputs(sources, args.sensor, **opts),
+        load_inputs(sources, args.sensor, **ingest_options(args)),
         block=args.block,
         edge=args.edge,
         convention=args.convention,

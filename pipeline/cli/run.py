@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from ._base import Subparsers, add_cluster_options, cluster_from, print_summary, progress_printer
+from ._base import (
+    Subparsers,
+    add_cluster_options,
+    add_ingest_options,
+    cluster_from,
+    ingest_options,
+    print_summary,
+    progress_printer,
+)
 
 
 def add(
@@ -47,24 +54,6 @@ def add(
     add_ingest_options(p)
     p.set_defaults(handler=cmd)
     return p
-
-
-def add_ingest_options(p: argparse.ArgumentParser) -> None:
-    """The ingest options every command that reads PAN/MS files accepts."""
-    p.add_argument("--nodata", type=float, help="no-data DN overriding the files'")
-    p.add_argument("--dn-max", type=float, help="DN mapped to 1.0 (default: the sensor's)")
-    p.add_argument(
-        "--ms-decimate",
-        type=int,
-        help="keep every K-th MS pixel, for MS stored upsampled by K (SpaceNet: 2)",
-    )
-    p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
-
-
-def ingest_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The given ingest options as :func:`pipeline.scene.open_scene` keywords."""
-    names = {"nodata": "nodata", "dn_max": "dn_max", "ms_decimate": "ms_decimate", "patch": "patch"}
-    return {k: getattr(args, a) for k, a in names.items() if getattr(args, a) is not None}
 
 
 def cmd(args: argparse.Namespace) -> int:

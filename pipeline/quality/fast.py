@@ -50,22 +50,26 @@ def _kernel_spectrum(gain: float, ratio: int, size: tuple[int, int]) -> torch.Te
     return spectrum
 
 
-def mtf_filter(x: torch.Tensor, gains: Sequence[float], ratio: int) -> torch.Tensor:
+def mtf_filter(
+    x: torch.Tensor, gains: Sequence[float], ratio: int, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """``imfilter(x_b, h_b, 'replicate')`` for every band of ``(B, H, W)`` at once (FFT).
 
     Linear convolution of the edge-replicated stack by FFT on a 5-smooth size; the wrapped-around
-    part falls in the discarded margin.
+    part falls in the discarded margin. ``dtype``: the FFT's precision (default ``x``'s);
+    ``float32`` is 1.5x cheaper and, on DN data, off by ~5e-4 DN at most (a uint16 rounding of
+    ~1 pixel in 20 000 differs by one DN: the toolbox indices move by < 1e-7).
     """
     from scipy.fft import next_fast_len
 
     h, w = x.shape[-2:]
     p = MTF_SIZE // 2
-    xp = F.pad(x[None], (p, p, p, p), mode="replicate")[0]
+    xp = F.pad(x.to(dtype or x.dtype)[None], (p, p, p, p), mode="replicate")[0]
     size = (next_fast_len(h + 2 * p, real=True), next_fast_len(w + 2 * p, real=True))
     spec = torch.fft.rfft2(xp, s=size)
     del xp
     for b, g in enumerate(gains):
-        spec[b] *= _kernel_spectrum(float(g), ratio, size).to(spec.device)
+        spec[b] *= _kernel_spectrum(float(g), ratio, size).to(spec)
     y: torch.Tensor = torch.fft.irfft2(spec, s=size)
     return y[:, 2 * p : 2 * p + h, 2 * p : 2 * p + w]
 
@@ -166,9 +170,12 @@ def pan_low_pass(pan: torch.Tensor, ratio: int) -> torch.Tensor:
     return interp23tap(imresize_shrink(pan, ratio)[None], ratio)[0]
 
 
-def to_uint16(x: torch.Tensor) -> torch.Tensor:
-    """Matlab ``uint16(x)``: round half away from zero, saturate to ``[0, 65535]``, NaN -> 0."""
-    r = x + 0.5  # negatives saturate to 0 either way, so floor(x + 0.5) is Matlab's rounding
+def to_uint16(x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """Matlab ``uint16(x)``: round half away from zero, saturate to ``[0, 65535]``, NaN -> 0.
+
+    ``inplace``: overwrite ``x`` (a temporary) instead of allocating.
+    """
+    r = x.add_(0.5) if inplace else x + 0.5  # negatives saturate to 0 either way
     r.floor_().clamp_(0.0, 65535.0)
     return r.nan_to_num_(nan=0.0)
 

@@ -42,7 +42,7 @@ from ..sensors import SensorSpec, get_sensor
 from . import toolbox
 from .indices import DEFAULT_BLOCK, q2n, uqi
 from .inputs import FloatArray, as_bands, as_plane, cut_edges
-from .toolbox_fr import toolbox_indices
+from .toolbox_fr import assemble, toolbox_indices
 
 DEFAULT_UPSAMPLER = "poly23"
 CONVENTIONS = ("toolbox", "project")
@@ -325,14 +325,7 @@ def full_resolution(
     kw: dict[str, Any] = {"block": block, "edge": edge, "convention": "project"}
     dk = d_lambda_khan(f, m, spec, ms_up=up, upsampler=upsampler, **kw)
     ds = d_s(f, m, pan, spec, ms_up=up, upsampler=upsampler, **kw)
-    dl = d_lambda_qnr(f, m, spec, **kw)
-    return {
-        "d_lambda_k": dk,
-        "d_s": ds,
-        "hqnr": (1.0 - dk) * (1.0 - ds),
-        "d_lambda": dl,
-        "qnr": (1.0 - dl) * (1.0 - ds),
-    }
+    return assemble(dk, ds, d_lambda_qnr(f, m, spec, **kw))
 
 
 __all__ = [

@@ -23,6 +23,14 @@ from .full_resolution import CONVENTION_NOTES, DEFAULT_CONVENTION, full_resoluti
 from .indices import DEFAULT_BLOCK
 from .inputs import FloatArray, as_bands, as_plane
 from .reduced_resolution import reduced_resolution
+from .tiles import (
+    CLEAN_TILE,
+    clean_origins,
+    clean_tiles,
+    full_resolution_tiles,
+    invalid_pixels,
+    reduced_resolution_tiles,
+)
 
 _STORE_INPUTS = ("pan", "ms", "gt")
 
@@ -41,12 +49,15 @@ class ProductInputs:
         The sensor.
     gt
         ``(B, H, W)`` reference, or ``None``.
+    nodata
+        No-data DN of the inputs (from the files' tags or ``--nodata``), or ``None``.
     """
 
     ms: FloatArray
     pan: FloatArray
     sensor: SensorSpec
     gt: FloatArray | None = None
+    nodata: float | None = None
 
 
 def _is_store(path: Path) -> bool:
@@ -140,6 +151,7 @@ def load_inputs(
         pan=as_plane(scene.pan, "pan"),
         sensor=scene.sensor,
         gt=None if scene.gt is None else as_bands(scene.gt, "gt"),
+        nodata=scene.nodata,
     )
 
 
@@ -169,14 +181,31 @@ def evaluate(
             fix="pass the product made from these inputs.",
         )
     timings: dict[str, float] = {}
+    masked = inputs.nodata is not None or not bool(np.isfinite(f).all())
     t0 = time.perf_counter()
-    metrics = full_resolution(
-        f, inputs.ms, inputs.pan, inputs.sensor, block=block, edge=edge, convention=convention
-    )
+    if masked:  # the indices have no mask: score the tiles free of no-data (tiles.clean_tiles)
+        r, t = inputs.sensor.ratio, CLEAN_TILE
+        tiles = clean_tiles(f, inputs.ms, inputs.pan, r, inputs.nodata)
+        metrics = full_resolution_tiles(
+            tiles, inputs.sensor, block=block, edge=edge, convention=convention
+        )
+    else:
+        metrics = full_resolution(
+            f, inputs.ms, inputs.pan, inputs.sensor, block=block, edge=edge, convention=convention
+        )
     timings["full_resolution"] = time.perf_counter() - t0
     if inputs.gt is not None:
         t0 = time.perf_counter()
-        metrics.update(reduced_resolution(f, inputs.gt, inputs.sensor, block=block, edge=edge))
+        if masked:
+            bad = invalid_pixels(f, inputs.ms, inputs.pan, r, inputs.nodata)
+            pairs = [
+                (f[:, y : y + t, x : x + t], inputs.gt[:, y : y + t, x : x + t])
+                for y, x in clean_origins(bad, t)
+            ]
+            rr = reduced_resolution_tiles(pairs, inputs.sensor, block=block, edge=edge)
+        else:
+            rr = reduced_resolution(f, inputs.gt, inputs.sensor, block=block, edge=edge)
+        metrics.update(rr)
         timings["reduced_resolution"] = time.perf_counter() - t0
     conventions = {"full_resolution": f"{convention}: {CONVENTION_NOTES[convention]}"}
     return {

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import InputError
 from ..sensors import SensorSpec, get_sensor
-from .full_resolution import DEFAULT_UPSAMPLER, full_resolution
+from .full_resolution import DEFAULT_CONVENTION, DEFAULT_UPSAMPLER, full_resolution
 from .indices import DEFAULT_BLOCK
 from .inputs import as_bands
 from .reduced_resolution import reduced_resolution
@@ -39,6 +40,7 @@ def full_resolution_tiles(
     block: int = DEFAULT_BLOCK,
     edge: int = 0,
     upsampler: str = DEFAULT_UPSAMPLER,
+    convention: str = DEFAULT_CONVENTION,
 ) -> dict[str, float]:
     """Pixel-weighted mean of :func:`full_resolution` over ``(fused, ms, pan)`` tiles.
 
@@ -46,7 +48,7 @@ def full_resolution_tiles(
     ----------
     tiles
         ``(fused (B, T, T'), ms (B, T/r, T'/r), pan (T, T'))`` triples in DN.
-    sensor, block, edge, upsampler
+    sensor, block, edge, upsampler, convention
         As for :func:`pipeline.quality.full_resolution`.
 
     Returns
@@ -59,7 +61,9 @@ def full_resolution_tiles(
     for fused, ms, pan in tiles:
         f = as_bands(fused, "fused")
         scores.append(
-            full_resolution(f, ms, pan, spec, block=block, edge=edge, upsampler=upsampler)
+            full_resolution(
+                f, ms, pan, spec, block=block, edge=edge, upsampler=upsampler, convention=convention
+            )
         )
         weights.append(f.shape[1] * f.shape[2])
     return _weighted_mean(scores, weights)
@@ -82,4 +86,53 @@ def reduced_resolution_tiles(
     return _weighted_mean(scores, weights)
 
 
-__all__ = ["full_resolution_tiles", "reduced_resolution_tiles"]
+CLEAN_TILE = 128  # PAN pixels: 4 x 4 blocks at full resolution, one at MS scale (ratio 4)
+
+
+def invalid_pixels(
+    fused: Any, ms: Any, pan: Any, ratio: int, nodata: float | None
+) -> NDArray[np.bool_]:
+    """``(H, W)`` on the PAN grid: ``nodata`` or non-finite in the PAN, under an invalid MS pixel,
+    or non-finite in any band of the product ``(B, H, W)``."""
+    from ..infer import invalid_mask
+
+    bad = invalid_mask(np.asarray(pan), np.asarray(ms), ratio, nodata)
+    return np.asarray(bad | ~np.isfinite(np.asarray(fused)).all(axis=0), dtype=bool)
+
+
+def clean_origins(bad: NDArray[np.bool_], tile: int = CLEAN_TILE) -> list[tuple[int, int]]:
+    """Origins ``(y, x)`` of the ``tile x tile`` tiles of the grid holding no ``bad`` pixel."""
+    h, w = bad.shape
+    return [
+        (y, x)
+        for y in range(0, h - tile + 1, tile)
+        for x in range(0, w - tile + 1, tile)
+        if not bad[y : y + tile, x : x + tile].any()
+    ]
+
+
+def clean_tiles(
+    fused: Any, ms: Any, pan: Any, ratio: int, nodata: float | None, tile: int = CLEAN_TILE
+) -> list[tuple[Any, Any, Any]]:
+    """``(fused, ms, pan)`` tiles of ``tile`` PAN pixels free of invalid pixels (for
+    :func:`full_resolution_tiles`: the indices have no mask, so a no-data fill is left out)."""
+    t, k = tile, tile // ratio
+    origins = clean_origins(invalid_pixels(fused, ms, pan, ratio, nodata), tile)
+    return [
+        (
+            fused[:, y : y + t, x : x + t],
+            ms[:, y // ratio : y // ratio + k, x // ratio : x // ratio + k],
+            pan[y : y + t, x : x + t],
+        )
+        for y, x in origins
+    ]
+
+
+__all__ = [
+    "CLEAN_TILE",
+    "clean_origins",
+    "clean_tiles",
+    "full_resolution_tiles",
+    "invalid_pixels",
+    "reduced_resolution_tiles",
+]

@@ -60,7 +60,7 @@ def toolbox_numpy(
         if pairs
         else 0.0
     )
-    return _assemble(dk, ds, dl)
+    return assemble(dk, ds, dl)
 
 
 def toolbox_torch(
@@ -77,10 +77,11 @@ def toolbox_torch(
     with torch.no_grad():
         ft, mt, pt = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in (f, m, p))
         up = fast.interp23tap(mt, r)
-        lp = fast.mtf_filter(ft, spec.mtf_ms, r)
+        # MTF(F) by a float32 FFT: it is rounded to integer DN next (fast.mtf_filter)
+        lp = fast.to_uint16(fast.mtf_filter(ft, spec.mtf_ms, r, torch.float32), inplace=True)
         p_lp = fast.pan_low_pass(pt, r)
         ft, up, lp, pt, p_lp = (_cut(a, edge) for a in (ft, up, lp, pt, p_lp))
-        dk = 1.0 - float(fast.q2n_blocks(fast.to_uint16(lp), fast.to_uint16(up), block).mean())
+        dk = 1.0 - float(fast.q2n_blocks(lp, fast.to_uint16(up), block).mean())
         del lp
         n = ft.shape[0]
         q_high = fast.uqi_matrix(*fast.block_moments([ft, pt[None]], block))
@@ -88,7 +89,7 @@ def toolbox_torch(
         ds = float((q_high[:n, n] - q_low[:n, n]).abs().mean())
         iu = torch.triu_indices(n, n, 1)
         dl = float((q_high[iu[0], iu[1]] - q_low[iu[0], iu[1]]).abs().mean()) if n > 1 else 0.0
-    return _assemble(dk, ds, dl)
+    return assemble(dk, ds, dl)
 
 
 def _cut(x: torch.Tensor, edge: int) -> torch.Tensor:
@@ -98,7 +99,8 @@ def _cut(x: torch.Tensor, edge: int) -> torch.Tensor:
     return x[..., edge:-edge, edge:-edge]
 
 
-def _assemble(dk: float, ds: float, dl: float) -> dict[str, float]:
+def assemble(dk: float, ds: float, dl: float) -> dict[str, float]:
+    """The five indices from ``D_lambda^K``, ``D_S`` and the classic ``D_lambda``."""
     return {
         "d_lambda_k": dk,
         "d_s": ds,
@@ -126,4 +128,4 @@ def toolbox_indices(
     return toolbox_torch(f, m, p, spec, block, edge, device)
 
 
-__all__ = ["ENGINES", "toolbox_indices", "toolbox_numpy", "toolbox_torch"]
+__all__ = ["ENGINES", "assemble", "toolbox_indices", "toolbox_numpy", "toolbox_torch"]
