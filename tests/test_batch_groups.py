@@ -47,6 +47,24 @@ def test_shares_split_the_group_budget() -> None:
     got = [(c.min_patches, c.max_patches) for c in shares(cfg, 3)]
     assert got == [(2, 3), (1, 3), (1, 2)]  # 8 patches in all, at least one per scene
     assert [c.max_patches for c in shares(cfg, 10)] == [1] * 10
+    assert [c.holdout for c in shares(SampleConfig(holdout=2), 3)] == [1, 1, 0]  # 2 held out
+
+
+def test_concat_keeps_every_scenes_held_out_patches_last() -> None:
+    import torch
+
+    from pipeline.batch.groups import concat_patches
+    from pipeline.sampling import PatchBatch
+
+    def batch(scene: int, n: int, holdout: int) -> PatchBatch:
+        ms = torch.stack([torch.full((2, 2, 2), 10.0 * scene + i) for i in range(n)])
+        return PatchBatch(ms, ms.repeat(1, 1, 2, 2)[:, :1], None, None, ((0, 0),) * n, 2, holdout)
+
+    got = concat_patches([batch(0, 3, 1), batch(1, 2, 0), batch(2, 2, 1)])
+    fit, held = got.split()
+    assert held is not None and got.holdout == 2
+    assert fit.ms[:, 0, 0, 0].tolist() == [0.0, 1.0, 10.0, 11.0, 20.0]
+    assert held.ms[:, 0, 0, 0].tolist() == [2.0, 21.0]
 
 
 def test_one_fit_per_group_members_equal_single_runs_rerun_and_resume(

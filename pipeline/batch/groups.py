@@ -249,25 +249,32 @@ def prepare_group(
 
 def shares(sample: SampleConfig, n: int) -> list[SampleConfig]:
     """The group's patch budget split over ``n`` scenes: ``min_patches`` and ``max_patches``
-    divided, the remainder to the first scenes, at least one patch each."""
+    divided, the remainder to the first scenes, at least one patch each; the held-out patches
+    divided the same way (the last scenes may hold none out)."""
 
-    def split(total: int, i: int) -> int:
-        return max(1, total // n + (1 if i < total % n else 0))
+    def split(total: int, i: int, least: int = 1) -> int:
+        return max(least, total // n + (1 if i < total % n else 0))
 
     out = []
     for i in range(n):
         hi = split(sample.max_patches, i)
+        lo = min(hi, split(sample.min_patches, i))
         out.append(
-            replace(sample, max_patches=hi, min_patches=min(hi, split(sample.min_patches, i)))
+            replace(sample, max_patches=hi, min_patches=lo, holdout=split(sample.holdout, i, 0))
         )
     return out
 
 
 def concat_patches(batches: Sequence[PatchBatch]) -> PatchBatch:
-    """One :class:`~pipeline.sampling.PatchBatch` of several (same band count, patch, ratio)."""
+    """One :class:`~pipeline.sampling.PatchBatch` of several (same band count, patch, ratio): the
+    fit patches of every batch first, then every batch's held-out patches."""
     import torch
 
     from ..sampling import PatchBatch
+
+    parts = [b.split() for b in batches]
+    held = [h for _, h in parts if h is not None]
+    batches = [f for f, _ in parts] + held
 
     def cat(name: str, like: str) -> torch.Tensor | None:
         parts = [getattr(b, name) for b in batches]
@@ -287,6 +294,7 @@ def concat_patches(batches: Sequence[PatchBatch]) -> PatchBatch:
         cat("valid_ms", "ms"),
         tuple(k for b in batches for k in b.keys),
         batches[0].ratio,
+        sum(len(h) for h in held),
     )
 
 
