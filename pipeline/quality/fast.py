@@ -44,10 +44,27 @@ def symmetric_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.T
 
 
 @functools.cache
-def _kernel_spectrum(gain: float, ratio: int, size: tuple[int, int]) -> torch.Tensor:
-    k = np.ascontiguousarray(mtf_kernel(gain, ratio)[::-1, ::-1])  # correlation
-    spectrum: torch.Tensor = torch.fft.rfft2(torch.from_numpy(k), s=size)
-    return spectrum
+def _kernel_spectra(
+    gains: tuple[float, ...], ratio: int, size: tuple[int, int], dtype: torch.dtype
+) -> torch.Tensor:
+    """``rfft2`` of every band's correlation kernel at ``size``, ``(B, size0, size1 // 2 + 1)``."""
+    k = np.stack([mtf_kernel(g, ratio)[::-1, ::-1] for g in gains])  # correlation
+    spectra: torch.Tensor = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(k)), s=size)
+    return spectra.to(torch.complex64 if dtype == torch.float32 else torch.complex128)
+
+
+def _replicate_into(x: torch.Tensor, size: tuple[int, int], p: int) -> torch.Tensor:
+    """``(B, H, W)`` edge-replicated by ``p`` on every side into a zero-tailed ``(B, *size)``."""
+    b, h, w = x.shape
+    out = x.new_empty((b, *size))
+    out[:, p : p + h, p : p + w] = x
+    out[:, p : p + h, :p] = x[:, :, :1]
+    out[:, p : p + h, p + w : w + 2 * p] = x[:, :, -1:]
+    out[:, :p, : w + 2 * p] = out[:, p : p + 1, : w + 2 * p]
+    out[:, p + h : h + 2 * p, : w + 2 * p] = out[:, p + h - 1 : p + h, : w + 2 * p]
+    out[:, h + 2 * p :] = 0.0  # the FFT's zero padding (never reaches the kept samples)
+    out[:, : h + 2 * p, w + 2 * p :] = 0.0
+    return out
 
 
 def mtf_filter(
@@ -58,18 +75,17 @@ def mtf_filter(
     Linear convolution of the edge-replicated stack by FFT on a 5-smooth size; the wrapped-around
     part falls in the discarded margin. ``dtype``: the FFT's precision (default ``x``'s);
     ``float32`` is 1.5x cheaper and, on DN data, off by ~5e-4 DN at most (a uint16 rounding of
-    ~1 pixel in 20 000 differs by one DN: the toolbox indices move by < 1e-7).
+    ~1 pixel in 20 000 differs by one DN: the toolbox indices move by < 1e-7). Returns a
+    strided view into the FFT's output (``.contiguous()`` it to keep it long).
     """
     from scipy.fft import next_fast_len
 
     h, w = x.shape[-2:]
     p = MTF_SIZE // 2
-    xp = F.pad(x.to(dtype or x.dtype)[None], (p, p, p, p), mode="replicate")[0]
+    dt = dtype or x.dtype
     size = (next_fast_len(h + 2 * p, real=True), next_fast_len(w + 2 * p, real=True))
-    spec = torch.fft.rfft2(xp, s=size)
-    del xp
-    for b, g in enumerate(gains):
-        spec[b] *= _kernel_spectrum(float(g), ratio, size).to(spec)
+    spec = torch.fft.rfft2(_replicate_into(x.to(dt), size, p))
+    spec *= _kernel_spectra(tuple(float(g) for g in gains), ratio, size, dt).to(spec.device)
     y: torch.Tensor = torch.fft.irfft2(spec, s=size)
     return y[:, 2 * p : 2 * p + h, 2 * p : 2 * p + w]
 
@@ -134,9 +150,11 @@ def _interp_rows(y: torch.Tensor, ratio: int) -> torch.Tensor:
 def interp23tap(ms: torch.Tensor, ratio: int) -> torch.Tensor:
     """The toolbox's ``interp23tap`` of ``(B, h, w)`` -> ``(B, r h, r w)`` (circular borders).
 
-    Both x2 stages at once, as one polyphase filter per axis (blocked matrix products).
+    Both x2 stages at once, as one polyphase filter per axis (blocked matrix products); the
+    columns first, on the coarse rows (the row pass gathers whole rows, the column pass single
+    samples: the gather runs on the smaller array).
     """
-    return _interp_last(_interp_rows(ms, ratio), ratio)
+    return _interp_rows(_interp_last(ms, ratio), ratio)
 
 
 @functools.cache
@@ -261,10 +279,19 @@ def q2n_blocks(
     (:func:`pipeline.quality.indices.q2n_map`'s default). Zero bands pad the count to a power
     of two; they normalise to 1 in both images.
     """
-    c = reference.shape[0]
-    n = padded_width(c)
     mean, second = block_moments([reference, fused], block)
-    m = block * block
+    return q2n_from_moments(mean, second, reference.shape[0], block * block, flat)
+
+
+def q2n_from_moments(
+    mean: torch.Tensor, second: torch.Tensor, c: int, m: int, flat: str = "toolbox"
+) -> torch.Tensor:
+    """:func:`q2n_blocks` from the block moments of ``[reference, fused]`` (``c`` bands each).
+
+    ``mean (nb, 2c)`` and ``second (nb, 2c, 2c)`` as :func:`block_moments` gives them; ``m`` is
+    the number of pixels of a block. Returns ``(nb,)``.
+    """
+    n = padded_width(c)
     mu_r, mu_f = mean[:, :c], mean[:, c:]
     cov = second - mean[:, :, None] * mean[:, None, :]
     var_r = torch.diagonal(cov[:, :c, :c], dim1=1, dim2=2).clamp_min(0.0)
@@ -293,6 +320,7 @@ __all__ = [
     "mtf_filter",
     "pan_low_pass",
     "q2n_blocks",
+    "q2n_from_moments",
     "symmetric_pad",
     "to_uint16",
     "uqi_matrix",

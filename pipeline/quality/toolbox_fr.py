@@ -31,6 +31,7 @@ from ..sensors import SensorSpec
 from . import fast, toolbox
 from .indices import q2n_map, uqi
 from .inputs import FloatArray, cut_edges
+from .strips import strip_moments
 
 ENGINES = ("torch", "numpy")
 
@@ -72,20 +73,34 @@ def toolbox_torch(
     edge: int,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """The toolbox indices on the batched torch engine (float64); same inputs as the reference."""
+    """The toolbox indices on the batched torch engine; same inputs as the reference.
+
+    ``f`` may be float32 (it is read as is: exact in float64 moments). ``MS~`` and ``P_LP`` are
+    float64, ``MTF(F)`` a float32 FFT (rounded to integer DN next, :func:`fast.mtf_filter`); the
+    block moments of all three groups come from one strip pass (:func:`strip_moments`).
+    """
     r = spec.ratio
     with torch.no_grad():
-        ft, mt, pt = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in (f, m, p))
+        ft = torch.as_tensor(f, device=device)
+        if ft.dtype not in (torch.float32, torch.float64):
+            ft = ft.to(torch.float64)
+        mt, pt = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in (m, p))
         up = fast.interp23tap(mt, r)
-        # MTF(F) by a float32 FFT: it is rounded to integer DN next (fast.mtf_filter)
-        lp = fast.to_uint16(fast.mtf_filter(ft, spec.mtf_ms, r, torch.float32), inplace=True)
+        lp = fast.mtf_filter(ft, spec.mtf_ms, r, torch.float32)
         p_lp = fast.pan_low_pass(pt, r)
         ft, up, lp, pt, p_lp = (_cut(a, edge) for a in (ft, up, lp, pt, p_lp))
-        dk = 1.0 - float(fast.q2n_blocks(lp, fast.to_uint16(up), block).mean())
+        (mq, sq), high, low = strip_moments(
+            [
+                [(up, True), (lp, True)],
+                [(ft, False), (pt[None], False)],
+                [(up, False), (p_lp[None], False)],
+            ],
+            block,
+        )
         del lp
         n = ft.shape[0]
-        q_high = fast.uqi_matrix(*fast.block_moments([ft, pt[None]], block))
-        q_low = fast.uqi_matrix(*fast.block_moments([up, p_lp[None]], block))
+        dk = 1.0 - float(fast.q2n_from_moments(mq, sq, n, block * block).mean())
+        q_high, q_low = fast.uqi_matrix(*high), fast.uqi_matrix(*low)
         ds = float((q_high[:n, n] - q_low[:n, n]).abs().mean())
         iu = torch.triu_indices(n, n, 1)
         dl = float((q_high[iu[0], iu[1]] - q_low[iu[0], iu[1]]).abs().mean()) if n > 1 else 0.0
