@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from . import toolbox
@@ -168,19 +167,26 @@ def _shrink_taps(ratio: int) -> tuple[tuple[float, ...], int]:
 
 
 def imresize_shrink(pan: torch.Tensor, ratio: int) -> torch.Tensor:
-    """Matlab ``imresize(pan, 1/ratio)`` (bicubic, antialiased) of ``(H, W)``; ``ceil(H/r)`` rows."""
-    taps_t, first = _shrink_taps(ratio)
-    taps = torch.tensor(taps_t, dtype=pan.dtype, device=pan.device)
-    k = taps.numel()
-    x = pan[None, None]
-    for dim, n in ((2, pan.shape[0]), (3, pan.shape[1])):
+    """Matlab ``imresize(pan, 1/ratio)`` (bicubic, antialiased) of ``(H, W)``; ``ceil(H/r)`` rows.
+
+    Per axis, output ``i`` is ``sum_t taps[t] x[ratio i + t]`` of the symmetrically extended
+    input: one strided multiply-add per tap (float64 direct convolution is slow in torch).
+    """
+    taps, first = _shrink_taps(ratio)
+    k = len(taps)
+    x = pan
+    for dim, n in ((0, pan.shape[0]), (1, pan.shape[1])):
         n_out = math.ceil(n / ratio)
         after = ratio * (n_out - 1) + first + k - n
         x = symmetric_pad(x, -first, max(after, 0), dim)
-        shape = (1, 1, k, 1) if dim == 2 else (1, 1, 1, k)
-        stride = (ratio, 1) if dim == 2 else (1, ratio)
-        x = F.conv2d(x, taps.view(shape), stride=stride).narrow(dim, 0, n_out)
-    return x[0, 0]
+        span = ratio * (n_out - 1) + 1
+        y = x.narrow(dim, 0, span)[::ratio] if dim == 0 else x.narrow(dim, 0, span)[:, ::ratio]
+        y = y * taps[0]
+        for t in range(1, k):
+            xt = x.narrow(dim, t, span)
+            y.add_(xt[::ratio] if dim == 0 else xt[:, ::ratio], alpha=taps[t])
+        x = y
+    return x
 
 
 def pan_low_pass(pan: torch.Tensor, ratio: int) -> torch.Tensor:

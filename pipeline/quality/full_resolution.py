@@ -104,8 +104,10 @@ def mtf_degrade(img: FloatArray, gains: Sequence[float], ratio: int) -> FloatArr
     return degrade_f32(img, gains, ratio)
 
 
-def _inputs(fused: Any, ms: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
-    f, m = as_bands(fused, "fused"), as_bands(ms, "ms")
+def _inputs(
+    fused: Any, ms: Any, spec: SensorSpec, keep_float32: bool = False
+) -> tuple[FloatArray, FloatArray]:
+    f, m = as_bands(fused, "fused", keep_float32=keep_float32), as_bands(ms, "ms")
     r = spec.ratio
     if f.shape[0] != m.shape[0] or f.shape[1:] != (r * m.shape[1], r * m.shape[2]):
         raise InputError(
@@ -137,7 +139,7 @@ def _ms_up(m: FloatArray, ms_up: Any, spec: SensorSpec, upsampler: str) -> Float
 def _toolbox(
     fused: Any, ms: Any, pan: Any, spec: SensorSpec, block: int, edge: int, engine: str
 ) -> dict[str, float]:
-    f, m = _inputs(fused, ms, spec)
+    f, m = _inputs(fused, ms, spec, keep_float32=engine == "torch")
     p = _pan(pan, f)
     return toolbox_indices(f, m, p, spec, block=block, edge=edge, engine=engine)
 

@@ -12,20 +12,31 @@ from ..errors import ConfigError, InputError
 FloatArray = NDArray[np.float64]
 
 
-def to_numpy(x: Any) -> FloatArray:
-    """Any array-like (NumPy, xarray, Dask, torch on any device) as a float64 NumPy array."""
+def to_numpy(x: Any, *, keep_float32: bool = False) -> FloatArray:
+    """Any array-like (NumPy, xarray, Dask, torch on any device) as a float64 NumPy array.
+
+    ``keep_float32``: a float32 input stays float32 (no copy; for the torch engine, which reads
+    it exactly into float64 block moments).
+    """
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor
-        x = x.detach().cpu().double().numpy()
+        x = x.detach().cpu()
+        x = x if keep_float32 and x.dtype.is_floating_point and x.itemsize == 4 else x.double()
+        x = x.numpy()
     elif hasattr(x, "values") and hasattr(x, "dims"):  # xarray.DataArray
         x = x.values
     if hasattr(x, "compute") and not isinstance(x, np.ndarray):  # dask.array
         x = x.compute()
+    if keep_float32 and np.asarray(x).dtype == np.float32:
+        return np.asarray(x)  # type: ignore[return-value]
     return np.asarray(x, dtype=np.float64)
 
 
-def as_bands(x: Any, name: str) -> FloatArray:
-    """``x`` as ``(B, H, W)`` float64; ``(H, W)`` becomes one band, ``(1, B, H, W)`` is squeezed."""
-    a = to_numpy(x)
+def as_bands(x: Any, name: str, *, keep_float32: bool = False) -> FloatArray:
+    """``x`` as ``(B, H, W)`` float64; ``(H, W)`` becomes one band, ``(1, B, H, W)`` is squeezed.
+
+    ``keep_float32``: float32 input stays float32 (:func:`to_numpy`).
+    """
+    a = to_numpy(x, keep_float32=keep_float32)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim == 2:
