@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError
-from pipeline.quality import full_resolution
+from pipeline.quality import full_resolution, strips
 from pipeline.quality import toolbox as tb
-from pipeline.quality.fast import imresize_shrink
+from pipeline.quality.fast import block_moments, imresize_shrink
 from pipeline.quality.fast import interp23tap as interp23tap_torch
 from pipeline.quality.fast import mtf_filter as mtf_filter_torch
 from pipeline.quality.fast import to_uint16 as to_uint16_torch
@@ -191,6 +191,28 @@ def test_torch_operators_equal_numpy_operators() -> None:
     np.testing.assert_allclose(
         mtf_filter_torch(t, gains, 4).numpy(), tb.mtf_filter(x, gains, 4), atol=1e-9
     )
+
+
+@pytest.mark.parametrize("shape", [(96, 64), (70, 94)])
+def test_strip_moments_equal_the_whole_image_moments(
+    shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One block row per strip, sizes that need mirror completion, a strided float32 view, the
+    uint16 cast (NaN, negatives, > 65535) fused into the write: the moments of the plain path."""
+    rng = np.random.default_rng(5)
+    a = torch.from_numpy(rng.uniform(-50.0, 70000.0, (3, *shape)))
+    a[1, 3, 5] = float("nan")
+    big = rng.uniform(0.0, 2047.0, (2, shape[0] + 6, shape[1] + 6)).astype(np.float32)
+    b = torch.from_numpy(big)[:, 3:-3, 3:-3]  # a view with strides, as an edge cut gives
+    monkeypatch.setattr(strips, "_STRIP_BYTES", 1)
+    got = strips.strip_moments([[(a, True), (b, True), (b, False)], [(b, True)]], 32)
+    want = [
+        block_moments([to_uint16_torch(a), to_uint16_torch(b.double()), b.double()], 32),
+        block_moments(to_uint16_torch(b.double()), 32),
+    ]
+    for (gm, gs), (wm, ws) in zip(got, want, strict=True):
+        torch.testing.assert_close(gm, wm, rtol=1e-12, atol=1e-9)
+        torch.testing.assert_close(gs, ws, rtol=1e-12, atol=1e-6)
 
 
 @pytest.mark.parametrize(
