@@ -3,8 +3,8 @@
 :func:`pipeline.quality.fast.block_moments` copies each whole image stack into a block layout
 ``(blocks, C, S*S)`` before its Gram product; at 2048² x 8 bands in float64 that is a 268 MB
 write per stack, out of cache, and the dominant cost after the MTF filter. Here every stack is
-written, already in block layout and float64, into one strip buffer of a few block rows (a few
-MB: it stays in cache), with ``uint16`` rounding (``q2n.m``'s cast) fused into that write for the
+written, already in block layout and float64, into one strip buffer of a few block rows (64 MB
+at most: it stays in a server's cache, and the strips are few), with ``uint16`` rounding (``q2n.m``'s cast) fused into that write for the
 stacks that need it; then one batched matrix product per group of stacks gives the block means
 and raw second moments. Inputs may be float32 (converted in the write) and strided views (edge
 cuts, the MTF filter's cropped FFT output): no whole-image copy is made.
