@@ -46,3 +46,27 @@ def test_matrix_degrade_equals_the_strided_convolutions(shape: tuple[int, int], 
     assert got.dtype == np.float32
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("halo", [0, 3, 11])
+def test_chunk_rows_reader_equals_window_reads(halo: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The classical fit's reader (whole rows of chunks, kept while the pass walks down) cuts
+    every tile window, halo and clipped edges included, exactly as a window read of the store;
+    rows above the pass are dropped."""
+    from pipeline.scene import Scene
+    from pipeline.store import write_scene
+    from pipeline.synthetic import make_scene
+    from workers.kernel import read_window
+    from workers.scene_tasks import _ChunkRows
+
+    s = make_scene((200, 236), "wv3", seed=1)
+    scene = Scene(pan=s.pan, ms=s.ms, sensor=s.sensor, crs=None, nodata=None,
+                  pan_transform=(1.0, 0, 0, 0, 1.0, 0), ms_transform=(4.0, 0, 0, 0, 4.0, 0),
+                  dn_max=s.sensor.dn_max)  # fmt: skip
+    store = write_scene(scene, tmp_path / "s.zarr", tile=64)
+    reader = _ChunkRows(store)
+    for key in store.grid:
+        tr = store.grid.read(key, halo)
+        for got, want in zip(reader(tr), read_window(store, tr), strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert len(reader.rows) <= 3
