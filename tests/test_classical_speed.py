@@ -70,3 +70,26 @@ def test_chunk_rows_reader_equals_window_reads(halo: int, tmp_path) -> None:  # 
         for got, want in zip(reader(tr), read_window(store, tr), strict=True):
             np.testing.assert_array_equal(got, want)
         assert len(reader.rows) <= 3
+
+
+def test_engine_warm_imports_the_classical_task_code_on_every_worker() -> None:
+    """A classical run has no backbone to preload: ``Engine.warm`` (run in the engine's start)
+    imports its task code on every worker, so the fit and the first tiles do not."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.distribute import Engine
+
+    def loaded() -> bool:
+        import sys
+
+        return "pipeline.classical" in sys.modules
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert not any(client.run(loaded).values())  # fresh workers
+        engine = Engine(client, device="cpu")
+        engine.warm()
+        engine.warm()  # once per engine
+        assert list(client.run(loaded).values()) == [True, True]
