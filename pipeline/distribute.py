@@ -97,6 +97,14 @@ def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
     return infer_tile(task)
 
 
+def _warm() -> None:
+    """Import what a classical run's tasks need, on one worker (its share of the start-up).
+
+    Unpickling this function already imports this module and :mod:`workers` (torch, zarr).
+    """
+    import pipeline.classical  # noqa: F401
+
+
 def _fit_group(job: GroupFitJob) -> FitOutcome:
     """A batch group's one fit: patches sampled across its stores, then the scene fit task."""
     from .batch.groups import sample_group
@@ -141,6 +149,7 @@ class Engine:
         self._registered = False
         self._preloaded: set[ModelSpec] = set()
         self._maps = 0  # tile maps running (their workers are busy: nothing to lend)
+        self._warm = False
         link = getattr(client, "dashboard_link", None)
         if link:
             log.info("Dask dashboard: %s", link)
@@ -165,6 +174,18 @@ class Engine:
             elif new:
                 self.client.run(preload, new, workers=self.workers)
             self._preloaded.update(specs)
+
+    def warm(self) -> None:
+        """Import the task code on every worker once (a run without a backbone to preload).
+
+        A fresh worker otherwise pays its imports (about a second each) inside the first task it
+        runs: the fit on one worker, then the first tile on the others.
+        """
+        with self._lock:
+            if self._warm:
+                return
+            self._warm = True
+        self.client.run(_warm, workers=self.workers)
 
     def _key(self, name: str, suffix: str = "") -> str:
         return f"{name}-{suffix}{self.token}-{uuid.uuid4().hex[:8]}"

@@ -58,15 +58,18 @@ class RunState:
     def engine(self) -> Engine:
         """The engine, opened on first use (closed with :attr:`exits`).
 
-        Opening it also registers the worker plugin with the run's backbone preloaded, so the
-        fit and the first tiles find it loaded on every worker; the seconds this takes (cluster
-        start, imports, weights) are timed as ``start``, apart from the stages.
+        Opening it also registers the worker plugin with the run's backbone preloaded (a
+        classical run: imports its task code on every worker), so the fit and the first tiles
+        find it loaded on every worker; the seconds this takes (cluster start, imports, weights)
+        are timed as ``start``, apart from the stages.
         """
         if self._engine is None:
             t0 = time.perf_counter()
             self._engine = self.exits.enter_context(self.open_engine())
             if self.base is not None:
                 self._engine.prepare(self.base)
+            else:  # a classical run: its workers import the task code now, not in the fit
+                self._engine.warm()
             _timed(self, "start", t0)
         return self._engine
 

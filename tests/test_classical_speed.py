@@ -46,3 +46,50 @@ def test_matrix_degrade_equals_the_strided_convolutions(shape: tuple[int, int], 
     assert got.dtype == np.float32
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("halo", [0, 3, 11])
+def test_chunk_rows_reader_equals_window_reads(halo: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The classical fit's reader (whole rows of chunks, kept while the pass walks down) cuts
+    every tile window, halo and clipped edges included, exactly as a window read of the store;
+    rows above the pass are dropped."""
+    from pipeline.scene import Scene
+    from pipeline.store import write_scene
+    from pipeline.synthetic import make_scene
+    from workers.kernel import read_window
+    from workers.scene_tasks import _ChunkRows
+
+    s = make_scene((200, 236), "wv3", seed=1)
+    scene = Scene(pan=s.pan, ms=s.ms, sensor=s.sensor, crs=None, nodata=None,
+                  pan_transform=(1.0, 0, 0, 0, 1.0, 0), ms_transform=(4.0, 0, 0, 0, 4.0, 0),
+                  dn_max=s.sensor.dn_max)  # fmt: skip
+    store = write_scene(scene, tmp_path / "s.zarr", tile=64)
+    reader = _ChunkRows(store)
+    for key in store.grid:
+        tr = store.grid.read(key, halo)
+        for got, want in zip(reader(tr), read_window(store, tr), strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert len(reader.rows) <= 3
+
+
+def test_engine_warm_imports_the_classical_task_code_on_every_worker() -> None:
+    """A classical run has no backbone to preload: ``Engine.warm`` (run in the engine's start)
+    imports its task code on every worker, so the fit and the first tiles do not."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.distribute import Engine
+
+    def loaded() -> bool:
+        import sys
+
+        return "pipeline.classical" in sys.modules
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert not any(client.run(loaded).values())  # fresh workers
+        engine = Engine(client, device="cpu")
+        engine.warm()
+        engine.warm()  # once per engine
+        assert list(client.run(loaded).values()) == [True, True]

@@ -46,10 +46,13 @@ def _gdal_levels(x: np.ndarray, nodata: float | None, n: int, tmp: Path) -> list
     return levels
 
 
-@pytest.mark.parametrize("nodata", [None, 0.0])
-def test_pyramid_is_gdal_average(nodata: float | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("nodata", "dtype"), [(None, "uint16"), (0.0, "uint16"), (None, "int16")])
+def test_pyramid_is_gdal_average(nodata: float | None, dtype: str, tmp_path: Path) -> None:
+    """Without nodata, integer levels take the integer path; int16: negative means round half
+    away from zero, as GDAL's."""
     rng = np.random.default_rng(3)
-    x = rng.integers(1, 2048, (3, 208, 152), dtype=np.uint16)  # windows of 40: partial edges
+    low = -2048 if dtype == "int16" else 1
+    x = rng.integers(low, 2048, (3, 208, 152)).astype(dtype)  # windows of 40: partial edges
     if nodata is not None:
         x[:, 10:50, 20:33] = 0  # a nodata hole, partly covering some 2x2 and 4x4 blocks
         x[1, 100:108, 0:8] = 0  # one band only

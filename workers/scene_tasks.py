@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pipeline.backbones import checksum, save_backbone
 from pipeline.files import file_sha256, write_atomic
+from pipeline.grid import TileRead, Window
 from pipeline.jobs import (
     ClassicalFitJob,
     ClassicalFitOutcome,
@@ -161,20 +163,55 @@ def tile_quality(job: QualityJob) -> QualityResult:
     )
 
 
+class _ChunkRows:
+    """Tile windows (with halo) cut from whole rows of chunks, each row read and decoded once.
+
+    A window with a halo touches the chunks around its tile: read one by one, a pass over the
+    tiles in raster order decodes every chunk about four times. Here the rows a window needs are
+    read whole (full width) and kept until the pass moves below them: memory is a few rows of
+    chunks of the scene, the pixels are the same.
+    """
+
+    def __init__(self, store: SceneStore) -> None:
+        self.store = store
+        self.rows: dict[int, tuple[NDArray[Any], NDArray[Any]]] = {}
+        self.tile_ms = store.meta.tile // store.meta.ratio
+        self.ms_h, self.ms_w = store.grid.ms_shape_yx
+
+    def _row(self, i: int) -> tuple[NDArray[Any], NDArray[Any]]:
+        if i not in self.rows:
+            r, t = self.store.meta.ratio, self.tile_ms
+            ms = Window(i * t, min((i + 1) * t, self.ms_h), 0, self.ms_w)
+            self.rows[i] = (self.store.read_ms(ms), self.store.read_pan(ms.scaled(r)))
+        return self.rows[i]
+
+    def __call__(self, tr: TileRead) -> tuple[NDArray[Any], NDArray[Any]]:
+        r, t, w = self.store.meta.ratio, self.tile_ms, tr.ms
+        first, last = w.y0 // t, (w.y1 - 1) // t
+        for old in [k for k in self.rows if k < first]:
+            del self.rows[old]
+        ms, pan = [], []
+        for i in range(first, last + 1):
+            m, p = self._row(i)
+            y0, y1 = max(w.y0 - i * t, 0), min(w.y1 - i * t, m.shape[1])
+            ms.append(m[:, y0:y1, w.x0 : w.x1])
+            pan.append(p[r * y0 : r * y1, r * w.x0 : r * w.x1])
+        return np.concatenate(ms, axis=1), np.concatenate(pan, axis=0)
+
+
 def fit_classical(job: ClassicalFitJob) -> ClassicalFitOutcome:
     """Fit ``job.method``'s global coefficients on the whole scene, streaming over its tiles.
 
-    Runs on one worker; memory is bounded by one tile plus halo
-    (:func:`pipeline.classical.fit_coefficients_tiled`). The file is written atomically.
+    Runs on one worker; memory is bounded by a few rows of chunks (:class:`_ChunkRows`) plus one
+    tile with halo (:func:`pipeline.classical.fit_coefficients_tiled`). The file is written
+    atomically.
     """
     from pipeline.classical import fit_coefficients_tiled, save_coefficients
 
     t0 = time.perf_counter()
     FIT_CALLS.append(job.store)
     store = SceneStore.open(job.store)
-    coeffs = fit_coefficients_tiled(
-        job.method, store.grid, lambda tr: read_window(store, tr), store.sensor
-    )
+    coeffs = fit_coefficients_tiled(job.method, store.grid, _ChunkRows(store), store.sensor)
     save_coefficients(coeffs, job.out)
     return ClassicalFitOutcome(
         path=str(job.out),
