@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cross_sensor import SPACENET_NODATA, WV2_4
+from cross_sensor import WV2_4
 from fit_speed import machine_info
 
 from pipeline.backbones import load
@@ -46,6 +46,7 @@ from pipeline.sampling import SampleConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CROP = 512
+SPACENET_NODATA = 0.0  # SpaceNet 6 fills outside the AOI with 0 (as benchmarks/cross_sensor.py)
 L7 = "landsat/fusebox_landsat7/cropped"
 # name: (files, sensor, weights, open options, nodata, held out)
 SCENES: dict[str, tuple[list[str], Any, str | None, dict[str, Any], float | None, bool]] = {
@@ -98,6 +99,8 @@ VARIANTS: dict[str, FitConfig] = {
     "d-p6": FitConfig(),
     "d-c10": FitConfig(weights=LossWeights(consistency=10.0)),
     "d-sp0.1-angle1": FitConfig(weights=LossWeights(angle=1.0, spatial=0.1)),
+    "d-wald": FitConfig(guard="wald"),
+    "d-wald-h4": FitConfig(guard="wald"),
 }
 NO_HOLDOUT = SampleConfig(holdout=0)  # the first runs: no held-out patches existed
 
@@ -108,6 +111,7 @@ SAMPLES: dict[str, SampleConfig] = {
     "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
     "tb0.3-c3-h4": SampleConfig(holdout=4),
     "d-p6": SampleConfig(min_patches=6),
+    "d-wald-h4": SampleConfig(holdout=4),
 }
 
 
@@ -141,6 +145,7 @@ def _fuse(
     out = fuse(pan, ms, inputs.sensor, backbone, fit=fit, sample=sample, seed=seed, nodata=nodata)
     info = {"steps": out.fit.steps, "stop_rule": out.fit.stop_rule, "fit_s": out.seconds["fit"]}
     info.update({k: v for k, v in out.fit.summary().items() if k in ("kept_step", "fallback")})
+    info["holdout"] = out.fit.holdout
     return np.asarray(out.image, dtype=np.float64), info
 
 
