@@ -101,6 +101,11 @@ VARIANTS: dict[str, FitConfig] = {
     "d-sp0.1-angle1": FitConfig(weights=LossWeights(angle=1.0, spatial=0.1)),
     "d-wald": FitConfig(guard="wald"),
     "d-wald-h4": FitConfig(guard="wald"),
+    "d-sp0.1": FitConfig(weights=LossWeights(spatial=0.1)),
+    "d-sp0.2": FitConfig(weights=LossWeights(spatial=0.2)),
+    "d-wald-sp0.1": FitConfig(guard="wald", weights=LossWeights(spatial=0.1)),
+    "d-s30": FitConfig(steps=30),
+    "d-sp0.1-s120": FitConfig(steps=120, weights=LossWeights(spatial=0.1)),
 }
 NO_HOLDOUT = SampleConfig(holdout=0)  # the first runs: no held-out patches existed
 
