@@ -131,15 +131,34 @@ def run_scene(
     """
     if cfg.dry_run:
         return plan(cfg)
+    with _opened(cfg, engine, cluster, progress) as (state, finished):
+        if finished:
+            log.warning("%s is complete already (pass --overwrite to recompute)", state.paths.cog)
+            return {**state.journal.data.get("summary", {}), "already_complete": True}
+        t0 = time.perf_counter()
+        with state.exits:
+            for stage in stages_of(cfg, state.paths):
+                stage.run(state)
+            summary = _summary(state)
+        return _complete(state, summary, time.perf_counter() - t0)
+
+
+@contextmanager
+def _opened(
+    cfg: RunConfig,
+    engine: Engine | None = None,
+    cluster: ClusterConfig | None = None,
+    progress: Progress | None = None,
+) -> Iterator[tuple[RunState, bool]]:
+    """The run's state with its lock held, and whether the run is complete already: paths checked
+    (no output is an input; output folders writable), the inputs opened and the weights loaded on
+    the client before any cluster time is spent, the journal opened."""
     paths = RunPaths.of(cfg)
-    check_paths(cfg, paths)  # no output is an input; output folders writable
-    scene = open_inputs(cfg, paths)  # fail on the client before the cluster spends time
-    base, fingerprint = identify(cfg, scene)  # the weights load (before ingest)
+    check_paths(cfg, paths)
+    scene = open_inputs(cfg, paths)
+    base, fingerprint = identify(cfg, scene)
     with RunLock.acquire(paths.lock):
         journal, finished = open_journal(cfg, paths, fingerprint, scene)
-        if finished:
-            log.warning("%s is complete already (pass --overwrite to recompute)", paths.cog)
-            return {**journal.data.get("summary", {}), "already_complete": True}
         state = RunState(
             cfg=cfg,
             paths=paths,
@@ -150,12 +169,7 @@ def run_scene(
             base=base,
             store=scene if isinstance(scene, SceneStore) else None,
         )
-        t0 = time.perf_counter()
-        with state.exits:
-            for stage in stages_of(cfg, paths):
-                stage.run(state)
-            summary = _summary(state)
-        return _complete(state, summary, time.perf_counter() - t0)
+        yield state, finished
 
 
 def _complete(state: RunState, summary: dict[str, Any], total: float) -> dict[str, Any]:
@@ -180,21 +194,7 @@ def ingest_scene(cfg: RunConfig) -> str:
     group's scenes this way, then fits one tailor on patches of all of them. Returns the path of
     the scene store.
     """
-    paths = RunPaths.of(cfg)
-    check_paths(cfg, paths)
-    scene = open_inputs(cfg, paths)
-    base, fingerprint = identify(cfg, scene)
-    with RunLock.acquire(paths.lock):
-        journal, _ = open_journal(cfg, paths, fingerprint, scene)
-        state = RunState(
-            cfg=cfg,
-            paths=paths,
-            journal=journal,
-            scene=scene,
-            open_engine=lambda: _engine_for(None, None),
-            base=base,
-            store=scene if isinstance(scene, SceneStore) else None,
-        )
+    with _opened(cfg) as (state, _):
         run_ingest(state)
         return str(state.scene_store.path)
 

@@ -201,3 +201,62 @@ def test_a_group_run_in_parts_ends_as_one_run_without_fitting_again(
     assert sorted(rest.ran) == ["p1", "p2"] and rest.plan["actions"] == {"done": 1, "new": 2}
     assert _fits(client) == before and BatchState.read(out).groups()["strip"]["fits"] == 1
     assert products(out, ["p0", "p1", "p2"]) == reference  # byte-identical to one whole run
+
+
+def test_killed_group_driver_resumes_without_refitting_or_recomputing(
+    client: Any, weights: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the driver of a group batch after one member finished: the rerun reuses the group's
+    recorded tailor (no fit), recomputes no finished scene, and its products equal an
+    uninterrupted group batch byte for byte."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_batch import _db_states
+
+    ids = [f"g{i}" for i in range(3)]
+    for i in range(3):
+        write_pair(tmp_path / f"sc{i}", seed=i, shape=(96, 128))  # 12 tiles each
+    rows = [f"g{i},sc{i}/pan.tif;sc{i}/ms.tif,qb,strip" for i in range(3)]
+    m = manifest(tmp_path, rows, ",group")
+    engine, out = Engine(client, device="cpu"), tmp_path / "out"
+    cfg = batch_cfg(m, out, weights, tailor_scope="group", sample=GROUP_SAMPLE, scenes_in_flight=1)
+    assert run_batch(cfg, engine=engine).exit_status == 0
+    reference = products(out, ids)
+    shutil.rmtree(out)
+    script = tmp_path / "drive.py"
+    script.write_text(
+        "from pipeline.batch import BatchConfig, run_batch\n"
+        "from workers.cluster import load_cluster_config\n"
+        f"cfg = BatchConfig(source={str(m)!r}, out_dir={str(out)!r}, weights={str(weights)!r}, "
+        f"tile=32, quality_tiles=1, sample={GROUP_SAMPLE!r}, fit={FIT!r}, scenes_in_flight=1, "
+        "tailor_scope='group')\n"
+        "if __name__ == '__main__':\n"
+        f"    run_batch(cfg, cluster=load_cluster_config(None, address={client.scheduler.address!r}, device='cpu'))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "done" in _db_states(out).values():
+                break  # the group is fitted and one member finished
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    finished = sorted(i for i, s in _db_states(out).items() if s == "done")
+    assert 1 <= len(finished) < 3, (finished, proc.stderr.read() if proc.stderr else b"")
+    assert BatchState.read(out).groups()["strip"]["state"] == "done"
+    stamps = {i: (out / i / f"{i}.tif").stat().st_mtime_ns for i in finished}
+    before = _fits(client)
+    res = run_batch(cfg, engine=engine)
+    assert res.exit_status == 0 and sorted(res.done) == ids
+    assert _fits(client) == before  # the recorded group tailor is reused, not fitted again
+    assert not set(res.ran) & set(finished)
+    assert {i: (out / i / f"{i}.tif").stat().st_mtime_ns for i in finished} == stamps
+    assert products(out, ids) == reference
