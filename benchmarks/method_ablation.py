@@ -79,6 +79,7 @@ def _w(check: str = "none", **kw: Any) -> FitConfig:
 
 
 TB3 = {"spatial_target": "toolbox", "spatial": 0.3}
+V2 = LossWeights(spatial=0.3)  # method v2's weights (the ``d-*`` variants change one thing)
 VARIANTS: dict[str, FitConfig] = {
     "old": _w(),
     "toolbox-0.03": _w(spatial_target="toolbox", spatial=0.03),
@@ -92,21 +93,25 @@ VARIANTS: dict[str, FitConfig] = {
     "tb0.3-c3-h4": _w("holdout", **TB3, consistency=3.0),
     "tb0.3-c3-nocheck": _w(**TB3, consistency=3.0),
     "tb0.3-c3-p8-nocheck": _w(**TB3, consistency=3.0),
+    "v2": FitConfig(weights=V2),  # the default before the spatial weight 0.3 -> 0.2
     "default": FitConfig(),
     "old-product": _w(),
-    "finetune": FitConfig(adapt="finetune"),
-    "d-angle1": FitConfig(weights=LossWeights(angle=1.0)),
-    "d-p6": FitConfig(),
-    "d-c10": FitConfig(weights=LossWeights(consistency=10.0)),
-    "d-sp0.1-angle1": FitConfig(weights=LossWeights(angle=1.0, spatial=0.1)),
-    "d-wald": FitConfig(guard="wald"),
-    "d-wald-h4": FitConfig(guard="wald"),
-    "d-sp0.1": FitConfig(weights=LossWeights(spatial=0.1)),
-    "d-sp0.2": FitConfig(weights=LossWeights(spatial=0.2)),
-    "d-wald-sp0.1": FitConfig(guard="wald", weights=LossWeights(spatial=0.1)),
-    "d-s30": FitConfig(steps=30),
-    "d-sp0.1-s120": FitConfig(steps=120, weights=LossWeights(spatial=0.1)),
+    "finetune": FitConfig(adapt="finetune", weights=V2),
+    "d-angle1": FitConfig(weights=dataclasses.replace(V2, angle=1.0)),
+    "d-p6": FitConfig(weights=V2),
+    "d-c10": FitConfig(weights=dataclasses.replace(V2, consistency=10.0)),
+    "d-sp0.1-angle1": FitConfig(weights=dataclasses.replace(V2, angle=1.0, spatial=0.1)),
+    "d-wald": FitConfig(guard="wald", weights=V2),
+    "d-wald-h4": FitConfig(guard="wald", weights=V2),
+    "d-sp0.1": FitConfig(weights=dataclasses.replace(V2, spatial=0.1)),
+    "d-sp0.2": FitConfig(weights=dataclasses.replace(V2, spatial=0.2)),
+    "d-wald-sp0.1": FitConfig(guard="wald", weights=dataclasses.replace(V2, spatial=0.1)),
+    "d-s30": FitConfig(steps=30, weights=V2),
+    "d-sp0.1-s120": FitConfig(steps=120, weights=dataclasses.replace(V2, spatial=0.1)),
+    "default-wald": FitConfig(guard="wald"),
 }
+
+
 NO_HOLDOUT = SampleConfig(holdout=0)  # the first runs: no held-out patches existed
 
 
