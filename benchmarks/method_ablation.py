@@ -109,6 +109,7 @@ VARIANTS: dict[str, FitConfig] = {
     "d-s30": FitConfig(steps=30, weights=V2),
     "d-sp0.1-s120": FitConfig(steps=120, weights=dataclasses.replace(V2, spatial=0.1)),
     "default-wald": FitConfig(guard="wald"),
+    "default-p6": FitConfig(),
 }
 
 
@@ -121,6 +122,7 @@ SAMPLES: dict[str, SampleConfig] = {
     "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
     "tb0.3-c3-h4": SampleConfig(holdout=4),
     "d-p6": SampleConfig(min_patches=6),
+    "default-p6": SampleConfig(min_patches=6),
     "d-wald-h4": SampleConfig(holdout=4),
 }
 
@@ -218,13 +220,41 @@ LEGEND = """Variants (one change at a time; the rows come from several runs, eac
   held-out patches, lowest training loss kept unless it scores a lower held-out HQNR than the
   pretrained network (then the identity). `d-*`: the default with one change (`angle1`: angle
   weight 1; `p6`: 6 fit patches; `c10`: consistency 10; `sp0.1`: spatial 0.1).
-- `finetune`: all backbone weights fine-tuned with the default losses and held-out rule (1 seed).
+- `finetune`: all backbone weights fine-tuned with the v2 losses and held-out rule (1 seed).
+- `v2`: the default of method v2 (spatial 0.3; rows labelled `default` before the change).
+  **`default`** now: spatial 0.2 (= `d-sp0.2`), everything else as v2. `d-sp0.1`, `d-s30` (30
+  steps), `d-sp0.1-s120`: v2 with that change; `d-wald`: v2 with the `"wald"` guard (the kept
+  state must not lose held-out ERGAS/SAM of the reduced-resolution self-check against the
+  pretrained network, else the best-HQNR checked state that passes, else identity).
 - Reduced-resolution rows of a 512-px crop run on a 128-px (VHR) or 256-px (Landsat) degraded
   scene: too small for held-out patches, so the check does not run there.
 - `fit s`: median wall time of the full-resolution fit on this machine while shared by several
   engineers' niced jobs (not a speed measurement; see `fit_speed.md`)."""
 
 KEYS = ("hqnr", "d_lambda_k", "d_s", "ergas", "sam", "q2n")
+SUMMARY = ("none", "mtf-glp", "v2", "default", "d-sp0.1", "d-s30", "d-wald")
+
+
+def summary(doc: dict[str, Any]) -> list[str]:
+    """Before (``v2``) / after (``default``) per scene: HQNR / RR ERGAS / RR SAM (medians)."""
+    cols = [c for c in SUMMARY if any(c in r for r in doc["scenes"].values())]
+    lines = ["## Summary: HQNR / RR ERGAS / RR SAM (median of 3 seeds; `fb`: seeds that fell back)"]
+    lines += ["", "| scene | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for scene, res in doc["scenes"].items():
+        cells = []
+        for c in cols:
+            r = res.get(c)
+            if r is None:
+                cells.append("")
+                continue
+            infos = r["fr_info"] if isinstance(r.get("fr_info"), list) else []
+            fb = sum(1 for i in infos if i.get("fallback"))
+            cell = f"{r['hqnr']:.3f} / {r['ergas']:.2f} / {r['sam']:.2f}" + (
+                f" ({fb} fb)" if fb else ""
+            )
+            cells.append(f"**{cell}**" if c == "default" else cell)
+        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -251,6 +281,7 @@ def markdown(doc: dict[str, Any], out: str = "method_ablation") -> str:
         "",
     ]
     lines += [LEGEND, ""]
+    lines += summary(doc)
     for held in (False, True):
         lines += [f"## {'Held-out scenes (not used to choose)' if held else 'Tuning scenes'}", ""]
         lines += [
