@@ -225,14 +225,15 @@ LEGEND = """Variants (one change at a time; the rows come from several runs, eac
   **`default`** now: spatial 0.2 (= `d-sp0.2`), everything else as v2. `d-sp0.1`, `d-s30` (30
   steps), `d-sp0.1-s120`: v2 with that change; `d-wald`: v2 with the `"wald"` guard (the kept
   state must not lose held-out ERGAS/SAM of the reduced-resolution self-check against the
-  pretrained network, else the best-HQNR checked state that passes, else identity).
+  pretrained network, else the best-HQNR checked state that passes, else identity);
+  `default-wald`, `default-p6`: the new default with the Wald guard / with 6 fit patches.
 - Reduced-resolution rows of a 512-px crop run on a 128-px (VHR) or 256-px (Landsat) degraded
   scene: too small for held-out patches, so the check does not run there.
 - `fit s`: median wall time of the full-resolution fit on this machine while shared by several
   engineers' niced jobs (not a speed measurement; see `fit_speed.md`)."""
 
 KEYS = ("hqnr", "d_lambda_k", "d_s", "ergas", "sam", "q2n")
-SUMMARY = ("none", "mtf-glp", "v2", "default", "d-sp0.1", "d-s30", "d-wald")
+SUMMARY = ("none", "mtf-glp", "v2", "default", "d-sp0.1", "d-s30", "d-wald", "default-wald", "default-p6")
 
 
 def summary(doc: dict[str, Any]) -> list[str]:
