@@ -233,7 +233,17 @@ LEGEND = """Variants (one change at a time; the rows come from several runs, eac
   engineers' niced jobs (not a speed measurement; see `fit_speed.md`)."""
 
 KEYS = ("hqnr", "d_lambda_k", "d_s", "ergas", "sam", "q2n")
-SUMMARY = ("none", "mtf-glp", "v2", "default", "d-sp0.1", "d-s30", "d-wald", "default-wald", "default-p6")
+SUMMARY = (
+    "none",
+    "mtf-glp",
+    "v2",
+    "default",
+    "d-sp0.1",
+    "d-s30",
+    "d-wald",
+    "default-wald",
+    "default-p6",
+)
 
 
 def summary(doc: dict[str, Any]) -> list[str]:
