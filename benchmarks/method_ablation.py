@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cross_sensor import SPACENET_NODATA, WV2_4
+from cross_sensor import WV2_4
 from fit_speed import machine_info
 
 from pipeline.backbones import load
@@ -46,6 +46,7 @@ from pipeline.sampling import SampleConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CROP = 512
+SPACENET_NODATA = 0.0  # SpaceNet 6 fills outside the AOI with 0 (as benchmarks/cross_sensor.py)
 L7 = "landsat/fusebox_landsat7/cropped"
 # name: (files, sensor, weights, open options, nodata, held out)
 SCENES: dict[str, tuple[list[str], Any, str | None, dict[str, Any], float | None, bool]] = {
@@ -78,6 +79,7 @@ def _w(check: str = "none", **kw: Any) -> FitConfig:
 
 
 TB3 = {"spatial_target": "toolbox", "spatial": 0.3}
+V2 = LossWeights(spatial=0.3)  # method v2's weights (the ``d-*`` variants change one thing)
 VARIANTS: dict[str, FitConfig] = {
     "old": _w(),
     "toolbox-0.03": _w(spatial_target="toolbox", spatial=0.03),
@@ -91,14 +93,26 @@ VARIANTS: dict[str, FitConfig] = {
     "tb0.3-c3-h4": _w("holdout", **TB3, consistency=3.0),
     "tb0.3-c3-nocheck": _w(**TB3, consistency=3.0),
     "tb0.3-c3-p8-nocheck": _w(**TB3, consistency=3.0),
+    "v2": FitConfig(weights=V2),  # the default before the spatial weight 0.3 -> 0.2
     "default": FitConfig(),
     "old-product": _w(),
-    "finetune": FitConfig(adapt="finetune"),
-    "d-angle1": FitConfig(weights=LossWeights(angle=1.0)),
-    "d-p6": FitConfig(),
-    "d-c10": FitConfig(weights=LossWeights(consistency=10.0)),
-    "d-sp0.1-angle1": FitConfig(weights=LossWeights(angle=1.0, spatial=0.1)),
+    "finetune": FitConfig(adapt="finetune", weights=V2),
+    "d-angle1": FitConfig(weights=dataclasses.replace(V2, angle=1.0)),
+    "d-p6": FitConfig(weights=V2),
+    "d-c10": FitConfig(weights=dataclasses.replace(V2, consistency=10.0)),
+    "d-sp0.1-angle1": FitConfig(weights=dataclasses.replace(V2, angle=1.0, spatial=0.1)),
+    "d-wald": FitConfig(guard="wald", weights=V2),
+    "d-wald-h4": FitConfig(guard="wald", weights=V2),
+    "d-sp0.1": FitConfig(weights=dataclasses.replace(V2, spatial=0.1)),
+    "d-sp0.2": FitConfig(weights=dataclasses.replace(V2, spatial=0.2)),
+    "d-wald-sp0.1": FitConfig(guard="wald", weights=dataclasses.replace(V2, spatial=0.1)),
+    "d-s30": FitConfig(steps=30, weights=V2),
+    "d-sp0.1-s120": FitConfig(steps=120, weights=dataclasses.replace(V2, spatial=0.1)),
+    "default-wald": FitConfig(guard="wald"),
+    "default-p6": FitConfig(),
 }
+
+
 NO_HOLDOUT = SampleConfig(holdout=0)  # the first runs: no held-out patches existed
 
 
@@ -108,6 +122,8 @@ SAMPLES: dict[str, SampleConfig] = {
     "tb0.3-c3-p8-nocheck": SampleConfig(min_patches=8),
     "tb0.3-c3-h4": SampleConfig(holdout=4),
     "d-p6": SampleConfig(min_patches=6),
+    "default-p6": SampleConfig(min_patches=6),
+    "d-wald-h4": SampleConfig(holdout=4),
 }
 
 
@@ -141,6 +157,7 @@ def _fuse(
     out = fuse(pan, ms, inputs.sensor, backbone, fit=fit, sample=sample, seed=seed, nodata=nodata)
     info = {"steps": out.fit.steps, "stop_rule": out.fit.stop_rule, "fit_s": out.seconds["fit"]}
     info.update({k: v for k, v in out.fit.summary().items() if k in ("kept_step", "fallback")})
+    info["holdout"] = out.fit.holdout
     return np.asarray(out.image, dtype=np.float64), info
 
 
@@ -203,13 +220,52 @@ LEGEND = """Variants (one change at a time; the rows come from several runs, eac
   held-out patches, lowest training loss kept unless it scores a lower held-out HQNR than the
   pretrained network (then the identity). `d-*`: the default with one change (`angle1`: angle
   weight 1; `p6`: 6 fit patches; `c10`: consistency 10; `sp0.1`: spatial 0.1).
-- `finetune`: all backbone weights fine-tuned with the default losses and held-out rule (1 seed).
+- `finetune`: all backbone weights fine-tuned with the v2 losses and held-out rule (1 seed).
+- `v2`: the default of method v2 (spatial 0.3; rows labelled `default` before the change).
+  **`default`** now: spatial 0.2 (= `d-sp0.2`), everything else as v2. `d-sp0.1`, `d-s30` (30
+  steps), `d-sp0.1-s120`: v2 with that change; `d-wald`: v2 with the `"wald"` guard (the kept
+  state must not lose held-out ERGAS/SAM of the reduced-resolution self-check against the
+  pretrained network, else the best-HQNR checked state that passes, else identity);
+  `default-wald`, `default-p6`: the new default with the Wald guard / with 6 fit patches.
 - Reduced-resolution rows of a 512-px crop run on a 128-px (VHR) or 256-px (Landsat) degraded
   scene: too small for held-out patches, so the check does not run there.
 - `fit s`: median wall time of the full-resolution fit on this machine while shared by several
   engineers' niced jobs (not a speed measurement; see `fit_speed.md`)."""
 
 KEYS = ("hqnr", "d_lambda_k", "d_s", "ergas", "sam", "q2n")
+SUMMARY = (
+    "none",
+    "mtf-glp",
+    "v2",
+    "default",
+    "d-sp0.1",
+    "d-s30",
+    "d-wald",
+    "default-wald",
+    "default-p6",
+)
+
+
+def summary(doc: dict[str, Any]) -> list[str]:
+    """Before (``v2``) / after (``default``) per scene: HQNR / RR ERGAS / RR SAM (medians)."""
+    cols = [c for c in SUMMARY if any(c in r for r in doc["scenes"].values())]
+    lines = ["## Summary: HQNR / RR ERGAS / RR SAM (median of 3 seeds; `fb`: seeds that fell back)"]
+    lines += ["", "| scene | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for scene, res in doc["scenes"].items():
+        cells = []
+        for c in cols:
+            r = res.get(c)
+            if r is None:
+                cells.append("")
+                continue
+            infos = r["fr_info"] if isinstance(r.get("fr_info"), list) else []
+            fb = sum(1 for i in infos if i.get("fallback"))
+            cell = f"{r['hqnr']:.3f} / {r['ergas']:.2f} / {r['sam']:.2f}" + (
+                f" ({fb} fb)" if fb else ""
+            )
+            cells.append(f"**{cell}**" if c == "default" else cell)
+        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,6 +292,7 @@ def markdown(doc: dict[str, Any], out: str = "method_ablation") -> str:
         "",
     ]
     lines += [LEGEND, ""]
+    lines += summary(doc)
     for held in (False, True):
         lines += [f"## {'Held-out scenes (not used to choose)' if held else 'Tuning scenes'}", ""]
         lines += [

@@ -26,7 +26,7 @@ import torch
 from .backbones import Backbone, upsample
 from .errors import ConfigError
 from .fit_config import ADAPT_MODES, FitConfig, FitResult
-from .fit_holdout import holdout_check
+from .fit_holdout import holdout_check, wald_check
 from .fit_stop import _optimise, _result, _state
 from .losses import (
     LossWeights,
@@ -236,7 +236,7 @@ def fit_tailor(
     x = _inputs(train, backbone, sensor, dev)
     feats, feats_d = _cached_features(backbone, x, cfg)
     tailor = _new_tailor(backbone, cfg, dev)
-    check = _tailor_check(tailor, backbone, held, sensor, cfg, dev)
+    check, wald = _tailor_check(tailor, backbone, held, sensor, cfg, dev)
     t_feat = time.perf_counter() - t0
     objective = _objective(
         x, sensor, cfg.weights, _tailor_forward(tailor, backbone, x, feats, feats_d)
@@ -245,7 +245,7 @@ def fit_tailor(
         from .fit_ls import ls_start
 
         ls_start(tailor, backbone, x, feats, feats_d, sensor, cfg, objective)
-    track = _optimise(list(tailor.parameters()), objective, cfg.steps, cfg, cfg.lr, check)
+    track = _optimise(list(tailor.parameters()), objective, cfg.steps, cfg, cfg.lr, check, wald)
     n_held = 0 if held is None or check is None else len(held)
     return _result("tailor", track, cfg.steps, t0, t_feat, n_held, tailor_state=_state(tailor))
 
@@ -257,15 +257,24 @@ def _tailor_check(
     sensor: SensorSpec,
     cfg: FitConfig,
     dev: torch.device,
-) -> Callable[[], float] | None:
-    """Held-out HQNR of the tailored network (the held-out features computed once)."""
+) -> tuple[Callable[[], float] | None, Callable[[], tuple[float, float]] | None]:
+    """Held-out HQNR of the tailored network and, with ``cfg.guard == "wald"``, its
+    reduced-resolution self-check (the held-out features computed once)."""
     if held is None:
-        return None
+        return None, None
     h = held.to(dev)
     lms = upsample(h.ms, sensor.ratio, backbone.upsampler)
     with torch.no_grad():
         fh = backbone.extract(h.ms, lms, h.pan)
-    return holdout_check(h, sensor, lambda: backbone.map(fh + tailor.delta(fh), h.ms, lms, h.pan))
+    check = holdout_check(h, sensor, lambda: backbone.map(fh + tailor.delta(fh), h.ms, lms, h.pan))
+    if check is None or cfg.guard != "wald":
+        return check, None
+    ms_d, pan_d = degrade_inputs(h.ms, h.pan, sensor)
+    lms_d = upsample(ms_d, sensor.ratio, backbone.upsampler)
+    with torch.no_grad():
+        fd = backbone.extract(ms_d, lms_d, pan_d)
+    wald = wald_check(h, sensor, lambda: backbone.map(fd + tailor.delta(fd), ms_d, lms_d, pan_d))
+    return check, wald
 
 
 def fit_finetune(
@@ -287,11 +296,15 @@ def fit_finetune(
     model = copy.deepcopy(backbone).to(dev).train().requires_grad_(True)
     train, held = _split(patches, cfg)
     x = _inputs(train, model, sensor, dev)
-    check = None
+    check, wald = None, None
     if held is not None:
         h = held.to(dev)
         lms_h = upsample(h.ms, sensor.ratio, model.upsampler)
         check = holdout_check(h, sensor, lambda: model(h.ms, lms_h, h.pan))
+        if check is not None and cfg.guard == "wald":
+            ms_hd, pan_hd = degrade_inputs(h.ms, h.pan, sensor)
+            lms_hd = upsample(ms_hd, sensor.ratio, model.upsampler)
+            wald = wald_check(h, sensor, lambda: model(ms_hd, lms_hd, pan_hd))
     t_feat = time.perf_counter() - t0
 
     def forward(need_d: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -301,7 +314,7 @@ def fit_finetune(
 
     objective = _objective(x, sensor, cfg.weights, forward)
     params = [p for p in model.parameters() if p.requires_grad]
-    track = _optimise(params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr, check)
+    track = _optimise(params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr, check, wald)
     n_held = 0 if held is None or check is None else len(held)
     return _result(
         "finetune", track, cfg.finetune_steps, t0, t_feat, n_held, backbone_state=_state(model)

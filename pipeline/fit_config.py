@@ -15,6 +15,7 @@ from .tailor import FeatureTailor, TailoredModel
 
 ADAPT_MODES = ("none", "tailor", "finetune")
 SELECT_RULES = ("loss", "holdout")
+GUARDS = ("hqnr", "wald")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +58,14 @@ class FitConfig:
         Which state a fit keeps: ``"loss"`` (the lowest training total; with held-out patches,
         replaced by the starting state if it scores a lower held-out HQNR) or ``"holdout"``
         (the best held-out HQNR among the checked states).
+    guard
+        What a kept state must not lose against the starting state on the held-out patches:
+        ``"hqnr"`` (toolbox HQNR) or ``"wald"`` (HQNR, and also ERGAS and SAM of the
+        reduced-resolution self-check, :class:`pipeline.fit_holdout.WaldScore`, within
+        ``wald_tol``). A kept state that fails is replaced by the checked state of best HQNR
+        that passes, else by the starting state.
+    wald_tol
+        Relative slack of the ``"wald"`` guard (``0.0``: not worse than the start at all).
     """
 
     adapt: str = "tailor"
@@ -74,6 +83,8 @@ class FitConfig:
     check_every: int = 5
     check_patience: int = 4
     select: str = "loss"
+    guard: str = "hqnr"
+    wald_tol: float = 0.0
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -91,6 +102,10 @@ class FitConfig:
             )
         if self.select not in SELECT_RULES:
             raise ConfigError("Unknown select rule.", expected=SELECT_RULES, got=self.select)
+        if self.guard not in GUARDS:
+            raise ConfigError("Unknown guard.", expected=GUARDS, got=self.guard)
+        if self.wald_tol < 0:
+            raise ConfigError("wald_tol must be >= 0.", got=self.wald_tol)
         if self.ls_start < 0:
             raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
 
@@ -129,10 +144,12 @@ class FitResult:
         Updates applied to the kept state (0: the starting state).
     fallback
         ``"identity"`` when the held-out check kept the starting state although steps ran (the
-        fit did not beat the pretrained network on its held-out patches), else ``""``.
+        fit did not beat the pretrained network on its held-out patches); ``"wald"`` when the
+        ``"wald"`` guard replaced the kept state by an earlier checked one; else ``""``.
     holdout
-        Held-out toolbox HQNR ``{"patches", "initial", "kept", "checks": [[step, hqnr]...]}``
-        (empty without held-out patches).
+        Held-out toolbox HQNR ``{"patches", "initial", "kept", "checks": [[step, hqnr]...]}``,
+        with the ``"wald"`` guard also ``"wald": [[step, ERGAS, SAM]...]`` (empty without
+        held-out patches).
     """
 
     adapt: str
@@ -178,4 +195,4 @@ class FitResult:
         return model.eval().requires_grad_(False)
 
 
-__all__ = ["ADAPT_MODES", "FitConfig", "FitResult"]
+__all__ = ["ADAPT_MODES", "GUARDS", "FitConfig", "FitResult"]

@@ -6,6 +6,11 @@ Q2n of the MTF-filtered product against the 23-tap interpolated MS, both cast to
 batched torch operators of :mod:`pipeline.quality.fast`. :func:`holdout_check` turns a forward
 pass on the held-out patches into the score :func:`pipeline.fit_stop._optimise` tracks (the
 stopping rule and the identity fallback of :mod:`pipeline.fit`).
+
+:class:`WaldScore` is the reduced-resolution self-check of the same patches (Wald's protocol one
+scale down, reference-free at full resolution): the network runs on the held-out patches degraded
+by the sensor's MTF and the ratio (:func:`pipeline.losses.degrade_inputs`, the degradation of the
+consistency term) and its output is compared with the patches' own MS by ERGAS and SAM.
 """
 
 from __future__ import annotations
@@ -74,6 +79,42 @@ class PatchHQNR:
         return torch.stack(scores)
 
 
+class WaldScore:
+    """ERGAS and SAM of products of the Wald-degraded held-out patches against their MS.
+
+    Parameters
+    ----------
+    ms
+        ``(N, B, h, w)`` held-out MS (the reference one scale down), normalised.
+    ratio
+        The sensor's resolution ratio (ERGAS's ``100 / ratio``).
+    valid
+        ``(N, 1, h, w)`` validity of the MS pixels (``None``: all valid).
+    """
+
+    def __init__(self, ms: torch.Tensor, ratio: int, valid: torch.Tensor | None = None) -> None:
+        self.ms, self.ratio = ms.detach().to(torch.float64), ratio
+        v = torch.ones_like(self.ms[:, :1]) if valid is None else valid.to(torch.float64)
+        self.valid = v.expand_as(self.ms)
+
+    def __call__(self, out_d: torch.Tensor) -> tuple[float, float]:
+        """``(ERGAS, SAM in degrees)`` of ``out_d`` ``(N, B, h, w)`` (all patches pooled)."""
+        with torch.no_grad():
+            v = self.valid
+            f = out_d.detach().to(torch.float64).clamp(0.0, 1.0) * v
+            ref = torch.nan_to_num(self.ms) * v
+            n = v.sum(dim=(0, 2, 3)).clamp_min(1.0)
+            rmse = ((f - ref).pow(2).sum(dim=(0, 2, 3)) / n).sqrt()
+            mean = (ref.sum(dim=(0, 2, 3)) / n).clamp_min(1e-12)
+            ergas = 100.0 / self.ratio * float((rmse / mean).pow(2).mean().sqrt())
+            dot = (f * ref).sum(dim=1)
+            norm = f.norm(dim=1) * ref.norm(dim=1)
+            ok = (norm > 0) & (v[:, 0] > 0)
+            cos = (dot[ok] / norm[ok]).clamp(-1.0, 1.0)
+            sam = float(torch.rad2deg(torch.acos(cos)).mean()) if ok.any() else 0.0
+        return ergas, sam
+
+
 def patch_hqnr(
     out: torch.Tensor,
     ms: torch.Tensor,
@@ -110,4 +151,26 @@ def holdout_check(
     return check
 
 
-__all__ = ["BLOCK", "PatchHQNR", "holdout_check", "patch_hqnr"]
+def wald_check(
+    held: PatchBatch | None,
+    sensor: SensorSpec,
+    forward_degraded: Callable[[], torch.Tensor],
+) -> Callable[[], tuple[float, float]] | None:
+    """``() -> (ERGAS, SAM)`` of ``forward_degraded()`` (the model's output on the held-out
+    patches degraded by :func:`pipeline.losses.degrade_inputs`) against their MS.
+
+    ``None`` without held-out patches.
+    """
+    if held is None or len(held) == 0:
+        return None
+    score = WaldScore(held.ms, sensor.ratio, held.valid_ms)
+
+    def check() -> tuple[float, float]:
+        with torch.no_grad():
+            out = forward_degraded()
+        return score(out)
+
+    return check
+
+
+__all__ = ["BLOCK", "PatchHQNR", "WaldScore", "holdout_check", "patch_hqnr", "wald_check"]

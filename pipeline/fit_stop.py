@@ -66,6 +66,11 @@ class Track:
         ``"budget"``, or the rule that stopped the loop early.
     checks
         ``(step, held-out score)`` of every check (empty without a held-out check).
+    wald
+        ``step -> (ERGAS, SAM)`` of the reduced-resolution self-check at every check (empty
+        without one).
+    guard
+        ``""``, or what the guard did to the kept state (``"identity"``, ``"wald"``).
     """
 
     losses: dict[str, float] = field(default_factory=dict)
@@ -74,6 +79,8 @@ class Track:
     kept_step: int = 0
     rule: str = "budget"
     checks: list[tuple[int, float]] = field(default_factory=list)
+    wald: dict[int, tuple[float, float]] = field(default_factory=dict)
+    guard: str = ""
 
 
 class _Keeper:
@@ -125,6 +132,7 @@ def _optimise(
     cfg: FitConfig,
     lr: float,
     check: Callable[[], float] | None = None,
+    wald: Callable[[], tuple[float, float]] | None = None,
 ) -> Track:
     """Run the loop and leave the kept parameters in ``params``.
 
@@ -133,35 +141,44 @@ def _optimise(
     on the starting state and every ``cfg.check_every`` steps) the loop also stops after
     ``cfg.check_patience`` checks without a better score, ``cfg.select == "holdout"`` keeps the
     best-scoring state instead, and a kept state scoring below the start is replaced by the
-    start (the identity fallback).
+    start (the identity fallback). With ``wald`` (the reduced-resolution self-check, taken with
+    every check; ``cfg.guard == "wald"``) the kept state must also not lose ERGAS or SAM against
+    the start (:func:`_guard`).
     """
     opt, t = _Adam(params, lr=lr), Track()
     by_loss, by_check = _Keeper(params, cfg.min_delta), _Keeper(params)
     start = [p.detach().clone() for p in params]
     reports: dict[int, dict[str, float]] = {}
+    states: dict[int, list[torch.Tensor]] = {}
+
+    def take(step: int) -> float:
+        assert check is not None
+        t.checks.append((step, check()))
+        if wald is not None:
+            t.wald[step] = wald()
+            states[step] = [p.detach().clone() for p in params]
+        return t.checks[-1][1]
+
     if check is not None:
-        t.checks.append((0, check()))
-        by_check.offer(t.checks[-1][1], 0)
+        by_check.offer(take(0), 0)
     for step in range(1, budget + 1):
         snapshot = [p.detach().clone() for p in params]
         reports[step - 1] = _step(opt, objective)
         t.history.append(reports[step - 1]["total"])
         by_loss.offer(-t.history[-1], step - 1, snapshot)
-        if check is not None and (step % cfg.check_every == 0 or step == budget):
-            t.checks.append((step, check()))
-            if not by_check.offer(t.checks[-1][1], step) and by_check.since >= cfg.check_patience:
-                t.rule = f"held-out HQNR: no gain in {cfg.check_patience} checks"
-                break
+        due = check is not None and (step % cfg.check_every == 0 or step == budget)
+        if due and not by_check.offer(take(step), step) and by_check.since >= cfg.check_patience:
+            t.rule = f"held-out HQNR: no gain in {cfg.check_patience} checks"
+            break
         if by_loss.since >= cfg.patience:
             t.rule = f"plateau: no {cfg.min_delta:g} relative improvement in {cfg.patience} steps"
             break
     if check is not None and cfg.select == "holdout" and t.checks[-1][0] != len(t.history):
-        t.checks.append((len(t.history), check()))
-        by_check.offer(t.checks[-1][1], len(t.history))
+        by_check.offer(take(len(t.history)), len(t.history))
     keeper = by_check if check is not None and cfg.select == "holdout" else by_loss
     keeper.restore()
     if check is not None:
-        _guard(t, keeper, check, start)
+        _guard(t, keeper, check, start, wald, states, cfg.wald_tol)
     t.kept_step = keeper.step
     t.initial = reports.get(0, {})
     t.losses = reports.get(keeper.step, {})
@@ -173,16 +190,45 @@ def _optimise(
 
 
 def _guard(
-    t: Track, keeper: _Keeper, check: Callable[[], float], start: list[torch.Tensor]
+    t: Track,
+    keeper: _Keeper,
+    check: Callable[[], float],
+    start: list[torch.Tensor],
+    wald: Callable[[], tuple[float, float]] | None = None,
+    states: dict[int, list[torch.Tensor]] | None = None,
+    tol: float = 0.0,
 ) -> None:
-    """Score the kept state (if not yet checked); fall back to ``start`` if it scores lower."""
+    """Score the kept state (if not yet checked) and replace it if it loses against the start.
+
+    Without ``wald`` a kept state scoring a lower held-out HQNR than the start is replaced by the
+    start. With ``wald`` it must also keep ERGAS and SAM of the self-check within ``1 + tol``
+    times the start's; one that fails is replaced by the checked state (``states``) of best
+    HQNR that passes, else by the start.
+    """
     scored = dict(t.checks)
     if keeper.step not in scored:
         scored[keeper.step] = check()
         t.checks = sorted(scored.items())
-    if scored[keeper.step] < scored[0]:
-        keeper.step, keeper.state = 0, start
-        keeper.restore()
+        if wald is not None:
+            t.wald[keeper.step] = wald()
+
+    def passes(step: int) -> bool:
+        if scored[step] < scored[0]:
+            return False
+        if wald is None:
+            return True
+        (e, a), (e0, a0) = t.wald[step], t.wald[0]
+        return e <= e0 * (1.0 + tol) and a <= a0 * (1.0 + tol)
+
+    if passes(keeper.step):
+        return
+    ok = [s for s in (states or {}) if s > 0 and passes(s)]
+    if ok:
+        best = max(ok, key=lambda s: (scored[s], s))
+        keeper.step, keeper.state, t.guard = best, (states or {})[best], "wald"
+    else:
+        keeper.step, keeper.state, t.guard = 0, start, "identity"
+    keeper.restore()
 
 
 def _result(
@@ -197,11 +243,16 @@ def _result(
     """The :class:`FitResult` of a finished loop (``states``: tailor_state / backbone_state)."""
     seconds = time.perf_counter() - t0
     fallback = "identity" if track.checks and track.kept_step == 0 and track.history else ""
+    fallback = fallback or (track.guard if track.history else "")
     holdout: dict[str, Any] = {}
     if track.checks:
         kept = dict(track.checks)[track.kept_step]
         holdout = {"patches": check_patches, "initial": track.checks[0][1], "kept": kept}
         holdout["checks"] = [[s, round(v, 6)] for s, v in track.checks]
+    if track.wald:
+        holdout["wald"] = [
+            [s, round(e, 6), round(a, 6)] for s, (e, a) in sorted(track.wald.items())
+        ]
     log.info(
         "%s fit: %d steps in %.2f s (features %.2f s), kept step %d%s (%s), %s",
         adapt,

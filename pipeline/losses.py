@@ -78,7 +78,7 @@ class LossWeights:
 
     spectral: float = 1.0
     angle: float = 0.3
-    spatial: float = 0.3
+    spatial: float = 0.2
     consistency: float = 3.0
     penalty: float = 0.0
     lcc_window: int = LCC_WINDOW
