@@ -45,6 +45,18 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test even where an earlier test raised the count (the thread
+    lending of fits); restored after. Modules of tiny-tensor tests use it via ``usefixtures``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def cluster_scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The synthetic GeoTIFF PAN/MS pair every cluster test runs (tests/clusters.py)."""

@@ -8,37 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.backbones import build
 from pipeline.errors import ConfigError
 from pipeline.fit import FitConfig, fit_tailor
 from pipeline.fit_holdout import WaldScore
 from pipeline.fit_stop import _optimise, _result
 from pipeline.quality import reduced_resolution
-from pipeline.sampling import PatchBatch, SampleConfig, sample_patches
-from pipeline.sensors import get_sensor
-from pipeline.synthetic import make_scene
+from pipeline.sampling import PatchBatch
+from tests.test_fit_holdout import SENSOR, _backbone, patches
 
-SENSOR = get_sensor("ge1")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def patches() -> PatchBatch:
-    s = make_scene((128, 128), SENSOR, seed=3)
-    cfg = SampleConfig(patch=64, fraction=0.5, min_patches=2, max_patches=2, holdout=2)
-    return sample_patches((s.pan, s.ms), cfg, 0, ratio=4, dn_max=SENSOR.dn_max)
-
-
-def _backbone():  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
-    return build("fusionnet", 4).eval().requires_grad_(False)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+__all__ = ["patches"]  # the module-scoped held-out patches fixture of test_fit_holdout
 
 
 def test_wald_score_equals_the_reduced_resolution_indices() -> None:

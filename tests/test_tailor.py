@@ -19,14 +19,7 @@ from pipeline.tailor import (
     save_tailor,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """One torch thread: these tiny tensors gain nothing from more, and the CI cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(n_bands: int, h: int, w: int, seed: int = 0, dtype=torch.float32):

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from pipeline.backbones import load
 from pipeline.evaluate import crop_inputs, to_dn
@@ -22,13 +21,7 @@ from pipeline.fuse import fuse
 from pipeline.quality import full_resolution, reduced_resolution
 from pipeline.quality.product import load_inputs
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.data
