@@ -7,6 +7,7 @@ tile 32, 12 tiles); the backbone has random weights.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +228,26 @@ def _journalled(out: Path, finished: set[str]) -> dict[str, int]:
     return counts
 
 
+def start_driver(tmp_path: Path, cfg: BatchConfig, client: Any) -> subprocess.Popen[bytes]:
+    """``run_batch(cfg)`` in a driver subprocess on ``client``'s scheduler (to be killed)."""
+    fields = {
+        f.name: dict(v) if isinstance(v := getattr(cfg, f.name), Mapping) else v
+        for f in dataclasses.fields(cfg)
+    }
+    script = tmp_path / "drive.py"
+    script.write_text(
+        "from pipeline.batch import BatchConfig, run_batch\n"
+        "from workers.cluster import load_cluster_config\n"
+        f"cfg = BatchConfig(**{fields!r})\n"
+        "if __name__ == '__main__':\n"
+        f"    run_batch(cfg, cluster=load_cluster_config(None, address={client.scheduler.address!r}, device='cpu'))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, str(script)], cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def test_killed_driver_resumes_to_identical_products_without_redoing_finished_scenes(
     client: Any, weights: Path, tmp_path: Path
 ) -> None:
@@ -241,19 +263,7 @@ def test_killed_driver_resumes_to_identical_products_without_redoing_finished_sc
     reference = products(out, ids)
     shutil.rmtree(out)
     # the driver runs in a subprocess (the config of the reference, on the same scheduler)
-    script = tmp_path / "drive.py"
-    script.write_text(
-        "import sys\nfrom pipeline.batch import BatchConfig, run_batch\n"
-        "from workers.cluster import load_cluster_config\n"
-        f"cfg = BatchConfig(source={str(m)!r}, out_dir={str(out)!r}, weights={str(weights)!r}, "
-        f"tile=32, quality_tiles=1, sample={SAMPLE!r}, fit={FIT!r}, scenes_in_flight=1)\n"
-        "if __name__ == '__main__':\n"
-        f"    run_batch(cfg, cluster=load_cluster_config(None, address={client.scheduler.address!r}, device='cpu'))\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc = start_driver(tmp_path, batch_cfg(m, out, weights, scenes_in_flight=1), client)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:

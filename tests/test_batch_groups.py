@@ -211,10 +211,8 @@ def test_killed_group_driver_resumes_without_refitting_or_recomputing(
     uninterrupted group batch byte for byte."""
     import shutil
     import signal
-    import subprocess
-    import sys
 
-    from tests.test_batch import _db_states
+    from tests.test_batch import _db_states, start_driver
 
     ids = [f"g{i}" for i in range(3)]
     for i in range(3):
@@ -226,20 +224,7 @@ def test_killed_group_driver_resumes_without_refitting_or_recomputing(
     assert run_batch(cfg, engine=engine).exit_status == 0
     reference = products(out, ids)
     shutil.rmtree(out)
-    script = tmp_path / "drive.py"
-    script.write_text(
-        "from pipeline.batch import BatchConfig, run_batch\n"
-        "from workers.cluster import load_cluster_config\n"
-        f"cfg = BatchConfig(source={str(m)!r}, out_dir={str(out)!r}, weights={str(weights)!r}, "
-        f"tile=32, quality_tiles=1, sample={GROUP_SAMPLE!r}, fit={FIT!r}, scenes_in_flight=1, "
-        "tailor_scope='group')\n"
-        "if __name__ == '__main__':\n"
-        f"    run_batch(cfg, cluster=load_cluster_config(None, address={client.scheduler.address!r}, device='cpu'))\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc = start_driver(tmp_path, cfg, client)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
