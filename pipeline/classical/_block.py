@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from ..errors import InputError
 from ..grid import TileGrid, TileRead, Window
-from ..quality.inputs import as_bands, as_plane
+from ..quality.inputs import as_bands, as_plane, upsampled
 from ..sensors import SensorSpec
 from ._stats import FloatArray, _lms_of, _low_of
 
@@ -34,11 +34,7 @@ def _check(ms: Any, pan: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]
 def _lms(m: FloatArray, lms: Any, spec: SensorSpec, upsampler: str) -> NDArray[np.floating[Any]]:
     if lms is None:
         return _lms_of(m, spec.ratio, upsampler)
-    up = as_bands(lms, "lms")
-    want = (m.shape[0], spec.ratio * m.shape[1], spec.ratio * m.shape[2])
-    if up.shape != want:
-        raise InputError("lms has the wrong shape.", expected=want, got=tuple(up.shape))
-    return up
+    return upsampled(lms, m, spec.ratio, "lms")
 
 
 class _Block:

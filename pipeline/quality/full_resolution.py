@@ -41,7 +41,7 @@ from ..mtf import degrade_f32, filter_torch, kernels_1d
 from ..sensors import SensorSpec, get_sensor
 from . import toolbox
 from .indices import DEFAULT_BLOCK, q2n, uqi
-from .inputs import FloatArray, as_bands, as_plane, cut_edges
+from .inputs import FloatArray, as_bands, as_plane, cut_edges, upsampled
 from .toolbox_fr import assemble, toolbox_indices
 
 DEFAULT_UPSAMPLER = "poly23"
@@ -129,11 +129,7 @@ def _inputs(
 def _ms_up(m: FloatArray, ms_up: Any, spec: SensorSpec, upsampler: str) -> FloatArray:
     if ms_up is None:
         return interpolate(m, spec.ratio, upsampler)
-    up = as_bands(ms_up, "ms_up")
-    want = (m.shape[0], spec.ratio * m.shape[1], spec.ratio * m.shape[2])
-    if up.shape != want:
-        raise InputError("ms_up has the wrong shape.", expected=want, got=tuple(up.shape))
-    return up
+    return upsampled(ms_up, m, spec.ratio, "ms_up")
 
 
 def _toolbox(

@@ -61,6 +61,16 @@ def as_plane(x: Any, name: str) -> FloatArray:
     return np.asarray(a[0])
 
 
+def upsampled(x: Any, ms: FloatArray, ratio: int, name: str) -> FloatArray:
+    """A given upsampled MS ``x`` as ``(B, H, W)``, checked to be ``ms`` ``(B, h, w)`` on the
+    ``ratio``-times finer grid."""
+    up = as_bands(x, name)
+    want = (ms.shape[0], ratio * ms.shape[1], ratio * ms.shape[2])
+    if up.shape != want:
+        raise InputError(f"{name} has the wrong shape.", expected=want, got=tuple(up.shape))
+    return up
+
+
 def same_shape(a: FloatArray, b: FloatArray, names: tuple[str, str]) -> None:
     """Raise :class:`InputError` unless ``a`` and ``b`` have the same shape."""
     if a.shape != b.shape:
