@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -42,6 +43,7 @@ from pipeline.config import data_dir
 from pipeline.evaluate import EvaluateConfig, MethodRunner, wald_degrade
 from pipeline.fit import FitConfig
 from pipeline.infer import invalid_mask
+from pipeline.losses import LossWeights
 from pipeline.quality import (
     conventions,
     full_resolution,
@@ -291,13 +293,28 @@ def _safe(key: str) -> str:
     return key.replace(" ", "_").replace("(", "").replace(")", "")
 
 
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["detail=1", "steps=60"]`` -> ``{"detail": 1.0, "steps": 60}`` (ints stay ints)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return out
+
+
+def fit_config(args: argparse.Namespace) -> FitConfig:
+    """The default :class:`FitConfig` with ``--fit`` and ``--loss`` overrides (a variant label)."""
+    weights = dataclasses.replace(LossWeights(), **_overrides(args.loss))
+    return FitConfig(finetune_steps=args.finetune_steps, weights=weights, **_overrides(args.fit))
+
+
 def run_pair(pair: Pair, args: argparse.Namespace) -> None:
     """Cache the rows of one pair under ``LABEL/`` (network rows) and ``shared/`` (the rest)."""
     scenes = load_target(pair.target)
     if not scenes:
         print(f"skip {pair.key}: data absent", flush=True)
         return
-    fit = FitConfig(finetune_steps=args.finetune_steps)
+    fit = fit_config(args)
     for sc in scenes:
         runner = SceneRunner(sc, pair, fit)
 
@@ -308,7 +325,8 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> None:
 
         def network(runner: SceneRunner = runner) -> dict[str, Any]:
             seeds = [runner.row("tailor", seed=s) for s in range(args.seeds)]
-            return {"none": runner.row("none"), "tailor": median_row(seeds)}
+            rows = {"none": runner.row("none"), "tailor": median_row(seeds)}
+            return {**rows, "_fit": repr(fit)}
 
         tag = f"{_safe(pair.key)}__{sc.name}"
         rows = _cached(_cache(args.label, f"{tag}.json"), args.redo, network)
@@ -338,6 +356,8 @@ def main() -> None:
     ap.add_argument("--finetune", action="store_true", help="also the finetune row (1 seed)")
     ap.add_argument("--finetune-steps", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--loss", nargs="*", help="LossWeights overrides, e.g. detail=1")
+    ap.add_argument("--fit", nargs="*", help="FitConfig overrides, e.g. steps=90")
     ap.add_argument("--redo", action="store_true", help="recompute cached network rows")
     ap.add_argument("--redo-shared", action="store_true", help="recompute EXP/classical rows")
     ap.add_argument("--report", action="store_true", help="write cross_sensor.{md,json}")

@@ -34,6 +34,9 @@ LABELS = {
     "step kept)",
     "after": "after (branch `method` merged: spatial loss on the toolbox D_S relation, Wald "
     "consistency term, held-out toolbox HQNR as stopping rule with identity fallback)",
+    "q3": "q3 (method v3, the default since session 4: v2 with the spatial weight 0.3 -> 0.2)",
+    "q3det1": "q3det1 (q3 + the MTF-GLP detail prior, `LossWeights(detail=1)`)",
+    "q3det3": "q3det3 (q3 + the MTF-GLP detail prior, `LossWeights(detail=3)`)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading
@@ -263,7 +266,7 @@ def write_report(
                 if ft:
                     lines.append(f"  - {ft}")
     if len(present) > 1:
-        lines += ["", "## Before (main) vs after (method): the ablation", ""]
+        lines += ["", "## Labels side by side (the last is the main one): the ablation", ""]
         lines += [f"- {lab}: {LABELS.get(lab, lab)}" for lab in present] + [""]
         lines += before_after(data, cross, present)
         for lab in present[:-1]:

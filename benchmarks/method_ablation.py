@@ -110,6 +110,10 @@ VARIANTS: dict[str, FitConfig] = {
     "d-sp0.1-s120": FitConfig(steps=120, weights=dataclasses.replace(V2, spatial=0.1)),
     "default-wald": FitConfig(guard="wald"),
     "default-p6": FitConfig(),
+    # session 5: the MTF-GLP detail prior (pipeline.losses_detail) on top of the default
+    "q3-det0.3": FitConfig(weights=LossWeights(detail=0.3)),
+    "q3-det1": FitConfig(weights=LossWeights(detail=1.0)),
+    "q3-det3": FitConfig(weights=LossWeights(detail=3.0)),
 }
 
 

@@ -44,6 +44,7 @@ from .losses import (
     toolbox_spatial_loss,
     toolbox_spatial_target,
 )
+from .losses_detail import detail_term
 from .sampling import PatchBatch
 from .sensors import SensorSpec
 from .tailor import FeatureTailor, TailorSpec
@@ -103,6 +104,7 @@ def _objective(
     """
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
     spatial = _spatial_term(x, sensor, w)
+    detail = detail_term(x.ms, x.pan, x.valid, sensor, w.detail)
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
         out, out_d, delta = forward(w.consistency > 0)
@@ -117,6 +119,8 @@ def _objective(
                 terms["angle"] = angle_loss(out, x.ms, taps, sensor.ratio, x.valid_ms, degraded=deg)
         if spatial is not None:
             terms["spatial"] = spatial(out)
+        if detail is not None:
+            terms["detail"] = detail(out)
         if w.consistency > 0 and out_d is not None:
             terms["consistency"] = consistency_loss(out_d, x.ms, x.valid_ms)
         if w.penalty > 0 and delta is not None:

@@ -59,6 +59,8 @@ class LossWeights:
     ----------
     spectral, angle, spatial, consistency, penalty
         Non-negative weights; a zero weight skips the term's computation.
+    detail
+        Weight of the MTF-GLP detail prior (:mod:`pipeline.losses_detail`); 0: off.
     lcc_window
         Window edge (PAN pixels) of the local correlation in the spatial term.
     spatial_target
@@ -81,13 +83,14 @@ class LossWeights:
     spatial: float = 0.2
     consistency: float = 3.0
     penalty: float = 0.0
+    detail: float = 0.0
     lcc_window: int = LCC_WINDOW
     spatial_target: str = "toolbox"
     q_block: int = Q_BLOCK
     q_stride: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("spectral", "angle", "spatial", "consistency", "penalty"):
+        for name in ("spectral", "angle", "spatial", "consistency", "penalty", "detail"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Loss weight {name!r} must be >= 0.", got=getattr(self, name))
         if self.spectral + self.angle + self.spatial + self.consistency == 0:
