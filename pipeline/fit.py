@@ -104,7 +104,7 @@ def _objective(
     """
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
     spatial = _spatial_term(x, sensor, w)
-    detail = detail_term(x.ms, x.pan, x.valid, sensor, w.detail)
+    detail = detail_term(x, sensor, w.detail, w.detail_gate, lambda: forward(True)[1])
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
         out, out_d, delta = forward(w.consistency > 0)

@@ -61,6 +61,9 @@ class LossWeights:
         Non-negative weights; a zero weight skips the term's computation.
     detail
         Weight of the MTF-GLP detail prior (:mod:`pipeline.losses_detail`); 0: off.
+    detail_gate
+        Apply the prior only where MTF-GLP beats the pretrained network one scale down on the
+        fit patches (:func:`pipeline.losses_detail.glp_wins`).
     lcc_window
         Window edge (PAN pixels) of the local correlation in the spatial term.
     spatial_target
@@ -84,6 +87,7 @@ class LossWeights:
     consistency: float = 3.0
     penalty: float = 0.0
     detail: float = 0.0
+    detail_gate: bool = True
     lcc_window: int = LCC_WINDOW
     spatial_target: str = "toolbox"
     q_block: int = Q_BLOCK

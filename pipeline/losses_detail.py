@@ -9,18 +9,39 @@ spectral and consistency terms (``HP`` removes what the MTF passes), so the term
 injected detail. The MTF-GLP product of each fit patch is computed once per fit (NumPy, per
 patch, its own regression gains).
 
+**Gate** (``detail_gate=True``): the prior only pays where MTF-GLP is better than the network
+on this scene. Before the fit, both run on the fit patches degraded by the ratio (the inputs of
+the consistency term, one scale down) and are compared with the observed MS (mean absolute
+error); the prior is on only if MTF-GLP's error is the lower one. No reference is used; it is
+the scale-invariance assumption of the consistency term, applied once per fit to a yes/no.
+
 Used by :func:`pipeline.fit._objective` when ``LossWeights.detail > 0``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from .mtf import filter_torch
 from .sensors import SensorSpec
+
+log = logging.getLogger(__name__)
+
+
+class DetailInputs(Protocol):
+    """The fit's patch tensors the prior needs (``pipeline.fit._Inputs``)."""
+
+    ms: torch.Tensor
+    pan: torch.Tensor
+    valid: torch.Tensor | None
+    valid_ms: torch.Tensor | None
+    ms_d: torch.Tensor
+    pan_d: torch.Tensor
 
 
 def glp_target(ms: torch.Tensor, pan: torch.Tensor, sensor: SensorSpec) -> torch.Tensor:
@@ -64,22 +85,47 @@ def detail_loss(
     return (diff * m).sum() / m.sum().clamp_min(1.0)
 
 
+def glp_wins(x: DetailInputs, sensor: SensorSpec, start_degraded: torch.Tensor) -> bool:
+    """Whether MTF-GLP beats the starting network one scale down on the fit patches.
+
+    ``start_degraded``: the network's output ``(N, B, h, w)`` on the degraded patches
+    (``x.ms_d``, ``x.pan_d``); both are compared with ``x.ms`` by mean absolute error over
+    ``x.valid_ms``.
+    """
+    glp = glp_target(x.ms_d, x.pan_d, sensor)
+    m = None if x.valid_ms is None else x.valid_ms.to(glp.dtype).expand_as(glp)
+
+    def err(y: torch.Tensor) -> float:
+        e = (y.detach() - x.ms).abs()
+        return float(e.mean() if m is None else (e * m).sum() / m.sum().clamp_min(1.0))
+
+    e_glp, e_net = err(glp), err(start_degraded)
+    log.info("detail gate: MTF-GLP %.5f vs network %.5f one scale down", e_glp, e_net)
+    return e_glp < e_net
+
+
 def detail_term(
-    ms: torch.Tensor,
-    pan: torch.Tensor,
-    valid: torch.Tensor | None,
+    x: DetailInputs,
     sensor: SensorSpec,
     weight: float,
+    gate: bool = False,
+    start_degraded: Callable[[], torch.Tensor | None] | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The detail prior as ``out -> loss`` (its MTF-GLP target computed once), or ``None``
-    when ``weight`` is 0."""
+    """The detail prior as ``out -> loss`` (its MTF-GLP target computed once), or ``None`` when
+    ``weight`` is 0 or the gate (``gate``: :func:`glp_wins` on ``start_degraded()``) is closed."""
     if weight <= 0:
         return None
+    if gate and start_degraded is not None:
+        with torch.no_grad():
+            base = start_degraded()
+        if base is not None and not glp_wins(x, sensor, base):
+            return None
     from .losses import mtf_taps
 
-    target = glp_target(ms, pan, sensor)
-    taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(ms.device)
+    target = glp_target(x.ms, x.pan, sensor)
+    taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
+    valid = x.valid
     return lambda out: detail_loss(out, target, taps, valid)
 
 
-__all__ = ["detail_loss", "detail_term", "glp_target", "high_pass"]
+__all__ = ["DetailInputs", "detail_loss", "detail_term", "glp_target", "glp_wins", "high_pass"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,8 @@ import torch
 from pipeline.backbones import build, upsample
 from pipeline.classical import pansharpen
 from pipeline.fit import FitConfig, fit_tailor
-from pipeline.losses import LossWeights, mtf_taps
-from pipeline.losses_detail import detail_loss, glp_target
+from pipeline.losses import LossWeights, degrade_inputs, mtf_taps
+from pipeline.losses_detail import detail_loss, detail_term, glp_target
 from pipeline.sampling import PatchBatch, SampleConfig, sample_patches
 from pipeline.sensors import get_sensor
 from pipeline.synthetic import make_scene
@@ -57,7 +59,9 @@ def test_a_fit_with_the_prior_moves_its_details_towards_mtf_glp(patches: PatchBa
     target = glp_target(patches.ms, patches.pan, SENSOR)
 
     def gap(detail: float) -> float:
-        w = LossWeights(spectral=0.1, angle=0.0, spatial=0.0, consistency=0.0, detail=detail)
+        w = LossWeights(
+            spectral=0.1, angle=0.0, spatial=0.0, consistency=0.0, detail=detail, detail_gate=False
+        )
         cfg = FitConfig(steps=30, lr=1e-2, check_every=0, weights=w)
         res = fit_tailor(patches, bb, SENSOR, cfg)
         assert ("detail" in res.losses) == (detail > 0)
@@ -67,3 +71,21 @@ def test_a_fit_with_the_prior_moves_its_details_towards_mtf_glp(patches: PatchBa
 
     without, with_prior = gap(0.0), gap(1.0)
     assert with_prior < 0.7 * without  # measured 0.0081 vs 0.0142
+
+
+def test_the_gate_opens_only_where_mtf_glp_beats_the_network(patches: PatchBatch) -> None:
+    """One scale down, a network that returns the observed MS exactly beats MTF-GLP (gate
+    closed: no term); one that returns a flat grey does not (gate open)."""
+    ms_d, pan_d = degrade_inputs(patches.ms, patches.pan, SENSOR)
+    x = SimpleNamespace(
+        ms=patches.ms, pan=patches.pan, valid=None, valid_ms=None, ms_d=ms_d, pan_d=pan_d
+    )
+    perfect = patches.ms.clone()
+    grey = torch.full_like(perfect, float(patches.ms.mean()))
+    assert detail_term(x, SENSOR, 1.0, gate=True, start_degraded=lambda: perfect) is None
+    term = detail_term(x, SENSOR, 1.0, gate=True, start_degraded=lambda: grey)
+    assert term is not None
+    assert detail_term(x, SENSOR, 1.0, gate=False, start_degraded=lambda: perfect) is not None
+    assert detail_term(x, SENSOR, 0.0, gate=False) is None
+    target = glp_target(patches.ms, patches.pan, SENSOR)
+    assert float(term(target)) == 0.0 and float(term(target + 0.1 * torch.rand_like(target))) > 0
