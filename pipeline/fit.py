@@ -44,7 +44,7 @@ from .losses import (
     toolbox_spatial_loss,
     toolbox_spatial_target,
 )
-from .losses_detail import detail_term
+from .losses_detail import detail_setup
 from .sampling import PatchBatch
 from .sensors import SensorSpec
 from .tailor import FeatureTailor, TailorSpec
@@ -103,8 +103,8 @@ def _objective(
     ``forward(need_degraded)`` returns ``(out, out_degraded or None, tailor delta or None)``.
     """
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
+    w, detail = detail_setup(x, sensor, w, lambda: forward(True)[1])
     spatial = _spatial_term(x, sensor, w)
-    detail = detail_term(x, sensor, w.detail, w.detail_gate, lambda: forward(True)[1])
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
         out, out_d, delta = forward(w.consistency > 0)

@@ -64,6 +64,9 @@ class LossWeights:
     detail_gate
         Apply the prior only where MTF-GLP beats the pretrained network one scale down on the
         fit patches (:func:`pipeline.losses_detail.glp_wins`).
+    spatial_matched
+        The spatial weight where that gate finds the pretrained network the better one (a
+        matched sensor); ``None``: ``spatial`` everywhere.
     lcc_window
         Window edge (PAN pixels) of the local correlation in the spatial term.
     spatial_target
@@ -88,6 +91,7 @@ class LossWeights:
     penalty: float = 0.0
     detail: float = 0.0
     detail_gate: bool = True
+    spatial_matched: float | None = None
     lcc_window: int = LCC_WINDOW
     spatial_target: str = "toolbox"
     q_block: int = Q_BLOCK
@@ -97,6 +101,8 @@ class LossWeights:
         for name in ("spectral", "angle", "spatial", "consistency", "penalty", "detail"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Loss weight {name!r} must be >= 0.", got=getattr(self, name))
+        if self.spatial_matched is not None and self.spatial_matched < 0:
+            raise ConfigError("spatial_matched must be >= 0.", got=self.spatial_matched)
         if self.spectral + self.angle + self.spatial + self.consistency == 0:
             raise ConfigError(
                 "At least one of the spectral, spatial and consistency weights must be > 0.",

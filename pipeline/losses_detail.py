@@ -20,6 +20,7 @@ Used by :func:`pipeline.fit._objective` when ``LossWeights.detail > 0``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -27,6 +28,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .losses import LossWeights, mtf_taps
 from .mtf import filter_torch
 from .sensors import SensorSpec
 
@@ -115,17 +117,56 @@ def detail_term(
     ``weight`` is 0 or the gate (``gate``: :func:`glp_wins` on ``start_degraded()``) is closed."""
     if weight <= 0:
         return None
-    if gate and start_degraded is not None:
-        with torch.no_grad():
-            base = start_degraded()
-        if base is not None and not glp_wins(x, sensor, base):
-            return None
-    from .losses import mtf_taps
+    if gate and start_degraded is not None and not _glp_wins(x, sensor, start_degraded):
+        return None
+    return _term(x, sensor)
 
+
+def _glp_wins(
+    x: DetailInputs, sensor: SensorSpec, start_degraded: Callable[[], torch.Tensor | None]
+) -> bool:
+    with torch.no_grad():
+        base = start_degraded()
+    return base is None or glp_wins(x, sensor, base)
+
+
+def _term(x: DetailInputs, sensor: SensorSpec) -> Callable[[torch.Tensor], torch.Tensor]:
     target = glp_target(x.ms, x.pan, sensor)
     taps = mtf_taps(sensor.mtf_ms, sensor.ratio).to(x.ms.device)
     valid = x.valid
     return lambda out: detail_loss(out, target, taps, valid)
 
 
-__all__ = ["DetailInputs", "detail_loss", "detail_term", "glp_target", "glp_wins", "high_pass"]
+def detail_setup(
+    x: DetailInputs,
+    sensor: SensorSpec,
+    w: LossWeights,
+    start_degraded: Callable[[], torch.Tensor | None],
+) -> tuple[LossWeights, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """The weights a fit uses and its detail term, after the gate (one decision per fit).
+
+    Where MTF-GLP beats the starting network one scale down (:func:`glp_wins`), the detail
+    prior is on (``w.detail > 0``). Where it does not (the network is the better one on this
+    scene: a matched sensor), the prior is off and, if ``w.spatial_matched`` is set, the
+    spatial weight becomes ``w.spatial_matched``. Without either option nothing is computed.
+    """
+    if w.detail <= 0 and w.spatial_matched is None:
+        return w, None
+    if not w.detail_gate and w.spatial_matched is None:
+        return w, _term(x, sensor)
+    if _glp_wins(x, sensor, start_degraded):
+        return w, (_term(x, sensor) if w.detail > 0 else None)
+    if w.spatial_matched is not None:
+        w = dataclasses.replace(w, spatial=w.spatial_matched)
+    return w, None
+
+
+__all__ = [
+    "DetailInputs",
+    "detail_loss",
+    "detail_setup",
+    "detail_term",
+    "glp_target",
+    "glp_wins",
+    "high_pass",
+]

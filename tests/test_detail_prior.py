@@ -12,7 +12,7 @@ from pipeline.backbones import build, upsample
 from pipeline.classical import pansharpen
 from pipeline.fit import FitConfig, fit_tailor
 from pipeline.losses import LossWeights, degrade_inputs, mtf_taps
-from pipeline.losses_detail import detail_loss, detail_term, glp_target
+from pipeline.losses_detail import detail_loss, detail_setup, detail_term, glp_target
 from pipeline.sampling import PatchBatch, SampleConfig, sample_patches
 from pipeline.sensors import get_sensor
 from pipeline.synthetic import make_scene
@@ -89,3 +89,19 @@ def test_the_gate_opens_only_where_mtf_glp_beats_the_network(patches: PatchBatch
     assert detail_term(x, SENSOR, 0.0, gate=False) is None
     target = glp_target(patches.ms, patches.pan, SENSOR)
     assert float(term(target)) == 0.0 and float(term(target + 0.1 * torch.rand_like(target))) > 0
+
+
+def test_setup_lowers_the_spatial_weight_only_where_the_network_wins(patches: PatchBatch) -> None:
+    ms_d, pan_d = degrade_inputs(patches.ms, patches.pan, SENSOR)
+    x = SimpleNamespace(
+        ms=patches.ms, pan=patches.pan, valid=None, valid_ms=None, ms_d=ms_d, pan_d=pan_d
+    )
+    perfect = patches.ms.clone()
+    grey = torch.full_like(perfect, float(patches.ms.mean()))
+    w = LossWeights(detail=3.0, spatial=0.2, spatial_matched=0.05)
+    matched, term = detail_setup(x, SENSOR, w, lambda: perfect)
+    assert matched.spatial == 0.05 and term is None
+    crossed, term = detail_setup(x, SENSOR, w, lambda: grey)
+    assert crossed == w and term is not None
+    plain = LossWeights()
+    assert detail_setup(x, SENSOR, plain, lambda: perfect) == (plain, None)
