@@ -87,8 +87,11 @@ def detail_loss(
     return (diff * m).sum() / m.sum().clamp_min(1.0)
 
 
-def glp_wins(x: DetailInputs, sensor: SensorSpec, start_degraded: torch.Tensor) -> bool:
-    """Whether MTF-GLP beats the starting network one scale down on the fit patches.
+def glp_wins(
+    x: DetailInputs, sensor: SensorSpec, start_degraded: torch.Tensor, margin: float = 1.0
+) -> bool:
+    """Whether MTF-GLP beats the starting network one scale down on the fit patches: its error
+    is below ``margin`` times the network's.
 
     ``start_degraded``: the network's output ``(N, B, h, w)`` on the degraded patches
     (``x.ms_d``, ``x.pan_d``); both are compared with ``x.ms`` by mean absolute error over
@@ -103,7 +106,7 @@ def glp_wins(x: DetailInputs, sensor: SensorSpec, start_degraded: torch.Tensor) 
 
     e_glp, e_net = err(glp), err(start_degraded)
     log.info("detail gate: MTF-GLP %.5f vs network %.5f one scale down", e_glp, e_net)
-    return e_glp < e_net
+    return e_glp < margin * e_net
 
 
 def detail_term(
@@ -117,17 +120,20 @@ def detail_term(
     ``weight`` is 0 or the gate (``gate``: :func:`glp_wins` on ``start_degraded()``) is closed."""
     if weight <= 0:
         return None
-    if gate and start_degraded is not None and not _glp_wins(x, sensor, start_degraded):
+    if gate and start_degraded is not None and not _glp_wins(x, sensor, start_degraded, 1.0):
         return None
     return _term(x, sensor)
 
 
 def _glp_wins(
-    x: DetailInputs, sensor: SensorSpec, start_degraded: Callable[[], torch.Tensor | None]
+    x: DetailInputs,
+    sensor: SensorSpec,
+    start_degraded: Callable[[], torch.Tensor | None],
+    margin: float,
 ) -> bool:
     with torch.no_grad():
         base = start_degraded()
-    return base is None or glp_wins(x, sensor, base)
+    return base is None or glp_wins(x, sensor, base, margin)
 
 
 def _term(x: DetailInputs, sensor: SensorSpec) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -145,7 +151,8 @@ def detail_setup(
 ) -> tuple[LossWeights, Callable[[torch.Tensor], torch.Tensor] | None]:
     """The weights a fit uses and its detail term, after the gate (one decision per fit).
 
-    Where MTF-GLP beats the starting network one scale down (:func:`glp_wins`), the detail
+    Where MTF-GLP beats the starting network one scale down (:func:`glp_wins` with
+    ``w.detail_margin``), the detail
     prior is on (``w.detail > 0``). Where it does not (the network is the better one on this
     scene: a matched sensor), the prior is off and, if ``w.spatial_matched`` is set, the
     spatial weight becomes ``w.spatial_matched``. Without either option nothing is computed.
@@ -154,7 +161,7 @@ def detail_setup(
         return w, None
     if not w.detail_gate and w.spatial_matched is None:
         return w, _term(x, sensor)
-    if _glp_wins(x, sensor, start_degraded):
+    if _glp_wins(x, sensor, start_degraded, w.detail_margin):
         return w, (_term(x, sensor) if w.detail > 0 else None)
     if w.spatial_matched is not None:
         w = dataclasses.replace(w, spatial=w.spatial_matched)
