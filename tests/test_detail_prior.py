@@ -12,7 +12,7 @@ from pipeline.backbones import build, upsample
 from pipeline.classical import pansharpen
 from pipeline.fit import FitConfig, fit_tailor
 from pipeline.losses import LossWeights, degrade_inputs, mtf_taps
-from pipeline.losses_detail import detail_loss, detail_setup, detail_term, glp_target
+from pipeline.losses_detail import detail_loss, detail_setup, detail_term, glp_target, glp_wins
 from pipeline.sampling import PatchBatch, SampleConfig, sample_patches
 from pipeline.sensors import get_sensor
 from pipeline.synthetic import make_scene
@@ -105,3 +105,17 @@ def test_setup_lowers_the_spatial_weight_only_where_the_network_wins(patches: Pa
     assert crossed == w and term is not None
     plain = LossWeights()
     assert detail_setup(x, SENSOR, plain, lambda: perfect) == (plain, None)
+
+
+def test_the_margin_asks_mtf_glp_to_win_by_that_much(patches: PatchBatch) -> None:
+    """A network whose error one scale down is MTF-GLP's / 0.9: MTF-GLP wins by 10 %."""
+    ms_d, pan_d = degrade_inputs(patches.ms, patches.pan, SENSOR)
+    x = SimpleNamespace(
+        ms=patches.ms, pan=patches.pan, valid=None, valid_ms=None, ms_d=ms_d, pan_d=pan_d
+    )
+    glp_d = glp_target(ms_d, pan_d, SENSOR)
+    base = patches.ms + (glp_d - patches.ms) / 0.9
+    assert glp_wins(x, SENSOR, base, 1.0) and glp_wins(x, SENSOR, base, 0.95)
+    assert not glp_wins(x, SENSOR, base, 0.85)
+    w = LossWeights(detail=3.0, detail_margin=0.85)
+    assert detail_setup(x, SENSOR, w, lambda: base)[1] is None
