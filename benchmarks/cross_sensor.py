@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -43,7 +42,7 @@ from pipeline.config import data_dir
 from pipeline.evaluate import EvaluateConfig, MethodRunner, wald_degrade
 from pipeline.fit import FitConfig
 from pipeline.infer import invalid_mask
-from pipeline.losses import LossWeights
+from pipeline.losses_detail import DetailWeights
 from pipeline.quality import (
     conventions,
     full_resolution,
@@ -304,7 +303,7 @@ def _overrides(items: list[str] | None) -> dict[str, Any]:
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     """The default :class:`FitConfig` with ``--fit`` and ``--loss`` overrides (a variant label)."""
-    weights = dataclasses.replace(LossWeights(), **_overrides(args.loss))
+    weights = DetailWeights(**_overrides(args.loss))  # = LossWeights() without overrides
     return FitConfig(finetune_steps=args.finetune_steps, weights=weights, **_overrides(args.fit))
 
 

@@ -40,10 +40,8 @@ LABELS = {
     "q3dg3": "q3dg3 (q3 + the gated MTF-GLP detail prior, `LossWeights(detail=3)`: on only where "
     "MTF-GLP beats the pretrained network one scale down on the fit patches)",
     "q3dg10": "q3dg10 (as q3dg3 with `detail=10`)",
-    "q3dg3t": "q3dg3t (q3dg3 with `detail_margin=0.75`: the prior only where MTF-GLP's error one "
-    "scale down is below 0.75x the network's)",
-    "q3dg3m": "q3dg3m (q3dg3 + `spatial_matched=0.1`: spatial weight 0.1 where the gate finds the "
-    "pretrained network the better one)",
+    "q3dg3m": "q3dg3m (q3dg3 + `spatial_matched=0.1`: spatial weight 0.1 where the gate finds "
+    "the pretrained network the better one)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading
@@ -254,7 +252,8 @@ def write_report(
         "protocol (see Reading). Main label: "
         f"**{LABELS.get(main, main)}**; labels present: {', '.join(present)}. Tailor = median "
         "of 3 seeds, their HQNR spread shown. "
-        "Command: `python benchmarks/cross_sensor.py --label LABEL [--finetune] --pairs ...` "
+        "Command: `python benchmarks/cross_sensor.py --label LABEL [--loss K=V ...] [--finetune] "
+        "--pairs ...` "
         "(per pair, cached; two processes at a time, 1 torch thread each, niced), then "
         f"`python benchmarks/cross_sensor.py --report`. Report written {machine_info()['date']}.",
         "",

@@ -39,6 +39,7 @@ from pipeline.evaluate import crop_inputs, to_dn, wald_degrade
 from pipeline.fit import FitConfig
 from pipeline.fuse import fuse
 from pipeline.losses import LossWeights
+from pipeline.losses_detail import DetailWeights
 from pipeline.quality import full_resolution, reduced_resolution
 from pipeline.quality.product import ProductInputs
 from pipeline.quality.toolbox import interp23tap
@@ -111,9 +112,9 @@ VARIANTS: dict[str, FitConfig] = {
     "default-wald": FitConfig(guard="wald"),
     "default-p6": FitConfig(),
     # session 5: the MTF-GLP detail prior (pipeline.losses_detail) on top of the default
-    "q3-det0.3": FitConfig(weights=LossWeights(detail=0.3)),
-    "q3-det1": FitConfig(weights=LossWeights(detail=1.0)),
-    "q3-det3": FitConfig(weights=LossWeights(detail=3.0)),
+    "q3-det0.3": FitConfig(weights=DetailWeights(detail=0.3)),
+    "q3-det1": FitConfig(weights=DetailWeights(detail=1.0)),
+    "q3-det3": FitConfig(weights=DetailWeights(detail=3.0)),
 }
 
 

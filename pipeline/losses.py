@@ -59,17 +59,6 @@ class LossWeights:
     ----------
     spectral, angle, spatial, consistency, penalty
         Non-negative weights; a zero weight skips the term's computation.
-    detail
-        Weight of the MTF-GLP detail prior (:mod:`pipeline.losses_detail`); 0: off.
-    detail_gate
-        Apply the prior only where MTF-GLP beats the pretrained network one scale down on the
-        fit patches (:func:`pipeline.losses_detail.glp_wins`).
-    detail_margin
-        The gate opens where MTF-GLP's error one scale down is below this share of the
-        network's (1.0: where MTF-GLP is better at all).
-    spatial_matched
-        The spatial weight where that gate finds the pretrained network the better one (a
-        matched sensor); ``None``: ``spatial`` everywhere.
     lcc_window
         Window edge (PAN pixels) of the local correlation in the spatial term.
     spatial_target
@@ -92,23 +81,15 @@ class LossWeights:
     spatial: float = 0.2
     consistency: float = 3.0
     penalty: float = 0.0
-    detail: float = 0.0
-    detail_gate: bool = True
-    detail_margin: float = 1.0
-    spatial_matched: float | None = None
     lcc_window: int = LCC_WINDOW
     spatial_target: str = "toolbox"
     q_block: int = Q_BLOCK
     q_stride: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("spectral", "angle", "spatial", "consistency", "penalty", "detail"):
+        for name in ("spectral", "angle", "spatial", "consistency", "penalty"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Loss weight {name!r} must be >= 0.", got=getattr(self, name))
-        if not 0.0 < self.detail_margin <= 1.0:
-            raise ConfigError("detail_margin must lie in (0, 1].", got=self.detail_margin)
-        if self.spatial_matched is not None and self.spatial_matched < 0:
-            raise ConfigError("spatial_matched must be >= 0.", got=self.spatial_matched)
         if self.spectral + self.angle + self.spatial + self.consistency == 0:
             raise ConfigError(
                 "At least one of the spectral, spatial and consistency weights must be > 0.",

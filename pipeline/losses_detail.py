@@ -15,7 +15,8 @@ the consistency term, one scale down) and are compared with the observed MS (mea
 error); the prior is on only if MTF-GLP's error is the lower one. No reference is used; it is
 the scale-invariance assumption of the consistency term, applied once per fit to a yes/no.
 
-Used by :func:`pipeline.fit._objective` when ``LossWeights.detail > 0``.
+Configured by :class:`DetailWeights` (``LossWeights`` plus the prior's fields); used by
+:func:`pipeline.fit._objective` through :func:`detail_setup`.
 """
 
 from __future__ import annotations
@@ -23,16 +24,53 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .losses import LossWeights, mtf_taps
 from .mtf import filter_torch
 from .sensors import SensorSpec
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetailWeights(LossWeights):
+    """:class:`~pipeline.losses.LossWeights` with the detail prior (a fit given plain
+    ``LossWeights`` runs without it).
+
+    Attributes
+    ----------
+    detail
+        Weight of the prior (``mean |HP(out - GLP)|``); 0: off.
+    detail_gate
+        Apply it only where MTF-GLP beats the pretrained network one scale down on the fit
+        patches (:func:`glp_wins`).
+    detail_margin
+        The gate opens where MTF-GLP's error one scale down is below this share of the
+        network's (1.0: where MTF-GLP is better at all).
+    spatial_matched
+        The spatial weight where the gate finds the pretrained network the better one (a
+        matched sensor); ``None``: ``spatial`` everywhere.
+    """
+
+    detail: float = 0.0
+    detail_gate: bool = True
+    detail_margin: float = 1.0
+    spatial_matched: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.detail < 0:
+            raise ConfigError("Loss weight 'detail' must be >= 0.", got=self.detail)
+        if not 0.0 < self.detail_margin <= 1.0:
+            raise ConfigError("detail_margin must lie in (0, 1].", got=self.detail_margin)
+        if self.spatial_matched is not None and self.spatial_matched < 0:
+            raise ConfigError("spatial_matched must be >= 0.", got=self.spatial_matched)
 
 
 class DetailInputs(Protocol):
@@ -157,7 +195,7 @@ def detail_setup(
     scene: a matched sensor), the prior is off and, if ``w.spatial_matched`` is set, the
     spatial weight becomes ``w.spatial_matched``. Without either option nothing is computed.
     """
-    if w.detail <= 0 and w.spatial_matched is None:
+    if not isinstance(w, DetailWeights) or (w.detail <= 0 and w.spatial_matched is None):
         return w, None
     if not w.detail_gate and w.spatial_matched is None:
         return w, _term(x, sensor)

@@ -12,7 +12,14 @@ from pipeline.backbones import build, upsample
 from pipeline.classical import pansharpen
 from pipeline.fit import FitConfig, fit_tailor
 from pipeline.losses import LossWeights, degrade_inputs, mtf_taps
-from pipeline.losses_detail import detail_loss, detail_setup, detail_term, glp_target, glp_wins
+from pipeline.losses_detail import (
+    DetailWeights,
+    detail_loss,
+    detail_setup,
+    detail_term,
+    glp_target,
+    glp_wins,
+)
 from pipeline.sampling import PatchBatch, SampleConfig, sample_patches
 from pipeline.sensors import get_sensor
 from pipeline.synthetic import make_scene
@@ -59,7 +66,7 @@ def test_a_fit_with_the_prior_moves_its_details_towards_mtf_glp(patches: PatchBa
     target = glp_target(patches.ms, patches.pan, SENSOR)
 
     def gap(detail: float) -> float:
-        w = LossWeights(
+        w = DetailWeights(
             spectral=0.1, angle=0.0, spatial=0.0, consistency=0.0, detail=detail, detail_gate=False
         )
         cfg = FitConfig(steps=30, lr=1e-2, check_every=0, weights=w)
@@ -98,7 +105,7 @@ def test_setup_lowers_the_spatial_weight_only_where_the_network_wins(patches: Pa
     )
     perfect = patches.ms.clone()
     grey = torch.full_like(perfect, float(patches.ms.mean()))
-    w = LossWeights(detail=3.0, spatial=0.2, spatial_matched=0.05)
+    w = DetailWeights(detail=3.0, spatial=0.2, spatial_matched=0.05)
     matched, term = detail_setup(x, SENSOR, w, lambda: perfect)
     assert matched.spatial == 0.05 and term is None
     crossed, term = detail_setup(x, SENSOR, w, lambda: grey)
@@ -117,5 +124,5 @@ def test_the_margin_asks_mtf_glp_to_win_by_that_much(patches: PatchBatch) -> Non
     base = patches.ms + (glp_d - patches.ms) / 0.9
     assert glp_wins(x, SENSOR, base, 1.0) and glp_wins(x, SENSOR, base, 0.95)
     assert not glp_wins(x, SENSOR, base, 0.85)
-    w = LossWeights(detail=3.0, detail_margin=0.85)
+    w = DetailWeights(detail=3.0, detail_margin=0.85)
     assert detail_setup(x, SENSOR, w, lambda: base)[1] is None
