@@ -39,7 +39,6 @@ from pipeline.evaluate import crop_inputs, to_dn, wald_degrade
 from pipeline.fit import FitConfig
 from pipeline.fuse import fuse
 from pipeline.losses import LossWeights
-from pipeline.losses_detail import DetailWeights
 from pipeline.quality import full_resolution, reduced_resolution
 from pipeline.quality.product import ProductInputs
 from pipeline.quality.toolbox import interp23tap
@@ -111,10 +110,6 @@ VARIANTS: dict[str, FitConfig] = {
     "d-sp0.1-s120": FitConfig(steps=120, weights=dataclasses.replace(V2, spatial=0.1)),
     "default-wald": FitConfig(guard="wald"),
     "default-p6": FitConfig(),
-    # session 5: the MTF-GLP detail prior (pipeline.losses_detail) on top of the default
-    "q3-det0.3": FitConfig(weights=DetailWeights(detail=0.3)),
-    "q3-det1": FitConfig(weights=DetailWeights(detail=1.0)),
-    "q3-det3": FitConfig(weights=DetailWeights(detail=3.0)),
 }
 
 
