@@ -147,22 +147,6 @@ def glp_wins(
     return e_glp < margin * e_net
 
 
-def detail_term(
-    x: DetailInputs,
-    sensor: SensorSpec,
-    weight: float,
-    gate: bool = False,
-    start_degraded: Callable[[], torch.Tensor | None] | None = None,
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The detail prior as ``out -> loss`` (its MTF-GLP target computed once), or ``None`` when
-    ``weight`` is 0 or the gate (``gate``: :func:`glp_wins` on ``start_degraded()``) is closed."""
-    if weight <= 0:
-        return None
-    if gate and start_degraded is not None and not _glp_wins(x, sensor, start_degraded, 1.0):
-        return None
-    return _term(x, sensor)
-
-
 def _glp_wins(
     x: DetailInputs,
     sensor: SensorSpec,
@@ -189,11 +173,13 @@ def detail_setup(
 ) -> tuple[LossWeights, Callable[[torch.Tensor], torch.Tensor] | None]:
     """The weights a fit uses and its detail term, after the gate (one decision per fit).
 
-    Where MTF-GLP beats the starting network one scale down (:func:`glp_wins` with
-    ``w.detail_margin``), the detail
-    prior is on (``w.detail > 0``). Where it does not (the network is the better one on this
-    scene: a matched sensor), the prior is off and, if ``w.spatial_matched`` is set, the
-    spatial weight becomes ``w.spatial_matched``. Without either option nothing is computed.
+    ``w`` a :class:`DetailWeights`: where MTF-GLP beats the starting network one scale down
+    (:func:`glp_wins` with ``w.detail_margin``; always with ``detail_gate=False``), the prior
+    is on (``w.detail > 0``). Where it does not (the network is the better one on this scene:
+    a matched sensor), the prior is off and, if ``w.spatial_matched`` is set, the spatial
+    weight becomes ``w.spatial_matched``. Plain ``LossWeights``, or neither option set: ``(w,
+    None)`` and nothing is computed. ``start_degraded()``: the starting network's output on
+    the degraded patches (called once, without gradient, only if the gate runs).
     """
     if not isinstance(w, DetailWeights) or (w.detail <= 0 and w.spatial_matched is None):
         return w, None
@@ -208,9 +194,9 @@ def detail_setup(
 
 __all__ = [
     "DetailInputs",
+    "DetailWeights",
     "detail_loss",
     "detail_setup",
-    "detail_term",
     "glp_target",
     "glp_wins",
     "high_pass",

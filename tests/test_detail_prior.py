@@ -16,7 +16,6 @@ from pipeline.losses_detail import (
     DetailWeights,
     detail_loss,
     detail_setup,
-    detail_term,
     glp_target,
     glp_wins,
 )
@@ -89,11 +88,13 @@ def test_the_gate_opens_only_where_mtf_glp_beats_the_network(patches: PatchBatch
     )
     perfect = patches.ms.clone()
     grey = torch.full_like(perfect, float(patches.ms.mean()))
-    assert detail_term(x, SENSOR, 1.0, gate=True, start_degraded=lambda: perfect) is None
-    term = detail_term(x, SENSOR, 1.0, gate=True, start_degraded=lambda: grey)
+    w = DetailWeights(detail=1.0)
+    assert detail_setup(x, SENSOR, w, lambda: perfect) == (w, None)
+    term = detail_setup(x, SENSOR, w, lambda: grey)[1]
     assert term is not None
-    assert detail_term(x, SENSOR, 1.0, gate=False, start_degraded=lambda: perfect) is not None
-    assert detail_term(x, SENSOR, 0.0, gate=False) is None
+    ungated = DetailWeights(detail=1.0, detail_gate=False)
+    assert detail_setup(x, SENSOR, ungated, lambda: perfect)[1] is not None
+    assert detail_setup(x, SENSOR, DetailWeights(), lambda: grey)[1] is None
     target = glp_target(patches.ms, patches.pan, SENSOR)
     assert float(term(target)) == 0.0 and float(term(target + 0.1 * torch.rand_like(target))) > 0
 
