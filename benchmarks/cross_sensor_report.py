@@ -35,11 +35,15 @@ LABELS = {
     "after": "after (branch `method` merged: spatial loss on the toolbox D_S relation, Wald "
     "consistency term, held-out toolbox HQNR as stopping rule with identity fallback)",
     "q3": "q3 (method v3, the default since session 4: v2 with the spatial weight 0.3 -> 0.2)",
+    "q3r": "q3r (the default, q3's configuration, rerun on the code of 2026-12-01 03:50 UTC: "
+    "the quality engine changed since the q3 runs, which moves some held-out stops)",
     "q3det1": "q3det1 (q3 + the MTF-GLP detail prior, `LossWeights(detail=1, detail_gate=False)`)",
     "q3det3": "q3det3 (q3 + the MTF-GLP detail prior, `LossWeights(detail=3, detail_gate=False)`)",
     "q3dg3": "q3dg3 (q3 + the gated MTF-GLP detail prior, `LossWeights(detail=3)`: on only where "
     "MTF-GLP beats the pretrained network one scale down on the fit patches)",
     "q3dg10": "q3dg10 (as q3dg3 with `detail=10`)",
+    "q3dg3t": "q3dg3t (q3dg3 with `detail_margin=0.75`: the prior only where MTF-GLP's error one "
+    "scale down is below 0.75x the network's; threshold read off these scenes)",
     "q3dg3m": "q3dg3m (q3dg3 + `spatial_matched=0.1`: spatial weight 0.1 where the gate finds "
     "the pretrained network the better one)",
 }
