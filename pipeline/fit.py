@@ -81,16 +81,16 @@ Forward = Callable[[bool], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor
 
 
 def _objective(
-    x: _Inputs, sensor: SensorSpec, w: LossWeights, forward: Forward
+    x: _Inputs, sensor: SensorSpec, w: LossWeights, forward: Forward, fused: bool = True
 ) -> Callable[[], tuple[torch.Tensor, dict[str, float]]]:
     """Closure computing the weighted total and the unweighted terms
     (:class:`pipeline.fit_objective.FitObjective`: the terms of :mod:`pipeline.losses`, their
-    constants computed once).
+    constants computed once; ``fused=False``: through the plain functions).
 
     ``forward(need_degraded)`` returns ``(out, out_degraded or None, tailor delta or None)``.
     """
     losses = FitObjective(
-        x.ms, x.lms, x.pan, x.pan_d, x.valid, x.valid_ms, x.upsampler, sensor, w
+        x.ms, x.lms, x.pan, x.pan_d, x.valid, x.valid_ms, x.upsampler, sensor, w, fused
     )
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
@@ -109,18 +109,13 @@ def _cached_features(
     run 1.3-4x faster on CPU in that layout than on contiguous tensors of these sizes
     (``benchmarks/results/fit_speed.md``); the sums are the same, taken in another order.
     """
+    fmt = torch.channels_last if cfg.fused else torch.contiguous_format
     with torch.no_grad():
-        feats = _cl(backbone.extract(x.ms, x.lms, x.pan))
-        feats_d = (
-            _cl(backbone.extract(x.ms_d, x.lms_d, x.pan_d))
-            if cfg.weights.consistency > 0
-            else None
-        )
+        feats = backbone.extract(x.ms, x.lms, x.pan).contiguous(memory_format=fmt)
+        feats_d = None
+        if cfg.weights.consistency > 0:
+            feats_d = backbone.extract(x.ms_d, x.lms_d, x.pan_d).contiguous(memory_format=fmt)
     return feats, feats_d
-
-
-def _cl(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous(memory_format=torch.channels_last)
 
 
 def _new_tailor(backbone: Backbone, cfg: FitConfig, dev: torch.device) -> FeatureTailor:
@@ -196,9 +191,8 @@ def fit_tailor(
     tailor = _new_tailor(backbone, cfg, dev)
     check, wald = _tailor_check(tailor, backbone, held, sensor, cfg, dev)
     t_feat = time.perf_counter() - t0
-    objective = _objective(
-        x, sensor, cfg.weights, _tailor_forward(tailor, backbone, x, feats, feats_d)
-    )
+    forward = _tailor_forward(tailor, backbone, x, feats, feats_d)
+    objective = _objective(x, sensor, cfg.weights, forward, cfg.fused)
     if cfg.ls_start:
         from .fit_ls import ls_start
 
@@ -270,7 +264,7 @@ def fit_finetune(
         out_d = model(x.ms_d, x.lms_d, x.pan_d) if need_d else None
         return out, out_d, None
 
-    objective = _objective(x, sensor, cfg.weights, forward)
+    objective = _objective(x, sensor, cfg.weights, forward, cfg.fused)
     params = [p for p in model.parameters() if p.requires_grad]
     track = _optimise(params, objective, cfg.finetune_steps, cfg, cfg.finetune_lr, check, wald)
     n_held = 0 if held is None or check is None else len(held)
@@ -298,7 +292,7 @@ def evaluate(
         return backbone(x.ms, x.lms, x.pan), out_d, None
 
     with torch.no_grad():
-        losses = _objective(x, sensor, cfg.weights, forward)()[1]
+        losses = _objective(x, sensor, cfg.weights, forward, cfg.fused)()[1]
     seconds = time.perf_counter() - t0
     return FitResult("none", None, None, 0, seconds, seconds, losses, losses, [])
 

@@ -30,12 +30,17 @@ from .backbones import upsample
 from .losses import (
     LossWeights,
     WindowStats,
+    angle_loss,
+    consistency_loss,
+    degrade,
     lowres_correlation,
     mtf_taps,
     spatial_loss,
     spatial_match_loss,
     spectral_chord,
+    spectral_loss,
     tailor_penalty,
+    toolbox_spatial_loss,
     toolbox_spatial_target,
 )
 from .sensors import SensorSpec
@@ -163,18 +168,23 @@ def spatial_term(
     upsampler: str,
     ratio: int,
     w: LossWeights,
+    fused: bool = True,
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The spatial loss of ``w.spatial_target`` as ``out -> loss``, its fixed parts computed once.
 
     ``"toolbox"`` needs a power-of-two ratio (the 23-tap interpolator); other ratios use the
-    ``"lowres"`` relation. ``None`` when ``w.spatial`` is 0.
+    ``"lowres"`` relation. ``None`` when ``w.spatial`` is 0. ``fused=False``: the toolbox term
+    through :func:`pipeline.losses.toolbox_spatial_loss` instead of :class:`ToolboxUQI`.
     """
     if w.spatial <= 0:
         return None
     r, target = ratio, w.spatial_target
     if target == "toolbox" and r >= 2 and not r & (r - 1):
         tb = toolbox_spatial_target(ms, pan, r, w.q_block, w.q_stride)
-        return ToolboxUQI(pan, tb, w.q_block, w.q_stride, valid)
+        if fused:
+            return ToolboxUQI(pan, tb, w.q_block, w.q_stride, valid)
+        st = WindowStats.of(pan, w.q_block)
+        return lambda out: toolbox_spatial_loss(out, st, tb, w.q_block, w.q_stride, valid)
     stats = WindowStats.of(pan, w.lcc_window)
     if target == "pan":
         return lambda out: spatial_loss(out, stats, w.lcc_window, valid)
@@ -198,6 +208,9 @@ class FitObjective:
         Ratio and MS MTF gains.
     w
         The loss weights.
+    fused
+        ``False``: every term through the plain functions of :mod:`pipeline.losses` (the
+        reference implementation: tests, and the "before" row of ``benchmarks/fit_speed.py``).
     """
 
     def __init__(
@@ -211,24 +224,48 @@ class FitObjective:
         upsampler: str,
         sensor: SensorSpec,
         w: LossWeights,
+        fused: bool = True,
     ) -> None:
         r, (h, wd), dt = sensor.ratio, pan.shape[-2:], ms.dtype
         taps = mtf_taps(sensor.mtf_ms, r)
+        self.plain = None if fused else (taps.to(ms.device), r, valid_ms)
         self.ah = degrade_matrix(taps, r, h).to(ms.device, dt)
         self.awt = degrade_matrix(taps, r, wd).to(ms.device, dt).transpose(1, 2).contiguous()
         self.ms, self.w = ms, w
         self.mean_ms = _Masked(valid_ms, ms.shape, dt)
         self.mean_px = _Masked(valid_ms, ms[:, :1].shape, dt)
-        self.spatial = spatial_term(ms, lms, pan, pan_d, valid, upsampler, r, w)
+        self.spatial = spatial_term(ms, lms, pan, pan_d, valid, upsampler, r, w, fused)
 
     def degrade(self, out: torch.Tensor) -> torch.Tensor:
         """:func:`pipeline.losses.degrade` of ``out`` ``(N, B, H, W)`` -> ``(N, B, h, w)``."""
         return _sandwich(self.ah, out, self.awt)
 
+    def _plain_terms(
+        self, out: torch.Tensor, out_d: torch.Tensor | None, delta: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`terms` through the functions of :mod:`pipeline.losses`."""
+        assert self.plain is not None
+        (taps, r, mask), w, terms = self.plain, self.w, {}
+        if w.spectral > 0 or w.angle > 0:
+            deg = degrade(out, taps, r)
+            if w.spectral > 0:
+                terms["spectral"] = spectral_loss(out, self.ms, taps, r, mask, degraded=deg)
+            if w.angle > 0:
+                terms["angle"] = angle_loss(out, self.ms, taps, r, mask, degraded=deg)
+        if self.spatial is not None:
+            terms["spatial"] = self.spatial(out)
+        if w.consistency > 0 and out_d is not None:
+            terms["consistency"] = consistency_loss(out_d, self.ms, mask)
+        if w.penalty > 0 and delta is not None:
+            terms["penalty"] = tailor_penalty(delta)
+        return terms
+
     def terms(
         self, out: torch.Tensor, out_d: torch.Tensor | None, delta: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
         """The unweighted terms whose weight is > 0 (in the order the total sums them)."""
+        if self.plain is not None:
+            return self._plain_terms(out, out_d, delta)
         w, terms = self.w, {}
         if w.spectral > 0 or w.angle > 0:
             deg = self.degrade(out)

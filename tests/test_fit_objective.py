@@ -86,7 +86,9 @@ def _compare(p: PatchBatch, sensor: SensorSpec, w: LossWeights, seed: int = 0) -
         assert float(v.detach()) > 1e-4, k  # not trivially zero
         assert float(v.detach()) == pytest.approx(float(ref[k].detach()), rel=2e-5, abs=1e-7), k
         g_got = torch.autograd.grad(v, (out, out_d, delta), retain_graph=True, allow_unused=True)
-        g_ref = torch.autograd.grad(ref[k], (out, out_d, delta), retain_graph=True, allow_unused=True)
+        g_ref = torch.autograd.grad(
+            ref[k], (out, out_d, delta), retain_graph=True, allow_unused=True
+        )
         for a, b in zip(g_got, g_ref, strict=True):
             assert (a is None) == (b is None), k
             if a is not None and b is not None:
@@ -136,3 +138,30 @@ def test_window_matrix_is_the_strided_box_mean() -> None:
     got = bh @ x @ bw.T
     assert got.shape == (1, 2, 5, 3)
     torch.testing.assert_close(got, box_mean(x, 32)[..., ::8, ::8], rtol=1e-10, atol=1e-12)
+
+
+def _trace(p: PatchBatch, bb, sensor: SensorSpec, fused: bool):  # type: ignore[no-untyped-def]
+    from pipeline.fit import FitConfig, fit_tailor
+
+    cfg = FitConfig(steps=8, patience=100, check_every=0, fused=fused)
+    return fit_tailor(p, bb, sensor, cfg)
+
+
+def test_fused_fit_follows_the_plain_loss_trace_on_real_patches(data_file) -> None:  # type: ignore[no-untyped-def]
+    """A fit through the fused objective takes the steps of the plain one (float rounding apart:
+    Adam amplifies it over many steps, so 8 steps are compared), and ends at the same tailor."""
+    from pipeline.backbones import load
+    from pipeline.scene import open_scene
+
+    sensor = get_sensor("wv2")
+    s = open_scene(data_file("vhr/grip/imgWV2.mat"), sensor)
+    pan, ms = np.asarray(s.pan[:512, :512]), np.asarray(s.ms[:, :128, :128])
+    p = sample_patches((pan, ms), SampleConfig(), 1, ratio=4, dn_max=sensor.dn_max)
+    bb = load("fusionnet", "dlpan:wv3", sensor=sensor)
+    plain, fused = _trace(p, bb, sensor, False), _trace(p, bb, sensor, True)
+    assert len(plain.history) == len(fused.history) == 8
+    assert plain.history[-1] < 0.9 * plain.history[0]  # it moved
+    np.testing.assert_allclose(fused.history, plain.history, rtol=2e-5)
+    for k, v in plain.tailor_state.items():  # type: ignore[union-attr]
+        w = fused.tailor_state[k]  # type: ignore[index]
+        assert float((w - v).abs().max()) <= 1e-3 * float(v.abs().max()), k
