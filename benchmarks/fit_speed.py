@@ -21,6 +21,7 @@ Writes ``benchmarks/results/fit_speed.{md,json}``.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -197,10 +198,13 @@ def variants(quick: bool, threads: int) -> list[Variant]:
     rep = dataclasses.replace
     prev_w = LossWeights(spatial_target="lowres", spatial=0.01, consistency=1.0)
     prev = rep(d, weights=prev_w, check_every=0)
+    plain = rep(d, fused=False)
     out = [
         Variant("default (fit overlapped with the extractor)", d, s),
+        Variant("before: plain losses, contiguous features (`fused=False`), overlapped", plain, s),
         Variant("default, sequential (fit, then forward)", d, s, overlap=False),
         Variant("default, 1 thread, sequential", d, s, threads=1, overlap=False),
+        Variant("before (`fused=False`), 1 thread, sequential", plain, s, threads=1, overlap=False),
         Variant(
             "previous defaults (lowres spatial 0.01, consistency 1, no held-out)",
             prev,
@@ -217,7 +221,7 @@ def variants(quick: bool, threads: int) -> list[Variant]:
         Variant("steps 30, lr 6e-3, check every 10", rep(d, steps=30, lr=6e-3, check_every=10), s),
         Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
     ]
-    return out[:3] if quick else out
+    return out[:5] if quick else out
 
 
 def hqnr(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: SensorSpec) -> float:
@@ -317,6 +321,26 @@ def profile_default(case: tuple[Any, ...]) -> str:
     return table
 
 
+def extractor_seconds(case: tuple[Any, ...], runs: int, threads: int) -> float:
+    """Median whole-image extractor pass, channels_last, on ``threads`` torch threads (s): what
+    the overlap's second thread runs (on 1 thread) while the fit runs, the floor of the total."""
+    pan, ms, sensor, bb, _ = case
+    ms_t, pan_t = to_tensors(pan, ms, sensor.dn_max)
+    model = copy.deepcopy(bb).to(memory_format=torch.channels_last)
+    lms = upsample(ms_t, 4, bb.upsampler)
+    x = [t.contiguous(memory_format=torch.channels_last) for t in (ms_t, lms, pan_t)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times = []
+    for _ in range(runs + 1):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model.extract(*x)
+        times.append(time.perf_counter() - t0)
+    torch.set_num_threads(before)
+    return statistics.median(times[1:])
+
+
 def forward_seconds(case: tuple[Any, ...], runs: int, channels_last: bool = False) -> float:
     """Median whole-image forward of the plain backbone (s)."""
     pan, ms, sensor, bb, _ = case
@@ -346,6 +370,8 @@ def write(results: dict[str, Any]) -> None:
         "",
         f"- plain backbone forward, 512 x 512: **{results['forward_s']:.3f} s** "
         f"(channels_last: {results['forward_channels_last_s']:.3f} s)",
+        f"- the extractor alone, 512 x 512, channels_last, 1 thread (the overlap's second "
+        f"thread; the floor of the default's total): **{results.get('extractor_1t_s', 0):.3f} s**",
         f"- uncached fit (extractor every step, both branches): "
         f"**{results['naive_step_s'] * 1000:.0f} ms/step**",
         f"- first `torch.optim` optimiser in a process: **{results['optim_import_s']:.2f} s** "
@@ -389,6 +415,7 @@ def main() -> None:
     }
     results["forward_s"] = forward_seconds(case, args.runs)
     results["forward_channels_last_s"] = forward_seconds(case, args.runs, channels_last=True)
+    results["extractor_1t_s"] = extractor_seconds(case, args.runs, 1)
     results["variants"] = []
     for v in variants(args.quick, args.threads):
         r = run_variant(v, case, args.runs, args.threads)

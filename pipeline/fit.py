@@ -109,13 +109,18 @@ def _cached_features(
     run 1.3-4x faster on CPU in that layout than on contiguous tensors of these sizes
     (``benchmarks/results/fit_speed.md``); the sums are the same, taken in another order.
     """
-    fmt = torch.channels_last if cfg.fused else torch.contiguous_format
+    fmt = _fmt(cfg)
     with torch.no_grad():
         feats = backbone.extract(x.ms, x.lms, x.pan).contiguous(memory_format=fmt)
         feats_d = None
         if cfg.weights.consistency > 0:
             feats_d = backbone.extract(x.ms_d, x.lms_d, x.pan_d).contiguous(memory_format=fmt)
     return feats, feats_d
+
+
+def _fmt(cfg: FitConfig) -> torch.memory_format:
+    """The layout of cached features: channels-last on the fused path."""
+    return torch.channels_last if cfg.fused else torch.contiguous_format
 
 
 def _new_tailor(backbone: Backbone, cfg: FitConfig, dev: torch.device) -> FeatureTailor:
@@ -217,14 +222,14 @@ def _tailor_check(
     h = held.to(dev)
     lms = upsample(h.ms, sensor.ratio, backbone.upsampler)
     with torch.no_grad():
-        fh = backbone.extract(h.ms, lms, h.pan)
+        fh = backbone.extract(h.ms, lms, h.pan).contiguous(memory_format=_fmt(cfg))
     check = holdout_check(h, sensor, lambda: backbone.map(fh + tailor.delta(fh), h.ms, lms, h.pan))
     if check is None or cfg.guard != "wald":
         return check, None
     ms_d, pan_d = degrade_inputs(h.ms, h.pan, sensor)
     lms_d = upsample(ms_d, sensor.ratio, backbone.upsampler)
     with torch.no_grad():
-        fd = backbone.extract(ms_d, lms_d, pan_d)
+        fd = backbone.extract(ms_d, lms_d, pan_d).contiguous(memory_format=_fmt(cfg))
     wald = wald_check(h, sensor, lambda: backbone.map(fd + tailor.delta(fd), ms_d, lms_d, pan_d))
     return check, wald
 
