@@ -7,9 +7,13 @@ bit-identical: this runs ``benchmarks/method_ablation.py``'s protocol (toolbox-g
 crops, reduced and full resolution) with two variants, ``plain`` (``FitConfig(fused=False)``, the
 implementation before) and ``fused`` (``FitConfig()``), on the cross-sensor pairs.
 
+``--control`` runs a third variant, ``plain-cl``: the plain losses on channels-last cached
+features, i.e. the plain fit with only the convolutions' summation order changed, to show how far
+rounding alone moves a fit's HQNR (written to ``fit_speed_hqnr_control``).
+
 Usage::
 
-    python benchmarks/fit_speed_hqnr.py [--scenes a,b --seeds 0,1,2]
+    python benchmarks/fit_speed_hqnr.py [--scenes a,b --seeds 0,1,2] [--control]
 
 Writes ``benchmarks/results/fit_speed_hqnr.{md,json}`` (method_ablation's format).
 """
@@ -33,11 +37,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", default=SCENES)
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--control", action="store_true", help="only the plain-cl variant")
     args = ap.parse_args()
+    argv = ["--scenes", args.scenes, "--seeds", args.seeds, "--no-baselines"]
+    if args.control:
+        import torch
+
+        import pipeline.fit
+
+        pipeline.fit._fmt = lambda cfg: torch.channels_last  # the layout only
+        ma.VARIANTS["plain-cl"] = FitConfig(fused=False)
+        ma.main([*argv, "--variants", "plain-cl", "-o", "fit_speed_hqnr_control"])
+        return
     ma.VARIANTS["plain"] = FitConfig(fused=False)
     ma.VARIANTS["fused"] = FitConfig()
-    argv = ["--variants", "plain,fused", "--scenes", args.scenes, "--seeds", args.seeds]
-    ma.main([*argv, "--no-baselines", "-o", "fit_speed_hqnr"])
+    ma.main([*argv, "--variants", "plain,fused", "-o", "fit_speed_hqnr"])
 
 
 if __name__ == "__main__":
