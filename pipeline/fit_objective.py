@@ -80,9 +80,9 @@ def window_matrix(size: int, window: int, stride: int) -> torch.Tensor:
     """``(n, size)`` float64 with ``1 / window`` on rows ``j stride .. j stride + window - 1``.
 
     ``B X B^T`` is the mean over ``window x window`` boxes at stride ``stride`` (no padding),
-    ``box_mean(X, window)[..., ::stride, ::stride]``.
+    ``box_mean(X, window)[..., ::stride, ::stride]``; no rows (no window) when ``size < window``.
     """
-    n = (size - window) // stride + 1
+    n = max((size - window) // stride + 1, 0)
     b = torch.zeros(n, size, dtype=torch.float64)
     for j in range(n):
         b[j, j * stride : j * stride + window] = 1.0 / window

@@ -165,3 +165,21 @@ def test_fused_fit_follows_the_plain_loss_trace_on_real_patches(data_file) -> No
     for k, v in plain.tailor_state.items():  # type: ignore[union-attr]
         w = fused.tailor_state[k]  # type: ignore[index]
         assert float((w - v).abs().max()) <= 1e-3 * float(v.abs().max()), k
+
+
+def test_patches_smaller_than_the_uqi_window_behave_as_the_plain_term() -> None:
+    """No 32-pixel window fits in a 16-pixel patch: both paths give the same (empty) term."""
+    sensor = get_sensor("ge1")
+    s = make_scene((64, 64), sensor, seed=2)
+    cfg = SampleConfig(patch=16, fraction=1.0, min_patches=2, max_patches=2, holdout=0)
+    p = sample_patches((s.pan, s.ms), cfg, 0, ratio=4, dn_max=sensor.dn_max)
+    _, pan_d = degrade_inputs(p.ms, p.pan, sensor)
+    lms = upsample(p.ms, 4, "poly23")
+    w = LossWeights()
+    got = FitObjective(p.ms, lms, p.pan, pan_d, None, None, "poly23", sensor, w)
+    ref = FitObjective(p.ms, lms, p.pan, pan_d, None, None, "poly23", sensor, w, fused=False)
+    out = lms + 0.1 * p.pan
+    a, b = got.terms(out, None, None)["spatial"], ref.terms(out, None, None)["spatial"]
+    assert torch.equal(a.isnan(), b.isnan())
+    if not bool(a.isnan()):
+        assert float(a) == pytest.approx(float(b), rel=2e-5)
