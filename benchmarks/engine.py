@@ -141,7 +141,7 @@ def throughput(
         store.create_output("fused", overwrite=True)
         warm = list(store.grid.keys())[: 2 * workers]
         list(
-            eng.map_tiles(
+            eng.infer_tiles(
                 [TileTask(store=str(store.path), output="fused", key=k, model=spec) for k in warm]
             )
         )
@@ -163,7 +163,7 @@ def peak_rss(store: SceneStore, weights: str | None, n_tiles: int, tmp: Path) ->
     with connect(cfg) as client:
         eng = Engine(client, device="cpu")
         eng.prepare(spec)
-        res = list(eng.map_tiles(tasks))
+        res = list(eng.infer_tiles(tasks))
     by_pid: dict[int, int] = {}
     for r in res:
         by_pid[r.pid] = max(by_pid.get(r.pid, 0), r.peak_rss)

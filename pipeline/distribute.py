@@ -5,7 +5,9 @@ the driver and the workers: :meth:`Engine.prepare` (the model plugin that loads 
 worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` (a per-scene fit on one worker),
 :meth:`Engine.fit_group` (one fit for a batch group of scenes),
 :meth:`Engine.infer_tiles` (the tile map, results yielded as they complete so the driver can
-journal each finished tile at once) and :meth:`Engine.score_tiles` (quality tiles). Everything
+journal each finished tile at once) and :meth:`Engine.score_tiles` (quality tiles);
+:meth:`Engine.speculate` extracts the first tiles' features during the fit
+(:mod:`workers.speculate`), finished later where they lie (a Dask dependency). Everything
 crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters get ``resources={"GPU": 1}``
 on every task.
 
@@ -14,9 +16,8 @@ file, a bad checkpoint) are not retried: retrying them only repeats the same tra
 whose worker died are retried ``retries`` times.
 
 One engine may serve several :func:`pipeline.runner.run_scene` calls at once, from several driver
-threads: task keys are unique per call, the plugin is registered once under a lock and later
-models are preloaded into the running plugins instead of re-registering (which would tear down
-the models other runs are using).
+threads: task keys are unique per call, the plugin is registered once under a lock, later models
+are preloaded into the running plugins (re-registering would tear down other runs' models).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar, cast
 
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed
 
 from workers.cluster import ClusterConfig, connect, has_gpu_workers, load_cluster_config
 from workers.device import borrowed_threads
@@ -39,12 +40,15 @@ from workers.kernel import classical_tile, infer_tile
 from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
 from workers.scene_tasks import fit_adapter, tile_quality
 from workers.scene_tasks import fit_classical as _fit_classical
+from workers.speculate import Features, extract_features, finish_tile
 
 from .errors import PantailorError
+from .grid import TileKey
 from .jobs import (
     ClassicalFitJob,
     ClassicalFitOutcome,
     ClassicalTileTask,
+    FeatureTask,
     FitJob,
     FitOutcome,
     GroupFitJob,
@@ -66,6 +70,18 @@ class TaskFailed:
     """A task's deterministic input error, returned (not raised) so that Dask does not retry it."""
 
     error: PantailorError
+
+
+FeatureFuture = Future[Features | TaskFailed]  # a speculative extraction's result
+
+
+class _Opts(TypedDict):
+    """Options of every task: not pure, retried, on the GPU resource and the allowed workers."""
+
+    pure: bool
+    retries: int
+    resources: dict[str, float] | None
+    workers: list[str] | None
 
 
 def _guarded(fn: Callable[[J], R], job: J) -> R | TaskFailed:
@@ -95,6 +111,34 @@ def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
     if isinstance(task, ClassicalTileTask):
         return classical_tile(task)
     return infer_tile(task)
+
+
+def _finish(task: TileTask, feats: object) -> TileResult | TaskFailed:
+    """A speculated tile: finished from ``feats`` (its extraction's result), guarded."""
+    return _guarded(partial(finish_tile, feats=feats), task)
+
+
+class Speculation:
+    """Futures of tile features extracted during the fit, by tile (they stay on the workers);
+    :meth:`release` cancels what no tile took (idempotent)."""
+
+    def __init__(self, engine: Engine, futures: dict[TileKey, FeatureFuture]) -> None:
+        self._engine, self._futures, self._live = engine, futures, True
+        engine._busy(+1)  # its workers are busy: the fit borrows no threads
+
+    def take(self, tasks: Sequence[object]) -> dict[int, FeatureFuture]:
+        """``{i: features of tasks[i]}`` for the tile tasks it holds (handed over once)."""
+        keys = [t.key if isinstance(t, TileTask) else None for t in tasks]
+        return {i: self._futures.pop(k) for i, k in enumerate(keys) if k in self._futures}
+
+    def release(self) -> None:
+        """Cancel and forget the features not taken by a tile."""
+        futures, self._futures = list(self._futures.values()), {}
+        if futures:
+            self._engine.client.cancel(futures)
+        if self._live:
+            self._live = False
+            self._engine._busy(-1)
 
 
 def _warm() -> None:
@@ -190,18 +234,16 @@ class Engine:
     def _key(self, name: str, suffix: str = "") -> str:
         return f"{name}-{suffix}{self.token}-{uuid.uuid4().hex[:8]}"
 
-    def _submit(self, fn: Callable[[J], R], job: J, name: str) -> R:
-        fut = self.client.submit(
-            partial(_guarded, fn),
-            job,
-            key=self._key(name),
-            pure=False,
-            retries=self.retries,
-            resources=self.resources,
-            workers=self.workers,
+    def _opts(self) -> _Opts:
+        return _Opts(
+            pure=False, retries=self.retries, resources=self.resources, workers=self.workers
         )
-        out: R | TaskFailed = fut.result()
-        return _unwrap(out)
+
+    def _future(self, fn: Callable[[J], R], job: J, name: str) -> Future[R | TaskFailed]:
+        return self.client.submit(partial(_guarded, fn), job, key=self._key(name), **self._opts())
+
+    def _submit(self, fn: Callable[[J], R], job: J, name: str) -> R:
+        return _unwrap(self._future(fn, job, name).result())
 
     def lendable_threads(self) -> int:
         """Threads a once-per-scene task may use: all of its host's (0 = its worker's own).
@@ -220,58 +262,107 @@ class Engine:
         return min(hosts.values(), default=0)
 
     def fit_once(self, job: FitJob) -> FitOutcome:
-        """Fit the scene's adapter once, on one worker (with the idle workers' threads)."""
+        """Fit the scene's adapter once, on one worker (with the idle workers' threads, unless
+        they are extracting speculative tiles)."""
         return self._submit(partial(_lent, fit_adapter, self.lendable_threads()), job, "fit")
 
+    def fit_speculating(
+        self, job: FitJob, tasks: Sequence[FeatureTask]
+    ) -> tuple[FitOutcome, Speculation]:
+        """:meth:`fit_once` while the other workers extract ``tasks``' features (submitted after
+        the fit, so it starts first; it keeps its own threads: the others are busy)."""
+        fut = self._future(partial(_lent, fit_adapter, 0), job, "fit")
+        spec = self.speculate(tasks)
+        try:
+            return _unwrap(fut.result()), spec
+        except BaseException:
+            spec.release()
+            raise
+
     def fit_group(self, job: GroupFitJob) -> FitOutcome:
-        """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker."""
-        return self._submit(_fit_group, job, "fit-group")
+        """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker
+        (with the idle workers' threads, as :meth:`fit_once`)."""
+        return self._submit(partial(_lent, _fit_group, self.lendable_threads()), job, "fit-group")
+
+    def spare_slots(self) -> int:
+        """Task slots left while one runs the fit: all workers' threads less one (GPU workers:
+        one slot each); 0 on a cluster of one single-threaded worker."""
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        ws = [w for a, w in info.items() if self.workers is None or a in self.workers]
+        return max(0, sum(1 if self.gpu else int(w.get("nthreads", 1)) for w in ws) - 1)
+
+    def speculate(self, tasks: Sequence[FeatureTask]) -> Speculation:
+        """Start extracting ``tasks``' features (call it right after submitting the fit, or just
+        before; see :mod:`workers.speculate`); hand the result to :meth:`infer_tiles`."""
+        call, fn = uuid.uuid4().hex[:6], partial(_guarded, extract_features)
+        keys = [f"extract-{t.key}-{self.token}{call}" for t in tasks]
+        futures = self.client.map(fn, list(tasks), key=keys, **self._opts())
+        return Speculation(self, {t.key: f for t, f in zip(tasks, futures, strict=True)})
+
+    def _busy(self, step: int) -> None:
+        with self._lock:
+            self._maps += step
 
     def fit_classical(self, job: ClassicalFitJob) -> ClassicalFitOutcome:
         """Fit a classical method's global coefficients once, on one worker."""
         fn = partial(_lent, _fit_classical, self.lendable_threads())
         return self._submit(fn, job, "fit-classical")
 
-    def infer_tiles(self, tasks: Sequence[TileTask | ClassicalTileTask]) -> Iterator[TileResult]:
-        """Compute every tile task; yield results as they complete (see :meth:`_map`)."""
-        yield from self._map(_tile_task, tasks, "infer-tile")
+    def infer_tiles(
+        self,
+        tasks: Sequence[TileTask | ClassicalTileTask],
+        speculation: Speculation | None = None,
+    ) -> Iterator[TileResult]:
+        """Compute every tile task; yield results as they complete (see :meth:`_map`).
 
-    #: The name benchmarks used before the seam was typed (same method).
-    map_tiles = infer_tiles
+        Tiles whose features ``speculation`` holds are finished from them, on the worker that
+        holds them; ``speculation`` is released at the end (what no task took is cancelled).
+        """
+        try:
+            extra = speculation.take(tasks) if speculation is not None else None
+            yield from self._map(_tile_task, tasks, "infer-tile", extra)
+        finally:
+            if speculation is not None:
+                speculation.release()
 
     def score_tiles(self, jobs: Sequence[QualityJob]) -> list[QualityResult]:
         """Score every quality job; results in the order of ``jobs``."""
         by_key = {r.key: r for r in self._map(tile_quality, jobs, "quality-tile")}
         return [by_key[j.key] for j in jobs]
 
-    def _map(self, fn: Callable[[J], R], jobs: Sequence[J], name: str) -> Iterator[R]:
+    def _map(
+        self,
+        fn: Callable[[J], R],
+        jobs: Sequence[J],
+        name: str,
+        features: dict[int, FeatureFuture] | None = None,
+    ) -> Iterator[R]:
         """Run ``fn`` on every job; yield results as they complete.
 
-        Workers that die are replaced and their tasks retried (``retries``); the first task that
-        still fails raises here, after which the remaining futures are cancelled.
+        ``features[i]`` (tile tasks only): job ``i`` is finished from that extraction's result
+        instead (:func:`workers.speculate.finish_tile`). Workers that die are replaced and their
+        tasks retried (``retries``); the first task that still fails raises here, after which
+        the remaining futures are cancelled.
         """
         if not jobs:
             return
         call = uuid.uuid4().hex[:6]
         keys = [f"{name}-{getattr(j, 'key', i)}-{self.token}{call}" for i, j in enumerate(jobs)]
+        feats, opts, fn_ = features or {}, self._opts(), partial(_guarded, fn)
+        plain = [i for i in range(len(jobs)) if i not in feats]
         futures = self.client.map(
-            partial(_guarded, fn),
-            jobs,
-            key=keys,
-            pure=False,
-            retries=self.retries,
-            resources=self.resources,
-            workers=self.workers,
+            fn_, [jobs[i] for i in plain], key=[keys[i] for i in plain], **opts
         )
-        with self._lock:
-            self._maps += 1
+        for i in sorted(feats):  # popped: a tile's features are freed once it is finished
+            fut = self.client.submit(_finish, jobs[i], feats.pop(i), key=keys[i], **opts)
+            futures.append(cast("Future[R | TaskFailed]", fut))  # R is TileResult here
+        self._busy(+1)
         try:
             for fut in as_completed(futures):
                 out: R | TaskFailed = fut.result()
                 yield _unwrap(out)
         finally:
-            with self._lock:
-                self._maps -= 1
+            self._busy(-1)
             self.client.cancel([f for f in futures if not f.done()])
 
 
@@ -302,6 +393,7 @@ __all__ = [
     "ClusterConfig",
     "Engine",
     "PantailorError",
+    "Speculation",
     "load_cluster",
     "open_engine",
     "performance_report",
