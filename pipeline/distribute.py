@@ -2,14 +2,12 @@
 
 :class:`Engine` wraps a :class:`distributed.Client`. Its typed methods are the whole seam between
 the driver and the workers: :meth:`Engine.prepare` (the model plugin that loads a backbone once per
-worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` (a per-scene fit on one worker),
-:meth:`Engine.fit_group` (one fit for a batch group of scenes),
-:meth:`Engine.infer_tiles` (the tile map, results yielded as they complete so the driver can
-journal each finished tile at once) and :meth:`Engine.score_tiles` (quality tiles);
-:meth:`Engine.speculate` extracts the first tiles' features during the fit
-(:mod:`workers.speculate`), finished later where they lie (a Dask dependency). Everything
-crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters get ``resources={"GPU": 1}``
-on every task.
+worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` / :meth:`Engine.fit_group` (one
+fit on one worker; :meth:`Engine.fit_speculating` extracts the first tiles' features on the
+others meanwhile, :mod:`workers.speculate`), :meth:`Engine.infer_tiles` (the tile map, results
+yielded as they complete so the driver journals each tile at once) and :meth:`Engine.score_tiles`
+(quality tiles). Everything crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters
+get ``resources={"GPU": 1}`` on every task.
 
 Deterministic input errors (:class:`pipeline.errors.PantailorError` raised by a task: a changed
 file, a bad checkpoint) are not retried: retrying them only repeats the same traceback. Tasks
@@ -40,10 +38,15 @@ from workers.kernel import classical_tile, infer_tile
 from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
 from workers.scene_tasks import fit_adapter, tile_quality
 from workers.scene_tasks import fit_classical as _fit_classical
-from workers.speculate import Features, extract_features, finish_tile
+from workers.speculate import (
+    FeatureFuture,
+    Speculation,
+    extract_features,
+    finish_tile,
+    split_workers,
+)
 
 from .errors import PantailorError
-from .grid import TileKey
 from .jobs import (
     ClassicalFitJob,
     ClassicalFitOutcome,
@@ -72,12 +75,7 @@ class TaskFailed:
     error: PantailorError
 
 
-FeatureFuture = Future[Features | TaskFailed]  # a speculative extraction's result
-
-
-class _Opts(TypedDict):
-    """Options of every task: not pure, retried, on the GPU resource and the allowed workers."""
-
+class _Opts(TypedDict):  # every task's: not pure, retried, GPU resource, allowed workers
     pure: bool
     retries: int
     resources: dict[str, float] | None
@@ -116,29 +114,6 @@ def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
 def _finish(task: TileTask, feats: object) -> TileResult | TaskFailed:
     """A speculated tile: finished from ``feats`` (its extraction's result), guarded."""
     return _guarded(partial(finish_tile, feats=feats), task)
-
-
-class Speculation:
-    """Futures of tile features extracted during the fit, by tile (they stay on the workers);
-    :meth:`release` cancels what no tile took (idempotent)."""
-
-    def __init__(self, engine: Engine, futures: dict[TileKey, FeatureFuture]) -> None:
-        self._engine, self._futures, self._live = engine, futures, True
-        engine._busy(+1)  # its workers are busy: the fit borrows no threads
-
-    def take(self, tasks: Sequence[object]) -> dict[int, FeatureFuture]:
-        """``{i: features of tasks[i]}`` for the tile tasks it holds (handed over once)."""
-        keys = [t.key if isinstance(t, TileTask) else None for t in tasks]
-        return {i: self._futures.pop(k) for i, k in enumerate(keys) if k in self._futures}
-
-    def release(self) -> None:
-        """Cancel and forget the features not taken by a tile."""
-        futures, self._futures = list(self._futures.values()), {}
-        if futures:
-            self._engine.client.cancel(futures)
-        if self._live:
-            self._live = False
-            self._engine._busy(-1)
 
 
 def _warm() -> None:
@@ -220,19 +195,16 @@ class Engine:
             self._preloaded.update(specs)
 
     def warm(self) -> None:
-        """Import the task code on every worker once (a run without a backbone to preload).
-
-        A fresh worker otherwise pays its imports (about a second each) inside the first task it
-        runs: the fit on one worker, then the first tile on the others.
-        """
+        """Import the task code on every worker once (a run without a backbone to preload): a
+        fresh worker otherwise pays its imports (about a second) inside its first task."""
         with self._lock:
             if self._warm:
                 return
             self._warm = True
         self.client.run(_warm, workers=self.workers)
 
-    def _key(self, name: str, suffix: str = "") -> str:
-        return f"{name}-{suffix}{self.token}-{uuid.uuid4().hex[:8]}"
+    def _key(self, name: str) -> str:
+        return f"{name}-{self.token}-{uuid.uuid4().hex[:8]}"
 
     def _opts(self) -> _Opts:
         return _Opts(
@@ -271,8 +243,11 @@ class Engine:
     ) -> tuple[FitOutcome, Speculation]:
         """:meth:`fit_once` while the other workers extract ``tasks``' features (submitted after
         the fit, so it starts first; it keeps its own threads: the others are busy)."""
-        fut = self._future(partial(_lent, fit_adapter, 0), job, "fit")
-        spec = self.speculate(tasks)
+        (fit_at, others), opts = self._split(), self._opts()
+        opts["workers"] = list(fit_at)  # loose: another worker if this one dies
+        fn = partial(_guarded, partial(_lent, fit_adapter, 0))
+        fut = self.client.submit(fn, job, key=self._key("fit"), allow_other_workers=True, **opts)
+        spec = self.speculate(tasks, list(others))
         try:
             return _unwrap(fut.result()), spec
         except BaseException:
@@ -284,20 +259,25 @@ class Engine:
         (with the idle workers' threads, as :meth:`fit_once`)."""
         return self._submit(partial(_lent, _fit_group, self.lendable_threads()), job, "fit-group")
 
-    def spare_slots(self) -> int:
-        """Task slots left while one runs the fit: all workers' threads less one (GPU workers:
-        one slot each); 0 on a cluster of one single-threaded worker."""
+    def _split(self) -> tuple[dict[str, int], dict[str, int]]:
         info = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        ws = [w for a, w in info.items() if self.workers is None or a in self.workers]
-        return max(0, sum(1 if self.gpu else int(w.get("nthreads", 1)) for w in ws) - 1)
+        return split_workers(info, self.workers, gpu=self.gpu)
 
-    def speculate(self, tasks: Sequence[FeatureTask]) -> Speculation:
-        """Start extracting ``tasks``' features (call it right after submitting the fit, or just
-        before; see :mod:`workers.speculate`); hand the result to :meth:`infer_tiles`."""
-        call, fn = uuid.uuid4().hex[:6], partial(_guarded, extract_features)
+    def spare_slots(self) -> int:
+        """Task slots left while one runs the fit (0 on one single-threaded worker)."""
+        fit_at, others = self._split()
+        return max(0, sum(others.values()) - (1 if others == fit_at else 0))
+
+    def speculate(self, tasks: Sequence[FeatureTask], workers: list[str]) -> Speculation:
+        """Start extracting ``tasks``' features on ``workers`` (:mod:`workers.speculate`); hand
+        the result to :meth:`infer_tiles`."""
+        call, fn, opts = uuid.uuid4().hex[:6], partial(_guarded, extract_features), self._opts()
+        opts["workers"] = workers
         keys = [f"extract-{t.key}-{self.token}{call}" for t in tasks]
-        futures = self.client.map(fn, list(tasks), key=keys, **self._opts())
-        return Speculation(self, {t.key: f for t, f in zip(tasks, futures, strict=True)})
+        futures = self.client.map(fn, list(tasks), key=keys, allow_other_workers=True, **opts)
+        self._busy(+1)  # its workers are busy: no fit borrows their threads
+        by_key = {t.key: cast(FeatureFuture, f) for t, f in zip(tasks, futures, strict=True)}
+        return Speculation(self.client, by_key, lambda: self._busy(-1))
 
     def _busy(self, step: int) -> None:
         with self._lock:
@@ -348,14 +328,17 @@ class Engine:
             return
         call = uuid.uuid4().hex[:6]
         keys = [f"{name}-{getattr(j, 'key', i)}-{self.token}{call}" for i, j in enumerate(jobs)]
-        feats, opts, fn_ = features or {}, self._opts(), partial(_guarded, fn)
+        feats = features or {}
         plain = [i for i in range(len(jobs)) if i not in feats]
-        futures = self.client.map(
-            fn_, [jobs[i] for i in plain], key=[keys[i] for i in plain], **opts
+        fn_, plain_jobs, plain_keys = (
+            partial(_guarded, fn),
+            [jobs[i] for i in plain],
+            [keys[i] for i in plain],
         )
-        for i in sorted(feats):  # popped: a tile's features are freed once it is finished
-            fut = self.client.submit(_finish, jobs[i], feats.pop(i), key=keys[i], **opts)
-            futures.append(cast("Future[R | TaskFailed]", fut))  # R is TileResult here
+        rest: list[Future[R | TaskFailed]] = self.client.map(
+            fn_, plain_jobs, key=plain_keys, **self._opts()
+        )
+        futures = self._finishes(jobs, keys, feats) + rest  # finishes first: cheap, free memory
         self._busy(+1)
         try:
             for fut in as_completed(futures):
@@ -364,6 +347,24 @@ class Engine:
         finally:
             self._busy(-1)
             self.client.cancel([f for f in futures if not f.done()])
+
+    def _finishes(
+        self, jobs: Sequence[J], keys: list[str], feats: dict[int, FeatureFuture]
+    ) -> list[Future[R | TaskFailed]]:
+        """Tasks finishing ``jobs[i]`` from ``feats[i]``, on the worker holding them (loose: the
+        features move if it dies), first in line; popped: freed once the tile is finished."""
+        holders = self.client.who_has(list(feats.values())) if feats else {}
+        out = []
+        for i in sorted(feats):
+            f, opts = feats.pop(i), self._opts()
+            at = list(holders.get(f.key, ()))  # none yet: Dask's own choice, by data
+            opts["workers"] = at or self.workers
+            loose = bool(at)
+            fut = self.client.submit(
+                _finish, jobs[i], f, key=keys[i], priority=1, allow_other_workers=loose, **opts
+            )
+            out.append(cast("Future[R | TaskFailed]", fut))  # R is TileResult here
+        return out
 
 
 @contextmanager

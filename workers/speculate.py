@@ -24,15 +24,17 @@ between workers (or spill them) without a device in the way.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
 import torch
+from distributed import Client, Future
 from numpy.typing import NDArray
 
 from pipeline.backbones import upsample
-from pipeline.grid import TileRead
+from pipeline.grid import TileKey, TileRead
 from pipeline.infer import Radiometry, finish, prepare
 from pipeline.jobs import FeatureTask, TileResult, TileTask
 from pipeline.store import SceneStore
@@ -157,4 +159,61 @@ def finish_tile(task: TileTask, feats: Any) -> TileResult:
     return replace(res, seconds=seconds, speculative=True)
 
 
-__all__ = ["Features", "extract_features", "finish_tile", "tailored_halo", "usable"]
+def split_workers(
+    info: Mapping[str, Mapping[str, Any]], allowed: Sequence[str] | None, *, gpu: bool
+) -> tuple[dict[str, int], dict[str, int]]:
+    """``({fit's worker: slots}, {speculating workers: slots})`` from the scheduler's worker
+    ``info``: the first allowed worker fits, the others extract (all of them on a cluster of one
+    worker); a GPU worker has one slot, a CPU worker its threads."""
+    slots = {
+        a: 1 if gpu else int(w.get("nthreads", 1))
+        for a, w in sorted(info.items())
+        if allowed is None or a in allowed
+    }
+    fit_at = dict(list(slots.items())[:1])
+    return fit_at, {a: n for a, n in slots.items() if a not in fit_at} or slots
+
+
+#: A speculative extraction on the cluster: its :class:`Features`, or the task's input error.
+FeatureFuture = Future[object]
+
+
+class Speculation:
+    """The driver's handle on the features extracted during a fit: their futures, by tile.
+
+    The features stay on the workers; :meth:`take` hands them to the tile map (which finishes
+    those tiles where they lie), :meth:`release` cancels what no tile took (idempotent) and
+    calls ``on_release`` once.
+    """
+
+    def __init__(
+        self, client: Client, futures: dict[TileKey, FeatureFuture], on_release: Callable[[], None]
+    ) -> None:
+        self._client, self._futures, self._on_release = client, futures, on_release
+        self._live = True
+
+    def take(self, tasks: Sequence[object]) -> dict[int, FeatureFuture]:
+        """``{i: features of tasks[i]}`` for the tile tasks it holds (handed over once)."""
+        keys = [t.key if isinstance(t, TileTask) else None for t in tasks]
+        return {i: self._futures.pop(k) for i, k in enumerate(keys) if k in self._futures}
+
+    def release(self) -> None:
+        """Cancel and forget the features not taken by a tile."""
+        futures, self._futures = list(self._futures.values()), {}
+        if futures:
+            self._client.cancel(futures)
+        if self._live:
+            self._live = False
+            self._on_release()
+
+
+__all__ = [
+    "FeatureFuture",
+    "Features",
+    "Speculation",
+    "extract_features",
+    "finish_tile",
+    "split_workers",
+    "tailored_halo",
+    "usable",
+]
