@@ -29,7 +29,7 @@ from tests.test_workers import random_weights, small_store
 from workers.kernel import infer_tile
 from workers.plugin import current_cache
 from workers.scene_tasks import fit_calls
-from workers.speculate import extract_features, finish_tile
+from workers.speculate import extract_features, finish_tile, split_workers
 
 pytestmark = pytest.mark.slow
 
@@ -116,6 +116,20 @@ def test_features_of_another_tile_halo_or_store_are_not_used(
     res = finish_tile(replace(task, output="spec", model=kernel1), extract_features(job))
     assert res.speculative
     assert res.sha256 == infer_tile(replace(task, model=kernel1)).sha256
+
+
+def test_the_fit_gets_the_first_worker_and_the_others_extract() -> None:
+    info = {
+        "tcp://b:2": {"nthreads": 1},
+        "tcp://a:1": {"nthreads": 1},
+        "tcp://c:3": {"nthreads": 2},
+    }
+    fit_at, others = split_workers(info, None, gpu=False)
+    assert fit_at == {"tcp://a:1": 1} and others == {"tcp://b:2": 1, "tcp://c:3": 2}
+    fit_at, others = split_workers(info, ["tcp://c:3", "tcp://b:2"], gpu=True)
+    assert fit_at == {"tcp://b:2": 1} and others == {"tcp://c:3": 1}  # one slot per GPU
+    one = {"tcp://a:1": {"nthreads": 2}}  # one worker: the fit and the extractions share it
+    assert split_workers(one, None, gpu=False) == ({"tcp://a:1": 2}, {"tcp://a:1": 2})
 
 
 # ----------------------------------------------------------------------------- whole runs
