@@ -240,14 +240,21 @@ class Engine:
 
     def fit_speculating(
         self, job: FitJob, tasks: Sequence[FeatureTask]
-    ) -> tuple[FitOutcome, Speculation]:
-        """:meth:`fit_once` while the other workers extract ``tasks``' features (submitted after
-        the fit, so it starts first; it keeps its own threads: the others are busy)."""
+    ) -> tuple[FitOutcome, Speculation | None]:
+        """:meth:`fit_once` on the first worker while the others extract ``tasks``' features
+        (submitted after the fit, so it starts first; it keeps its own threads). Only on an
+        otherwise idle engine (another scene's tasks would queue the pinned fit): else a plain
+        :meth:`fit_once` and no speculation."""
+        with self._lock:
+            alone = not self._maps and bool(tasks)
+            self._maps += alone  # the extracting workers are busy: no fit borrows their threads
+        if not alone:
+            return self.fit_once(job), None
         (fit_at, others), opts = self._split(), self._opts()
         opts["workers"] = list(fit_at)  # loose: another worker if this one dies
         fn = partial(_guarded, partial(_lent, fit_adapter, 0))
         fut = self.client.submit(fn, job, key=self._key("fit"), allow_other_workers=True, **opts)
-        spec = self.speculate(tasks, list(others))
+        spec = self._speculate(tasks, list(others))
         try:
             return _unwrap(fut.result()), spec
         except BaseException:
@@ -268,14 +275,13 @@ class Engine:
         fit_at, others = self._split()
         return max(0, sum(others.values()) - (1 if others == fit_at else 0))
 
-    def speculate(self, tasks: Sequence[FeatureTask], workers: list[str]) -> Speculation:
-        """Start extracting ``tasks``' features on ``workers`` (:mod:`workers.speculate`); hand
-        the result to :meth:`infer_tiles`."""
+    def _speculate(self, tasks: Sequence[FeatureTask], workers: list[str]) -> Speculation:
+        """Extract ``tasks``' features on ``workers`` (:mod:`workers.speculate`); releasing the
+        result frees the engine (see :meth:`fit_speculating`)."""
         call, fn, opts = uuid.uuid4().hex[:6], partial(_guarded, extract_features), self._opts()
         opts["workers"] = workers
         keys = [f"extract-{t.key}-{self.token}{call}" for t in tasks]
         futures = self.client.map(fn, list(tasks), key=keys, allow_other_workers=True, **opts)
-        self._busy(+1)  # its workers are busy: no fit borrows their threads
         by_key = {t.key: cast(FeatureFuture, f) for t, f in zip(tasks, futures, strict=True)}
         return Speculation(self.client, by_key, lambda: self._busy(-1))
 
@@ -293,11 +299,8 @@ class Engine:
         tasks: Sequence[TileTask | ClassicalTileTask],
         speculation: Speculation | None = None,
     ) -> Iterator[TileResult]:
-        """Compute every tile task; yield results as they complete (see :meth:`_map`).
-
-        Tiles whose features ``speculation`` holds are finished from them, on the worker that
-        holds them; ``speculation`` is released at the end (what no task took is cancelled).
-        """
+        """Compute every tile task; yield results as they complete (see :meth:`_map`). Tiles
+        whose features ``speculation`` holds are finished from them; it is released at the end."""
         try:
             extra = speculation.take(tasks) if speculation is not None else None
             yield from self._map(_tile_task, tasks, "infer-tile", extra)
@@ -317,13 +320,9 @@ class Engine:
         name: str,
         features: dict[int, FeatureFuture] | None = None,
     ) -> Iterator[R]:
-        """Run ``fn`` on every job; yield results as they complete.
-
-        ``features[i]`` (tile tasks only): job ``i`` is finished from that extraction's result
-        instead (:func:`workers.speculate.finish_tile`). Workers that die are replaced and their
-        tasks retried (``retries``); the first task that still fails raises here, after which
-        the remaining futures are cancelled.
-        """
+        """Run ``fn`` on every job (job ``i`` from ``features[i]``: :func:`_finish`); yield
+        results as they complete. Workers that die are replaced and their tasks retried
+        (``retries``); the first task that still fails raises here, the rest are cancelled."""
         if not jobs:
             return
         call = uuid.uuid4().hex[:6]

@@ -196,8 +196,9 @@ def _fit_adapter(state: RunState, job: FitJob) -> FitOutcome:
     if not tasks:
         return state.engine.fit_once(job)
     outcome, spec = state.engine.fit_speculating(job, tasks)
-    state.speculation = spec
-    state.exits.callback(spec.release)  # unused features go when the run ends, however
+    if spec is not None:
+        state.speculation = spec
+        state.exits.callback(spec.release)  # unused features go when the run ends, however
     return outcome
 
 

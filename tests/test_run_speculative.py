@@ -21,7 +21,7 @@ import torch
 
 from pipeline.distribute import Engine
 from pipeline.grid import Window
-from pipeline.jobs import FeatureTask, ModelSpec, TileTask
+from pipeline.jobs import FeatureTask, FitJob, ModelSpec, TileTask
 from pipeline.runner import RunConfig, RunPaths, run_scene
 from pipeline.store import SceneStore
 from pipeline.tailor import FeatureTailor, TailorSpec, save_tailor
@@ -130,6 +130,35 @@ def test_the_fit_gets_the_first_worker_and_the_others_extract() -> None:
     assert fit_at == {"tcp://b:2": 1} and others == {"tcp://c:3": 1}  # one slot per GPU
     one = {"tcp://a:1": {"nthreads": 2}}  # one worker: the fit and the extractions share it
     assert split_workers(one, None, gpu=False) == ({"tcp://a:1": 2}, {"tcp://a:1": 2})
+
+
+def test_no_speculation_while_another_scene_uses_the_engine(
+    engine: Engine, fusionnet: Path, tmp_path: Path
+) -> None:
+    """A batch shares one engine between scenes: a fit pinned to the first worker would queue
+    behind another scene's tiles there, so a busy engine fits plainly and speculates nothing."""
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    base = ModelSpec(backbone="fusionnet", weights=str(fusionnet), sensor="qb", n_bands=4)
+    engine.prepare(base)
+    store.create_output("other", "float32")
+    keys = list(store.grid.keys())
+    tiles = engine.infer_tiles(
+        [TileTask(store=str(store.path), output="other", key=k, model=base) for k in keys]
+    )
+    next(tiles)  # another scene's tile map is running
+    job = FitJob(
+        store=str(store.path), model=base, adapt="tailor", out=str(tmp_path / "a.pt"),
+        sample=SAMPLE, fit={"steps": 2},
+    )  # fmt: skip
+    feature_tasks = [FeatureTask(store=str(store.path), key=keys[0], model=base)]
+    outcome, spec = engine.fit_speculating(job, feature_tasks)
+    assert spec is None and Path(outcome.path).is_file()
+    list(tiles)
+    outcome, spec = engine.fit_speculating(job, feature_tasks)  # now alone: it speculates
+    assert spec is not None and engine.lendable_threads() == 0
+    spec.release()
+    spec.release()  # idempotent
+    assert engine.lendable_threads() == 2
 
 
 # ----------------------------------------------------------------------------- whole runs
