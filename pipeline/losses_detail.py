@@ -192,6 +192,33 @@ def detail_setup(
     return w, None
 
 
+Terms = Callable[
+    [torch.Tensor, torch.Tensor | None, torch.Tensor | None], tuple[torch.Tensor, dict[str, float]]
+]
+
+
+def with_detail(
+    objective: Terms, detail: Callable[[torch.Tensor], torch.Tensor] | None, w: LossWeights
+) -> Terms:
+    """``objective`` (``(out, out_d, delta) -> (total, report)``, e.g.
+    :class:`pipeline.fit_objective.FitObjective`) plus ``w.detail`` x the detail term, which the
+    report lists unweighted as ``"detail"``; ``objective`` itself when ``detail`` is ``None``."""
+    if detail is None:
+        return objective
+    weight, prior = float(getattr(w, "detail", 0.0)), detail
+
+    def total(
+        out: torch.Tensor, out_d: torch.Tensor | None, delta: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, report = objective(out, out_d, delta)
+        term = prior(out)
+        loss = loss + weight * term
+        report = {**report, "detail": float(term.detach()), "total": float(loss.detach())}
+        return loss, report
+
+    return total
+
+
 __all__ = [
     "DetailInputs",
     "DetailWeights",
@@ -200,4 +227,5 @@ __all__ = [
     "glp_target",
     "glp_wins",
     "high_pass",
+    "with_detail",
 ]
