@@ -16,7 +16,7 @@ error); the prior is on only if MTF-GLP's error is the lower one. No reference i
 the scale-invariance assumption of the consistency term, applied once per fit to a yes/no.
 
 Configured by :class:`DetailWeights` (``LossWeights`` plus the prior's fields); used by
-:func:`pipeline.fit._objective` through :func:`detail_setup`.
+:func:`pipeline.fit._objective` through :func:`detail_setup` and :func:`with_detail`.
 """
 
 from __future__ import annotations
