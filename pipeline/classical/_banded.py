@@ -40,6 +40,7 @@ class Band:
     lo: IntArray
     vals: NDArray[np.float64]
     n_in: int
+    rows: int = _ROWS  #: output rows per block product (its columns grow with it)
 
     @property
     def n_out(self) -> int:
@@ -69,8 +70,8 @@ class Band:
     def _blocks(self, dtype: torch.dtype) -> list[tuple[int, int, int, torch.Tensor]]:
         g, m, w = self.vals.shape
         out = []
-        for i0 in range(0, m, _ROWS):
-            i1 = min(i0 + _ROWS, m)
+        for i0 in range(0, m, self.rows):
+            i1 = min(i0 + self.rows, m)
             c0, c1 = int(self.lo[i0]), int(self.lo[i1 - 1]) + w
             b = np.zeros((g, i1 - i0, c1 - c0))
             rows = np.repeat(np.arange(i1 - i0), w)
@@ -163,7 +164,7 @@ def degrade_band(n: int, ratio: int, gains: tuple[float, ...]) -> Band:
         rows = np.repeat(np.arange(len(centre)), k)
         np.add.at(vals, (rows, src.ravel()), np.tile(kernel_1d(g, ratio), len(centre)))
         parts.append(vals)
-    return Band(lo=lo, vals=np.stack(parts), n_in=n)
+    return Band(lo=lo, vals=np.stack(parts), n_in=n, rows=16)  # 16 rows read 101 columns
 
 
 @functools.lru_cache(maxsize=256)
