@@ -240,6 +240,19 @@ def test_other_batch_database_is_refused_and_named(tmp_path: Path) -> None:
         BatchState.open(out, "/data/first.csv")
 
 
+def test_an_output_that_is_a_file_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = tmp_path / "m.csv"
+    m.write_text("id,inputs\na,p.tif;m.tif\n")
+    before = m.read_bytes()
+    for dry in (False, True):
+        assert main(["batch", str(m), "-o", str(m), "--sensor", "qb", *(["--dry-run"] * dry)]) == 2
+        err = capsys.readouterr().err
+        assert "must be a folder" in err and str(m) in err and "Traceback" not in err
+    assert m.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+
+
 def test_second_driver_on_one_outdir_hits_the_lock(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -350,6 +350,18 @@ def test_metrics_command_on_geotiff_and_container(tmp_path, capsys) -> None:  # 
     assert main(["metrics", str(tmp_path / "small.tif"), str(mat), "--sensor", "qb"]) == 2
     assert "does not match" in capsys.readouterr().err
 
+    # FUSED PAN MS with the PAN forgotten: named as a missing PAN, not an unknown format
+    argv = [
+        "metrics",
+        str(tmp_path / "blurred.tif"),
+        str(tmp_path / "perfect.tif"),
+        "--sensor",
+        "qb",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Only one GeoTIFF" in err and "perfect.tif" in err and "FUSED.tif PAN.tif MS.tif" in err
+
 
 def test_metrics_command_on_a_store_output(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     import json

@@ -119,6 +119,27 @@ def test_project_convention_is_kept_and_differs(data_file: Callable[[str], Path]
         full_resolution(f, d["ms"], d["pan"], "wv3", convention="matlab")
 
 
+def test_toolbox_convention_refuses_an_ms_up_it_would_ignore() -> None:
+    """The toolbox builds its own MS~: a given ``ms_up`` or upsampler is refused, not dropped;
+    the project convention uses a given ``ms_up`` (a different one changes the number)."""
+    from pipeline.quality.full_resolution import d_lambda_khan, d_s
+
+    s = make_scene((256, 256), "wv3", seed=3)
+    f, ms, pan = s.truth, s.ms.astype(np.float64), s.pan.astype(np.float64)
+    up = tb.interp23tap(ms, 4)
+    for call in (
+        lambda: d_lambda_khan(f, ms, "wv3", ms_up=up),
+        lambda: d_s(f, ms, pan, "wv3", ms_up=up),
+        lambda: d_s(f, ms, pan, "wv3", upsampler="bicubic"),
+        lambda: full_resolution(f, ms, pan, "wv3", upsampler="bicubic"),
+    ):
+        with pytest.raises(ConfigError, match="toolbox convention"):
+            call()
+    own = d_lambda_khan(f, ms, "wv3", convention="project")
+    given = d_lambda_khan(f, ms, "wv3", convention="project", ms_up=up * 0.9)
+    assert abs(own - given) > 1e-4, (own, given)
+
+
 # ------------------------------------------------------------------------- building blocks
 
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,28 +169,43 @@ def _recorded(work: GroupWork, state: BatchState) -> dict[str, Any] | None:
     return rec
 
 
+#: Members ingested at once (each ingest is GDAL reads and Zarr codecs, which release the GIL).
+INGEST_THREADS = min(4, os.cpu_count() or 1)
+
+
 def _ingest(
     work: GroupWork, fit: bool, state: BatchState, on_event: Event | None
 ) -> tuple[list[str], set[str]]:
-    """Ingest the members to run (and, for a fit, the others): the stores made, and the members
-    to run that failed (recorded failed; the group goes on)."""
+    """Ingest the members to run (and, for a fit, the others), a few at once: the stores made
+    (in member order, which fixes the group's patch sample), and the members to run that failed
+    (recorded failed; the group goes on)."""
     from ..runner import ingest_scene
     from .run import _emit, error_text
 
-    stores, failed, todo = [], set(), {p.spec.id for p in work.todo}
-    for p in work.members if fit else work.todo:
-        assert p.run is not None
+    todo = {p.spec.id for p in work.todo}
+    items = list(work.members if fit else work.todo)
+
+    def one(p: PlannedScene) -> str | Exception:
+        assert p.run is not None  # planned members carry their run
         cfg = replace(p.run, overwrite=p.spec.id in todo and p.action in ("changed", "missing"))
         try:
-            stores.append(ingest_scene(cfg))
+            return ingest_scene(cfg)
         except Exception as exc:  # that member's own failure
-            if p.spec.id in todo:
-                text = error_text(exc, p.spec.id)
+            return exc
+
+    stores: list[str] = []
+    failed: set[str] = set()
+    with ThreadPoolExecutor(max(1, min(INGEST_THREADS, len(items))), "ingest") as pool:
+        for p, got in zip(items, pool.map(one, items), strict=True):
+            if isinstance(got, str):
+                stores.append(got)
+            elif p.spec.id in todo:
+                text = error_text(got, p.spec.id)
                 state.fail(p.spec.id, text, None, p.entry())
                 _emit(on_event, "failed", p.spec.id, error=text, seconds=0.0)
                 failed.add(p.spec.id)
             else:
-                log.warning("group %s: member %s not ingested: %s", work.id, p.spec.id, exc)
+                log.warning("group %s: member %s not ingested: %s", work.id, p.spec.id, got)
     return stores, failed
 
 

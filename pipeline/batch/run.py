@@ -39,7 +39,7 @@ from .plan import (
     plan_summary,
 )
 from .sources import SceneSpec
-from .state import DB_NAME, BatchState, batch_lock
+from .state import DB_NAME, BatchState, BatchStateError, batch_lock
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,20 @@ def _run(
             result.ran = drive(todo, eng, state, cfg.scenes_in_flight, on_event, cfg.clean_work)
 
 
+def _out_folder(out_dir: str | Path) -> Path:
+    """``-o`` resolved; refused (before anything is read or made) where it is not a folder."""
+    path = Path(out_dir).resolve()
+    if path.exists() and not path.is_dir():
+        raise BatchStateError(
+            "The batch output must be a folder.",
+            path=path,
+            expected="a folder (made if missing) for the scenes' products and the batch state",
+            got="an existing file",
+            fix="pass a folder to -o, e.g. -o products/ (the manifest or an input is not an output).",
+        )
+    return path
+
+
 def run_batch(
     cfg: BatchConfig,
     *,
@@ -289,7 +303,7 @@ def run_batch(
     from .outputs import write_outputs
 
     t0 = time.perf_counter()
-    out_dir = Path(cfg.out_dir).resolve()
+    out_dir = _out_folder(cfg.out_dir)
     specs = load_scenes(cfg)
     if cfg.dry_run:
         result = _dry_run(cfg, out_dir, specs)

@@ -46,13 +46,17 @@ def read_inputs(
     for reader in READERS:
         if reader.accepts(files):
             return reader.read(files, spec, patch=patch, rows=rows)
+    lone_tif = len(files) == 1 and files[0].suffix.lower() in (".tif", ".tiff")
     raise InputError(
-        "Unrecognised input files.",
+        "Only one GeoTIFF: a scene needs the PAN and the MS." if lone_tif
+        else "Unrecognised input files.",
         path=list(files),
         expected="PAN.tif MS.tif [MS2.tif ...], or one or two .mat/.h5 containers",
-        got=", ".join(f.name for f in files),
-        fix="pass GeoTIFFs (PAN first) or research containers.",
-    )
+        got=("1 GeoTIFF: " if lone_tif else "") + ", ".join(f.name for f in files),
+        fix="pass the PAN GeoTIFF, then the MS file(s)"
+        + (" (metrics: FUSED.tif PAN.tif MS.tif)" if lone_tif else ", or research containers")
+        + ".",
+    )  # fmt: skip
 
 
 def open_scene(

@@ -69,6 +69,25 @@ def check_convention(convention: str) -> str:
     return convention
 
 
+def _project_only(convention: str, ms_up: Any = None, upsampler: str = DEFAULT_UPSAMPLER) -> str:
+    """Check ``convention``; refuse ``ms_up`` / ``upsampler`` where the toolbox ignores them.
+
+    The toolbox's indices build their own ``MS~`` (its 23-tap interpolator) and never see a
+    given one: accepting it silently would grade something other than what the caller passed.
+    """
+    if check_convention(convention) == "toolbox" and (
+        ms_up is not None or upsampler != DEFAULT_UPSAMPLER
+    ):
+        given = "ms_up" if ms_up is not None else f"upsampler={upsampler!r}"
+        raise ConfigError(
+            f"{given} has no effect with the toolbox convention.",
+            expected=f"no ms_up and upsampler={DEFAULT_UPSAMPLER!r} (the toolbox builds its own MS~)",
+            got=given,
+            fix="drop the argument, or pass convention='project' to use your own MS~ / upsampler.",
+        )
+    return convention
+
+
 def interpolate(ms: FloatArray, ratio: int, method: str = DEFAULT_UPSAMPLER) -> FloatArray:
     """``(B, h, w)`` -> ``(B, r*h, r*w)`` with the project's LMS upsampler.
 
@@ -182,7 +201,7 @@ def d_lambda_khan(
     """
     spec = get_sensor(sensor)
     f, m = _inputs(fused, ms, spec)
-    if check_convention(convention) == "toolbox":
+    if _project_only(convention, ms_up, upsampler) == "toolbox":
         zero = np.zeros(f.shape[1:])
         return toolbox_indices(f, m, zero, spec, block=block, edge=edge, engine=engine)[
             "d_lambda_k"
@@ -229,7 +248,7 @@ def d_s(
     Parameters are those of :func:`d_lambda_khan` plus ``pan`` ``(H, W)`` in DN.
     """
     spec = get_sensor(sensor)
-    if check_convention(convention) == "toolbox":
+    if _project_only(convention, ms_up, upsampler) == "toolbox":
         return _toolbox(fused, ms, pan, spec, block, edge, engine)["d_s"]
     f, m = _inputs(fused, ms, spec)
     p = _pan(pan, f)
@@ -312,7 +331,7 @@ def full_resolution(
         quality indices 1 are best. :data:`CONVENTION_NOTES` describes the convention.
     """
     spec = get_sensor(sensor)
-    if check_convention(convention) == "toolbox":
+    if _project_only(convention, upsampler=upsampler) == "toolbox":
         return _toolbox(fused, ms, pan, spec, block, edge, engine)
     f, m = _inputs(fused, ms, spec)
     if engine == "torch":
