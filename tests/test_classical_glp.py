@@ -1,4 +1,4 @@
-"""MTF-GLP's fast path (banded operators, MS-grid moments, one upsampling) against references.
+"""MTF-GLP's fast path (banded operators, MS-grid moments) against independent references.
 
 The references are independent of the fast path: the upsampler's filter bank
 (:func:`pipeline.backbones.upsample`), scipy's filtering (:func:`pipeline.mtf.degrade_np`), and

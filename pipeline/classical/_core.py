@@ -17,7 +17,7 @@ from ..mtf import DEFAULT_SIZE
 from ..quality.full_resolution import DEFAULT_UPSAMPLER
 from ..sensors import SensorSpec, get_sensor
 from ._block import BlockSource, Reader, _Block, _check
-from ._glp import apply_glp, fit_glp
+from ._glp import fit_glp
 from ._stats import _EPS, FloatArray, _gain, _Moments, _nnls_weights, _std
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,6 @@ def _fit_glp(key: str, blocks: Iterable[_Block], n_bands: int, spec: SensorSpec)
 def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
     """The fusion of the whole window of ``b`` with the global ``coeffs``."""
     key, spec, p = coeffs["method"], b.spec, b.p
-    if key == "mtf-glp" and b.fast:
-        return apply_glp(b, coeffs)
     up = b.up
     if key == "brovey":  # float32 throughout (a pixelwise ratio: 1e-7 relative)
         up32 = np.asarray(up, dtype=np.float32)
