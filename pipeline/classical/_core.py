@@ -203,11 +203,16 @@ def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
     b.lows(spec.mtf_ms, lp=True)
     if key == "mtf-glp":  # float32 throughout, like Brovey
         g, p32 = np.asarray(coeffs["gains"], dtype=np.float32), p.astype(np.float32)
-        out = np.empty(up.shape, dtype=np.float32)
-        for i, band in enumerate(up):
-            np.subtract(p32, b.lp(spec.mtf_ms[i]), out=out[i])
-            out[i] *= g[i]
-            out[i] += band
+        own = b.fast and up.dtype == np.float32  # the LMS computed here: reuse its buffer
+        out, detail = (up if own else np.empty(up.shape, np.float32)), np.empty_like(p32)
+        b._up = None if own else b._up  # (the block is spent)
+        for i in range(len(out)):
+            np.subtract(p32, b.lp(spec.mtf_ms[i]), out=detail)
+            detail *= g[i]
+            if own:
+                out[i] += detail  # LMS_i + g_i (PAN - P_LP,i): the same float32 operations
+            else:
+                np.add(detail, up[i], out=out[i])
         return out
     res = np.empty_like(up)
     for i, band in enumerate(up):
