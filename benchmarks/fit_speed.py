@@ -21,6 +21,7 @@ Writes ``benchmarks/results/fit_speed.{md,json}``.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -47,85 +48,7 @@ from pipeline.tailor import FeatureTailor, TailoredModel, TailorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = 512
-NOTES = """## What was tried (profiler first, then measured)
-
-Items 1-8 were found in session 1 with `torch.profiler` / `cProfile` while other jobs shared the
-2 cores (load average 4-10); the table above is from an idle machine (session 2). With the
-overlap, the fit's ms/step includes the time it shares the CPU with the extractor (short fits
-overlap entirely, hence their higher ms/step).
-
-1. **Feature caching** (design): the frozen extractor runs once per fit for the sampled patches
-   *and* for their degraded versions (the consistency branch is the tailored network on the
-   degraded scene, whose extractor features are fixed too); a step runs only the tailor, the
-   mapper and the losses. The uncached per-step cost is reported above for comparison.
-2. **`torch.optim` start-up** (cProfile): the first optimiser built in a process imports
-   `torch._dynamo`, 2-3 s here, more than a whole fit. `pipeline.fit` has its own 10-line Adam:
-   a cold tiny fit went from 3.8 s to 0.5 s (25 steps, 3 patches of 32 px).
-3. **Spatial loss** (torch.profiler: `avg_pool2d` + its backward were the 2nd/4th most expensive
-   ops): first the 8x8 box means became two 1-D pools and PAN's window statistics are computed
-   once per fit (3 box filters per step instead of 5); the next profile still had the (8, 1)
-   pooling *backward* as the top op (17 % of the fit, pooling 38 % in all; previous run of this
-   benchmark: default fit 6.9 CPU-s), so box means are now running-sum differences (cumsum):
-   2.7x faster forward+backward on the fit's (7, 8, 64, 64) tensors (14.5 -> 5.4 ms, 1 thread).
-4. **Spectral loss**: the 41-tap MTF filter is evaluated only at the samples decimation keeps
-   (strided separable convs): 1/16 of filter-then-decimate's work at ratio 4 (tested equal).
-5. **Threads**: with the cores oversubscribed, 2 torch threads were 3-8x *slower* than 1 (OpenMP
-   spin-waiting; default fit 33 s vs 13 s wall in one run). pipeline.fit never sets threads;
-   the worker device policy should use 1 thread per process when cores are shared.
-6. **Optimiser**: L-BFGS (no line search; 15-30 iterations) reached a worse loss and HQNR than
-   Adam at the same cost on Pléiades (HQNR 0.892-0.918 vs 0.929-0.937) and was removed; Adam at
-   lr 1e-2 oscillates and triggers the plateau stop early (worse HQNR); 3e-3 kept.
-7. **Step budget / patches / width** (quality in `cross_sensor.md`'s ablation): steps are the
-   strongest quality knob (15 -> 60 steps: HQNR +0.04 on WV3->WV2), so the default keeps 60
-   with plateau stop; 4 patches instead of 7-8 costs little quality and halves the step cost
-   ("fast" row); width 8 saves about 40 % of the tailor's convolution work for about -0.005
-   HQNR; a 1x1 tailor is cheap but clearly worse.
-8. **channels_last** helps the whole-image forward (row at the top); the fit's tensors are small
-   and were left contiguous.
-
-9. **Overlap** (`pipeline.fuse`, session 2): the extractor's whole-scene pass does not depend on
-   the tailor, so it runs in a second thread during the fit (one torch thread each); after the
-   fit only the tailor and the mapper run on the cached features (0.1 s instead of a 0.6-0.9 s
-   forward). Same output as fit-then-forward (tested).
-10. **Fewer patches**: the sample fraction went from 10 % to 5 % (4..8 patches), so a 512^2
-   scene fits on 4 patches instead of 7: half the step cost; on the 512^2 crops of the ablation
-   4 and 8 patches were within 0.004 HQNR (`cross_sensor.md`). The losses gained an angle term
-   and a new spatial target (quality, not speed; about the same cost per step).
-
-Verdict (idle machine, 2 threads, this run): the shipped default takes **2.42 s fit + infer**
-(fit 2.27 s on one core with the extractor on the other, then 0.11 s of head), against 2.70 s
-for fit-then-forward with 2 threads and 3.57 s with 1 thread; the previous default (8 patches)
-4.73 s. **The <= 2 s target is missed by about 0.4 s at the default quality.** Reaching it costs
-quality: 30 steps (1.79 s, HQNR -0.028) or width 8 with 30 steps (1.38 s, -0.026); 40 steps is
-2.25 s at -0.017. What remains is the fit's arithmetic: 60 steps x ~0.55 GFLOP of small
-convolutions (forward + backward of the tailor and the mapper on 4 x 64^2 pixels) at the
-near-peak rate the profile shows, on one core while the other runs the extractor. Tried and
-dropped: giving the fit the second core once the extractor had finished (a rerun measured
-2.45 s, no gain: 2 threads barely speed these small convolutions). Not done: trimming the
-41-tap MTF filter of the spectral loss to its support (radius 8 holds all but 3e-5 of it; about
--3 ms/step), a better-conditioned start than a zero last layer (fewer steps).
-
-**Least-squares start of the last layer** (`FitConfig.ls_start`, `pipeline/fit_ls.py`; session 3,
-machine shared, load 10-19 on 2 cores, so CPU seconds of the process, 2 seeds): `conv_b` solved
-for the L2 version of the spectral + consistency terms by conjugate gradient (the output is
-affine in it with `conv_a` fixed), then Adam. It lowers the starting total loss from 0.096 to
-0.076 (8 iterations) / 0.070 (16) / 0.066 (32), but Adam from there improves little and HQNR
-stays below the zero start's 0.9185 (60 steps, 2.75 CPU s): 8 CG + 20 steps 0.879 (1.42 CPU s),
-16 CG + 30 steps at lr 1e-3 0.905 (2.07), 32 CG + 30 steps at lr 1e-3 0.908 (2.07), 16 CG + 40
-steps at lr 3e-4 0.910 (2.49); plain 20 / 30 steps 0.878 / 0.889. The L2 optimum of two terms is
-not near the L1 + angle + spatial optimum, so it is **off by default** and the rows below show it.
-
-**Session 4 (new defaults: toolbox D_S term, consistency 3, held-out check; this table, machine
-shared, load 7-12).** HQNR is the toolbox's (imgWV2's top-left 512 px crop, seeds 0-2). The new
-default fits the same 4 patches as before plus 2 held-out ones scored every 5 steps (7 ms a
-check, 1 thread at load 7: one FFT MTF filter of 16 bands, Q2n and Q blocks; what depends on MS
-and PAN only is computed once). Fit + infer **2.59 s** (2.47 CPU s), HQNR **0.906**, against 2.89 s
-and HQNR 0.870 for the previous defaults in the same run: better and not slower, but **the <= 1.5
-s target (issue 12 item 5) is missed** at this quality. What reaches it loses quality: 30 steps
-at lr 6e-3 1.93 s / 0.872, 40 steps 2.42 s / 0.900; the LS start still does not pay (0.872).
-Checking every 10 steps saves nothing measurable here. The 2-thread sequential rows of this run
-are inflated by the contention (1 thread sequential: 2.42 s).
-"""
+NOTES = Path(__file__).with_name("fit_speed_notes.md")  # the findings, appended to the .md
 
 
 def machine_info() -> dict[str, Any]:
@@ -197,10 +120,13 @@ def variants(quick: bool, threads: int) -> list[Variant]:
     rep = dataclasses.replace
     prev_w = LossWeights(spatial_target="lowres", spatial=0.01, consistency=1.0)
     prev = rep(d, weights=prev_w, check_every=0)
+    plain = rep(d, fused=False)
     out = [
         Variant("default (fit overlapped with the extractor)", d, s),
+        Variant("before: plain losses, contiguous features (`fused=False`), overlapped", plain, s),
         Variant("default, sequential (fit, then forward)", d, s, overlap=False),
         Variant("default, 1 thread, sequential", d, s, threads=1, overlap=False),
+        Variant("before (`fused=False`), 1 thread, sequential", plain, s, threads=1, overlap=False),
         Variant(
             "previous defaults (lowres spatial 0.01, consistency 1, no held-out)",
             prev,
@@ -217,7 +143,7 @@ def variants(quick: bool, threads: int) -> list[Variant]:
         Variant("steps 30, lr 6e-3, check every 10", rep(d, steps=30, lr=6e-3, check_every=10), s),
         Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
     ]
-    return out[:3] if quick else out
+    return out[:5] if quick else out
 
 
 def hqnr(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: SensorSpec) -> float:
@@ -317,6 +243,26 @@ def profile_default(case: tuple[Any, ...]) -> str:
     return table
 
 
+def extractor_seconds(case: tuple[Any, ...], runs: int, threads: int) -> float:
+    """Median whole-image extractor pass, channels_last, on ``threads`` torch threads (s): what
+    the overlap's second thread runs (on 1 thread) while the fit runs, the floor of the total."""
+    pan, ms, sensor, bb, _ = case
+    ms_t, pan_t = to_tensors(pan, ms, sensor.dn_max)
+    model = copy.deepcopy(bb).to(memory_format=torch.channels_last)
+    lms = upsample(ms_t, 4, bb.upsampler)
+    x = [t.contiguous(memory_format=torch.channels_last) for t in (ms_t, lms, pan_t)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times = []
+    for _ in range(runs + 1):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model.extract(*x)
+        times.append(time.perf_counter() - t0)
+    torch.set_num_threads(before)
+    return statistics.median(times[1:])
+
+
 def forward_seconds(case: tuple[Any, ...], runs: int, channels_last: bool = False) -> float:
     """Median whole-image forward of the plain backbone (s)."""
     pan, ms, sensor, bb, _ = case
@@ -346,6 +292,8 @@ def write(results: dict[str, Any]) -> None:
         "",
         f"- plain backbone forward, 512 x 512: **{results['forward_s']:.3f} s** "
         f"(channels_last: {results['forward_channels_last_s']:.3f} s)",
+        f"- the extractor alone, 512 x 512, channels_last, 1 thread (the overlap's second "
+        f"thread; the floor of the default's total): **{results.get('extractor_1t_s', 0):.3f} s**",
         f"- uncached fit (extractor every step, both branches): "
         f"**{results['naive_step_s'] * 1000:.0f} ms/step**",
         f"- first `torch.optim` optimiser in a process: **{results['optim_import_s']:.2f} s** "
@@ -363,7 +311,7 @@ def write(results: dict[str, Any]) -> None:
             f"{r['loss']:.4f} | {r['hqnr']:.4f} |"
         )
     lines += ["", "## Profile of one default fit (20 steps)", "", "```", results["profile"], "```"]
-    lines += ["", NOTES]
+    lines += ["", NOTES.read_text()]
     (RESULTS / "fit_speed.md").write_text("\n".join(lines) + "\n")
 
 
@@ -389,6 +337,7 @@ def main() -> None:
     }
     results["forward_s"] = forward_seconds(case, args.runs)
     results["forward_channels_last_s"] = forward_seconds(case, args.runs, channels_last=True)
+    results["extractor_1t_s"] = extractor_seconds(case, args.runs, 1)
     results["variants"] = []
     for v in variants(args.quick, args.threads):
         r = run_variant(v, case, args.runs, args.threads)

@@ -89,6 +89,10 @@ class RunConfig:
         A fitted adapter (tailor, or fine-tuned file, per ``adapt``) to use instead of fitting:
         the run journals it (path and SHA-256) as its fit record, and recomputes its tiles when
         the file's content changes. ``pantailor batch --tailor-scope group`` passes its group's.
+    speculate
+        While a tailor is fitted, tiles per spare worker thread whose backbone features are
+        extracted meanwhile (:mod:`workers.speculate`; about 50 MB each for FusionNet at tile
+        512); 0 turns it off. The product is the same either way (not part of the run's identity).
     """
 
     inputs: tuple[str, ...]
@@ -109,6 +113,7 @@ class RunConfig:
     sensor_file: str | None = None
     clip: bool = True
     adapter_file: str | None = None
+    speculate: int = 4
 
     def __post_init__(self) -> None:
         from .methods import adapt_mode, method
@@ -120,6 +125,10 @@ class RunConfig:
         if not str(self.output).lower().endswith((".tif", ".tiff")):
             raise ConfigError(
                 "The output must be a GeoTIFF path.", expected="OUT.tif", got=self.output
+            )
+        if self.speculate < 0:
+            raise ConfigError(
+                "speculate must be >= 0 (tiles per spare worker thread).", got=self.speculate
             )
         unknown = sorted(set(self.ingest) - set(INGEST_OPTIONS))
         if unknown:

@@ -2,21 +2,20 @@
 
 :class:`Engine` wraps a :class:`distributed.Client`. Its typed methods are the whole seam between
 the driver and the workers: :meth:`Engine.prepare` (the model plugin that loads a backbone once per
-worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` (a per-scene fit on one worker),
-:meth:`Engine.fit_group` (one fit for a batch group of scenes),
-:meth:`Engine.infer_tiles` (the tile map, results yielded as they complete so the driver can
-journal each finished tile at once) and :meth:`Engine.score_tiles` (quality tiles). Everything
-crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters get ``resources={"GPU": 1}``
-on every task.
+worker), :meth:`Engine.fit_once` / :meth:`Engine.fit_classical` / :meth:`Engine.fit_group` (one
+fit on one worker; :meth:`Engine.fit_speculating` extracts the first tiles' features on the
+others meanwhile, :mod:`workers.speculate`), :meth:`Engine.infer_tiles` (the tile map, results
+yielded as they complete so the driver journals each tile at once) and :meth:`Engine.score_tiles`
+(quality tiles). Everything crossing it is a frozen spec of :mod:`pipeline.jobs`. GPU clusters
+get ``resources={"GPU": 1}`` on every task.
 
 Deterministic input errors (:class:`pipeline.errors.PantailorError` raised by a task: a changed
 file, a bad checkpoint) are not retried: retrying them only repeats the same traceback. Tasks
 whose worker died are retried ``retries`` times.
 
 One engine may serve several :func:`pipeline.runner.run_scene` calls at once, from several driver
-threads: task keys are unique per call, the plugin is registered once under a lock and later
-models are preloaded into the running plugins instead of re-registering (which would tear down
-the models other runs are using).
+threads: task keys are unique per call, the plugin is registered once under a lock, later models
+are preloaded into the running plugins (re-registering would tear down other runs' models).
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar, cast
 
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed
 
 from workers.cluster import ClusterConfig, connect, has_gpu_workers, load_cluster_config
 from workers.device import borrowed_threads
@@ -39,12 +38,20 @@ from workers.kernel import classical_tile, infer_tile
 from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
 from workers.scene_tasks import fit_adapter, tile_quality
 from workers.scene_tasks import fit_classical as _fit_classical
+from workers.speculate import (
+    FeatureFuture,
+    Speculation,
+    extract_features,
+    finish_tile,
+    split_workers,
+)
 
 from .errors import PantailorError
 from .jobs import (
     ClassicalFitJob,
     ClassicalFitOutcome,
     ClassicalTileTask,
+    FeatureTask,
     FitJob,
     FitOutcome,
     GroupFitJob,
@@ -66,6 +73,13 @@ class TaskFailed:
     """A task's deterministic input error, returned (not raised) so that Dask does not retry it."""
 
     error: PantailorError
+
+
+class _Opts(TypedDict):  # every task's: not pure, retried, GPU resource, allowed workers
+    pure: bool
+    retries: int
+    resources: dict[str, float] | None
+    workers: list[str] | None
 
 
 def _guarded(fn: Callable[[J], R], job: J) -> R | TaskFailed:
@@ -95,6 +109,11 @@ def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
     if isinstance(task, ClassicalTileTask):
         return classical_tile(task)
     return infer_tile(task)
+
+
+def _finish(task: TileTask, feats: object) -> TileResult | TaskFailed:
+    """A speculated tile: finished from ``feats`` (its extraction's result), guarded."""
+    return _guarded(partial(finish_tile, feats=feats), task)
 
 
 def _warm() -> None:
@@ -176,32 +195,27 @@ class Engine:
             self._preloaded.update(specs)
 
     def warm(self) -> None:
-        """Import the task code on every worker once (a run without a backbone to preload).
-
-        A fresh worker otherwise pays its imports (about a second each) inside the first task it
-        runs: the fit on one worker, then the first tile on the others.
-        """
+        """Import the task code on every worker once (a run without a backbone to preload): a
+        fresh worker otherwise pays its imports (about a second) inside its first task."""
         with self._lock:
             if self._warm:
                 return
             self._warm = True
         self.client.run(_warm, workers=self.workers)
 
-    def _key(self, name: str, suffix: str = "") -> str:
-        return f"{name}-{suffix}{self.token}-{uuid.uuid4().hex[:8]}"
+    def _key(self, name: str) -> str:
+        return f"{name}-{self.token}-{uuid.uuid4().hex[:8]}"
+
+    def _opts(self) -> _Opts:
+        return _Opts(
+            pure=False, retries=self.retries, resources=self.resources, workers=self.workers
+        )
+
+    def _future(self, fn: Callable[[J], R], job: J, name: str) -> Future[R | TaskFailed]:
+        return self.client.submit(partial(_guarded, fn), job, key=self._key(name), **self._opts())
 
     def _submit(self, fn: Callable[[J], R], job: J, name: str) -> R:
-        fut = self.client.submit(
-            partial(_guarded, fn),
-            job,
-            key=self._key(name),
-            pure=False,
-            retries=self.retries,
-            resources=self.resources,
-            workers=self.workers,
-        )
-        out: R | TaskFailed = fut.result()
-        return _unwrap(out)
+        return _unwrap(self._future(fn, job, name).result())
 
     def lendable_threads(self) -> int:
         """Threads a once-per-scene task may use: all of its host's (0 = its worker's own).
@@ -220,59 +234,136 @@ class Engine:
         return min(hosts.values(), default=0)
 
     def fit_once(self, job: FitJob) -> FitOutcome:
-        """Fit the scene's adapter once, on one worker (with the idle workers' threads)."""
+        """Fit the scene's adapter once, on one worker (with the idle workers' threads, unless
+        they are extracting speculative tiles)."""
         return self._submit(partial(_lent, fit_adapter, self.lendable_threads()), job, "fit")
 
+    def fit_speculating(
+        self, job: FitJob, tasks: Sequence[FeatureTask]
+    ) -> tuple[FitOutcome, Speculation | None]:
+        """:meth:`fit_once` on the first worker while the others extract ``tasks``' features
+        (submitted after the fit, so it starts first; it keeps its own threads). Only on an
+        otherwise idle engine (another scene's tasks would queue the pinned fit): else a plain
+        :meth:`fit_once` and no speculation."""
+        with self._lock:
+            alone = not self._maps and bool(tasks)
+            self._maps += alone  # the extracting workers are busy: no fit borrows their threads
+        if not alone:
+            return self.fit_once(job), None
+        (fit_at, others), opts = self._split(), self._opts()
+        opts["workers"] = list(fit_at)  # loose: another worker if this one dies
+        fn = partial(_guarded, partial(_lent, fit_adapter, 0))
+        fut = self.client.submit(fn, job, key=self._key("fit"), allow_other_workers=True, **opts)
+        spec = self._speculate(tasks, list(others))
+        try:
+            return _unwrap(fut.result()), spec
+        except BaseException:
+            spec.release()
+            raise
+
     def fit_group(self, job: GroupFitJob) -> FitOutcome:
-        """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker."""
-        return self._submit(_fit_group, job, "fit-group")
+        """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker
+        (with the idle workers' threads, as :meth:`fit_once`)."""
+        return self._submit(partial(_lent, _fit_group, self.lendable_threads()), job, "fit-group")
+
+    def _split(self) -> tuple[dict[str, int], dict[str, int]]:
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return split_workers(info, self.workers, gpu=self.gpu)
+
+    def spare_slots(self) -> int:
+        """Task slots left while one runs the fit (0 on one single-threaded worker)."""
+        fit_at, others = self._split()
+        return max(0, sum(others.values()) - (1 if others == fit_at else 0))
+
+    def _speculate(self, tasks: Sequence[FeatureTask], workers: list[str]) -> Speculation:
+        """Extract ``tasks``' features on ``workers`` (:mod:`workers.speculate`); releasing the
+        result frees the engine (see :meth:`fit_speculating`)."""
+        call, fn, opts = uuid.uuid4().hex[:6], partial(_guarded, extract_features), self._opts()
+        opts["workers"] = workers
+        keys = [f"extract-{t.key}-{self.token}{call}" for t in tasks]
+        futures = self.client.map(fn, list(tasks), key=keys, allow_other_workers=True, **opts)
+        by_key = {t.key: cast(FeatureFuture, f) for t, f in zip(tasks, futures, strict=True)}
+        return Speculation(self.client, by_key, lambda: self._busy(-1))
+
+    def _busy(self, step: int) -> None:
+        with self._lock:
+            self._maps += step
 
     def fit_classical(self, job: ClassicalFitJob) -> ClassicalFitOutcome:
         """Fit a classical method's global coefficients once, on one worker."""
         fn = partial(_lent, _fit_classical, self.lendable_threads())
         return self._submit(fn, job, "fit-classical")
 
-    def infer_tiles(self, tasks: Sequence[TileTask | ClassicalTileTask]) -> Iterator[TileResult]:
-        """Compute every tile task; yield results as they complete (see :meth:`_map`)."""
-        yield from self._map(_tile_task, tasks, "infer-tile")
-
-    #: The name benchmarks used before the seam was typed (same method).
-    map_tiles = infer_tiles
+    def infer_tiles(
+        self,
+        tasks: Sequence[TileTask | ClassicalTileTask],
+        speculation: Speculation | None = None,
+    ) -> Iterator[TileResult]:
+        """Compute every tile task; yield results as they complete (see :meth:`_map`). Tiles
+        whose features ``speculation`` holds are finished from them; it is released at the end."""
+        try:
+            extra = speculation.take(tasks) if speculation is not None else None
+            yield from self._map(_tile_task, tasks, "infer-tile", extra)
+        finally:
+            if speculation is not None:
+                speculation.release()
 
     def score_tiles(self, jobs: Sequence[QualityJob]) -> list[QualityResult]:
         """Score every quality job; results in the order of ``jobs``."""
         by_key = {r.key: r for r in self._map(tile_quality, jobs, "quality-tile")}
         return [by_key[j.key] for j in jobs]
 
-    def _map(self, fn: Callable[[J], R], jobs: Sequence[J], name: str) -> Iterator[R]:
-        """Run ``fn`` on every job; yield results as they complete.
-
-        Workers that die are replaced and their tasks retried (``retries``); the first task that
-        still fails raises here, after which the remaining futures are cancelled.
-        """
+    def _map(
+        self,
+        fn: Callable[[J], R],
+        jobs: Sequence[J],
+        name: str,
+        features: dict[int, FeatureFuture] | None = None,
+    ) -> Iterator[R]:
+        """Run ``fn`` on every job (job ``i`` from ``features[i]``: :func:`_finish`); yield
+        results as they complete. Workers that die are replaced and their tasks retried
+        (``retries``); the first task that still fails raises here, the rest are cancelled."""
         if not jobs:
             return
         call = uuid.uuid4().hex[:6]
         keys = [f"{name}-{getattr(j, 'key', i)}-{self.token}{call}" for i, j in enumerate(jobs)]
-        futures = self.client.map(
+        feats = features or {}
+        plain = [i for i in range(len(jobs)) if i not in feats]
+        fn_, plain_jobs, plain_keys = (
             partial(_guarded, fn),
-            jobs,
-            key=keys,
-            pure=False,
-            retries=self.retries,
-            resources=self.resources,
-            workers=self.workers,
+            [jobs[i] for i in plain],
+            [keys[i] for i in plain],
         )
-        with self._lock:
-            self._maps += 1
+        rest: list[Future[R | TaskFailed]] = self.client.map(
+            fn_, plain_jobs, key=plain_keys, **self._opts()
+        )
+        futures = self._finishes(jobs, keys, feats) + rest  # finishes first: cheap, free memory
+        self._busy(+1)
         try:
             for fut in as_completed(futures):
                 out: R | TaskFailed = fut.result()
                 yield _unwrap(out)
         finally:
-            with self._lock:
-                self._maps -= 1
+            self._busy(-1)
             self.client.cancel([f for f in futures if not f.done()])
+
+    def _finishes(
+        self, jobs: Sequence[J], keys: list[str], feats: dict[int, FeatureFuture]
+    ) -> list[Future[R | TaskFailed]]:
+        """Tasks finishing ``jobs[i]`` from ``feats[i]``, on the worker holding them (loose: the
+        features move if it dies), first in line; popped: freed once the tile is finished."""
+        holders = self.client.who_has(list(feats.values())) if feats else {}
+        out = []
+        for i in sorted(feats):
+            f, opts = feats.pop(i), self._opts()
+            at = list(holders.get(f.key, ()))  # none yet: Dask's own choice, by data
+            opts["workers"] = at or self.workers
+            loose = bool(at)
+            fut = self.client.submit(
+                _finish, jobs[i], f, key=keys[i], priority=1, allow_other_workers=loose, **opts
+            )
+            out.append(cast("Future[R | TaskFailed]", fut))  # R is TileResult here
+        return out
 
 
 @contextmanager
@@ -302,6 +393,7 @@ __all__ = [
     "ClusterConfig",
     "Engine",
     "PantailorError",
+    "Speculation",
     "load_cluster",
     "open_engine",
     "performance_report",

@@ -66,6 +66,12 @@ class FitConfig:
         that passes, else by the starting state.
     wald_tol
         Relative slack of the ``"wald"`` guard (``0.0``: not worse than the start at all).
+    fused
+        ``True`` (default): each step evaluates the losses through
+        :class:`pipeline.fit_objective.FitObjective` (constants precomputed, the degradation and
+        the UQI windows as matrix products) on channels-last cached features; ``False``: the
+        plain functions of :mod:`pipeline.losses` on contiguous features, the reference the
+        fused path is tested against (same values to float rounding, about 1.8x slower).
     """
 
     adapt: str = "tailor"
@@ -85,6 +91,7 @@ class FitConfig:
     select: str = "loss"
     guard: str = "hqnr"
     wald_tol: float = 0.0
+    fused: bool = True
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:

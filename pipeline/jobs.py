@@ -145,6 +145,9 @@ class TileResult:
         The worker process's peak resident memory during the task, bytes.
     pid
         The worker process id.
+    speculative
+        Whether the tile was finished from features extracted while the fit ran
+        (:class:`FeatureTask`); its bytes are those of a plain tile.
     """
 
     key: TileKey
@@ -152,6 +155,38 @@ class TileResult:
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss: int = 0
     pid: int = 0
+    speculative: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureTask:
+    """Extract one tile's backbone features before its tailor exists (speculative, by reference).
+
+    The tailor sits after the frozen extractor, so the features of a tile do not depend on the
+    fit: while one worker fits, the others run the extractor on the first tiles and keep the
+    features in their memory; the tile is finished (tailor + mapper) once the fit is saved.
+
+    Attributes
+    ----------
+    store
+        Scene store path.
+    key
+        The tile.
+    model
+        The pretrained backbone (``adapter="none"``).
+    tailor_width, tailor_kernel
+        The tailor the fit will make (:class:`pipeline.tailor.TailorSpec`): its receptive field
+        sets the halo the tile is read with.
+    amp
+        Mixed precision on GPU, as the tile's :class:`TileTask`.
+    """
+
+    store: str
+    key: TileKey
+    model: ModelSpec
+    tailor_width: int = 16
+    tailor_kernel: int = 3
+    amp: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,6 +354,7 @@ __all__ = [
     "ClassicalFitOutcome",
     "ClassicalSpec",
     "ClassicalTileTask",
+    "FeatureTask",
     "FitJob",
     "FitOutcome",
     "GroupFitJob",

@@ -9,6 +9,10 @@ and a finished run never start a cluster.
 
 Classical methods run through the same tile map as networks: their fit stage computes the scene's
 global coefficients once on one worker, then every tile applies them with a halo.
+
+While a tailor is fitted, the other workers extract the frozen backbone's features of the first
+``RunConfig.speculate`` tiles per spare thread (:mod:`workers.speculate`); the infer stage
+finishes those tiles from them (same bytes, same journal), the others as usual.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .errors import ConfigError, InputError, StoreError
-from .jobs import ClassicalFitJob, ClassicalSpec, FitJob, ModelSpec
+from .jobs import ClassicalFitJob, ClassicalSpec, FeatureTask, FitJob, FitOutcome, ModelSpec
 from .journal import Journal, RunPaths
 from .methods import adapt_mode, method
 from .scene import Scene
@@ -31,7 +35,7 @@ from .store import SceneStore
 from .tilemap import Progress, stage_infer, stage_quality
 
 if TYPE_CHECKING:  # the engine imports distributed and workers: only when a run starts one
-    from .distribute import Engine
+    from .distribute import Engine, Speculation
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class RunState:
     base: ModelSpec | None = None
     store: SceneStore | None = None
     spec: ModelSpec | ClassicalSpec | None = None
+    speculation: Speculation | None = None
     timings: dict[str, float] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     exits: ExitStack = field(default_factory=ExitStack)
@@ -165,7 +170,7 @@ def run_fit(state: RunState) -> None:
             job = ClassicalFitJob(store=str(store.path), method=cfg.method, out=str(file))
             rec = asdict(state.engine.fit_classical(job))
         else:
-            rec = asdict(state.engine.fit_once(_fit_job(state, file)))
+            rec = asdict(_fit_adapter(state, _fit_job(state, file)))
         journal.drop_stages(*dependents("fit"), tiles=True)
         journal.finish_stage("fit", rec)
         rec = {**rec, "ran": True}
@@ -182,6 +187,41 @@ def run_fit(state: RunState) -> None:
     sample = float(rec.get("seconds", {}).get("sample", 0.0)) if rec.get("ran") else 0.0
     state.timings["sample"] = sample
     state.timings["fit"] = time.perf_counter() - t0 - sample
+
+
+def _fit_adapter(state: RunState, job: FitJob) -> FitOutcome:
+    """The adapter fit; for a tailor with spare workers, the first tiles' features are extracted
+    meanwhile (kept in :attr:`RunState.speculation` for the infer stage)."""
+    tasks = _feature_tasks(state, job)
+    if not tasks:
+        return state.engine.fit_once(job)
+    outcome, spec = state.engine.fit_speculating(job, tasks)
+    if spec is not None:
+        state.speculation = spec
+        state.exits.callback(spec.release)  # unused features go when the run ends, however
+    return outcome
+
+
+def _feature_tasks(state: RunState, job: FitJob) -> list[FeatureTask]:
+    """The speculative extractions of a tailor fit: ``speculate`` tiles per spare thread."""
+    from .jobs import fit_config
+
+    cfg = state.cfg
+    if adapt_mode(cfg.effective_adapt).artefact != "tailor" or cfg.speculate <= 0:
+        return []
+    n = cfg.speculate * state.engine.spare_slots()
+    fit = fit_config(cfg.effective_adapt, cfg.fit)
+    return [
+        FeatureTask(
+            store=job.store,
+            key=k,
+            model=job.model,
+            tailor_width=fit.width,
+            tailor_kernel=fit.kernel,
+            amp=state.engine.amp,
+        )
+        for k in list(state.scene_store.grid.keys())[:n]
+    ]
 
 
 def _given_adapter(journal: Journal, file: str, rec: dict[str, Any] | None) -> dict[str, Any]:
@@ -239,7 +279,9 @@ def run_infer(state: RunState) -> None:
         amp=state.engine.amp,
         clip=state.cfg.clip,
         progress=state.progress,
+        speculation=state.speculation,
     )
+    state.speculation = None
     state.timings["infer"] = state.records["infer"]["seconds"]
 
 

@@ -24,7 +24,7 @@ from .journal import Journal
 from .store import SceneStore
 
 if TYPE_CHECKING:  # the engine imports distributed and workers: only when a run starts one
-    from .distribute import Engine
+    from .distribute import Engine, Speculation
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +79,20 @@ def stage_infer(
     amp: bool = False,
     clip: bool = True,
     progress: Progress | None = None,
+    speculation: Speculation | None = None,
 ) -> dict[str, Any]:
     """Infer every tile not yet in the journal into ``output``; journal each as it completes.
 
     ``spec`` is a network's :class:`ModelSpec` or a classical method's :class:`ClassicalSpec`;
     both run through the same tile map. The output array is created empty when the journal has
-    no finished tile.
+    no finished tile. Tiles whose features ``speculation`` holds (extracted during the fit) are
+    finished from them, and journaled like any other.
 
     Returns
     -------
     dict
-        seconds, tiles, computed, skipped, forward_seconds, peak_rss_bytes, workers_used.
+        seconds, tiles, computed, skipped, speculative, forward_seconds, peak_rss_bytes,
+        workers_used.
     """
     store.create_output(output, "float32", overwrite=not journal.tiles)
     grid = store.grid
@@ -99,12 +102,13 @@ def stage_infer(
     report_progress(progress, "infer", done, total)
     t0 = time.perf_counter()
     peak: dict[int, int] = {}
-    forward = 0.0
+    forward, speculative = 0.0, 0
     try:
-        for res in engine.infer_tiles(tasks):
+        for res in engine.infer_tiles(tasks, speculation):
             journal.finish_tile(res.key, res.sha256)
             peak[res.pid] = max(peak.get(res.pid, 0), res.peak_rss)
             forward += res.seconds.get("forward", 0.0)
+            speculative += res.speculative
             done += 1
             report_progress(progress, "infer", done, total)
     finally:
@@ -114,6 +118,7 @@ def stage_infer(
         "tiles": total,
         "computed": len(tasks),
         "skipped": total - len(tasks),
+        "speculative": speculative,
         "forward_seconds": forward,
         "peak_rss_bytes": max(peak.values(), default=0),
         "workers_used": len(peak),

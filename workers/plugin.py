@@ -142,9 +142,7 @@ class ModelCache:
             module = _place(module, self.device).eval()
             if spec.adapter != "none":
                 self.loads[spec.adapter] = self.loads.get(spec.adapter, 0) + 1
-            ratio = int(backbone.ratio or _ratio(spec.sensor))
-            halo = halo_ms_for(rf, ratio, support_ms(backbone.upsampler, ratio))
-            loaded = LoadedModel(module, backbone, rf, halo, self.device)
+            loaded = LoadedModel(module, backbone, rf, halo_of(rf, backbone, spec), self.device)
             self._models[spec] = loaded
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
@@ -156,6 +154,13 @@ class ModelCache:
             self._models.clear()
             self._backbones.clear()
         release(self.device)
+
+
+def halo_of(receptive_field: int, backbone: Backbone, spec: ModelSpec) -> int:
+    """MS pixels of halo a tile of a model with ``receptive_field`` (PAN px) around ``backbone``
+    needs: the field plus the backbone's upsampler support."""
+    ratio = int(backbone.ratio or _ratio(spec.sensor))
+    return halo_ms_for(receptive_field, ratio, support_ms(backbone.upsampler, ratio))
 
 
 def _place(module: Any, device: torch.device) -> Any:
@@ -252,5 +257,6 @@ __all__ = [
     "ModelSpec",
     "current_cache",
     "file_sha256",
+    "halo_of",
     "preload",
 ]
