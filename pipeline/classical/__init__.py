@@ -46,6 +46,11 @@ Every method is split in two halves so the whole image and a tiled, distributed 
 
 :func:`pansharpen` is fit + apply on the whole image (one block; the LMS and low-passes are
 computed once and shared by both halves).
+
+The LMS and the PAN degradations are banded matrix products (:mod:`._banded`); the fit of
+MTF-GLP and HPM never forms the PAN-sized LMS or low-passes: its moments are sums on the MS
+grid (:mod:`._glp`), the same values as the definitions above to float32 rounding. Passing
+``lms`` runs the definitions literally.
 """
 
 from __future__ import annotations

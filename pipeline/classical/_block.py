@@ -74,6 +74,11 @@ class _Block:
         return cls(m, p, spec, upsampler, own=own.relative_to(tr.ms), origin=(own.y0, own.x0))
 
     @property
+    def fast(self) -> bool:
+        """Whether the GLP methods may skip the LMS (it is computed here, not given)."""
+        return self._lms_given is None
+
+    @property
     def up(self) -> NDArray[np.floating[Any]]:
         """LMS of the window ``(B, H', W')``."""
         if self._up is None:

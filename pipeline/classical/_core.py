@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ from ..mtf import DEFAULT_SIZE
 from ..quality.full_resolution import DEFAULT_UPSAMPLER
 from ..sensors import SensorSpec, get_sensor
 from ._block import BlockSource, Reader, _Block, _check
+from ._glp import fit_glp
 from ._stats import _EPS, FloatArray, _gain, _Moments, _nnls_weights, _std
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,12 @@ def _fit_blocks(
         return {**coeffs, "weights": [float(v) for v in w]}
     if key == "gsa":
         return {**coeffs, **_fit_gsa(blocks, shape_ms, n_bands, spec, upsampler)}
-    return {**coeffs, **_fit_glp(key, blocks(fit_halo_ms(key, spec, upsampler)), n_bands, spec)}
+    it = iter(blocks(fit_halo_ms(key, spec, upsampler)))
+    first = next(it)
+    every = itertools.chain([first], it)
+    if first.fast:  # LMS not given: moments on the MS grid (pipeline.classical._glp)
+        return {**coeffs, **fit_glp(key, every, n_bands, spec)}
+    return {**coeffs, **_fit_glp(key, every, n_bands, spec)}
 
 
 def _fit_gsa(
@@ -156,7 +163,10 @@ def _fit_gsa(
 
 
 def _fit_glp(key: str, blocks: Iterable[_Block], n_bands: int, spec: SensorSpec) -> Coefficients:
-    """MTF-GLP's regression gains, or HPM's PAN mean, scales and band means, over the blocks."""
+    """MTF-GLP's regression gains, or HPM's PAN mean, scales and band means, over the blocks.
+
+    The reference: moments of the PAN-sized LMS and low-passes (used when the caller gives the
+    LMS; :func:`pipeline.classical._glp.fit_glp` otherwise)."""
     acc = _Moments()
     gains = list(dict.fromkeys(spec.mtf_ms))  # distinct MTF gains, in band order
     row = {g: n_bands + j for j, g in enumerate(gains)}
@@ -177,7 +187,8 @@ def _fit_glp(key: str, blocks: Iterable[_Block], n_bands: int, spec: SensorSpec)
 
 def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
     """The fusion of the whole window of ``b`` with the global ``coeffs``."""
-    key, spec, up, p = coeffs["method"], b.spec, b.up, b.p
+    key, spec, p = coeffs["method"], b.spec, b.p
+    up = b.up
     if key == "brovey":  # float32 throughout (a pixelwise ratio: 1e-7 relative)
         up32 = np.asarray(up, dtype=np.float32)
         pseudo = np.tensordot(np.asarray(coeffs["weights"], dtype=np.float32), up32, axes=1)
@@ -192,11 +203,16 @@ def _apply_block(b: _Block, coeffs: Mapping[str, Any]) -> NDArray[np.float32]:
     b.lows(spec.mtf_ms, lp=True)
     if key == "mtf-glp":  # float32 throughout, like Brovey
         g, p32 = np.asarray(coeffs["gains"], dtype=np.float32), p.astype(np.float32)
-        out = np.empty(up.shape, dtype=np.float32)
-        for i, band in enumerate(up):
-            np.subtract(p32, b.lp(spec.mtf_ms[i]), out=out[i])
-            out[i] *= g[i]
-            out[i] += band
+        own = b.fast and up.dtype == np.float32  # the LMS computed here: reuse its buffer
+        out, detail = (up if own else np.empty(up.shape, np.float32)), np.empty_like(p32)
+        b._up = None if own else b._up  # (the block is spent)
+        for i in range(len(out)):
+            np.subtract(p32, b.lp(spec.mtf_ms[i]), out=detail)
+            detail *= g[i]
+            if own:
+                out[i] += detail  # LMS_i + g_i (PAN - P_LP,i): the same float32 operations
+            else:
+                np.add(detail, up[i], out=out[i])
         return out
     res = np.empty_like(up)
     for i, band in enumerate(up):
