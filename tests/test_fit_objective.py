@@ -183,3 +183,30 @@ def test_patches_smaller_than_the_uqi_window_behave_as_the_plain_term() -> None:
     assert torch.equal(a.isnan(), b.isnan())
     if not bool(a.isnan()):
         assert float(a) == pytest.approx(float(b), rel=2e-5)
+
+
+def test_float32_uqi_of_flat_bright_patches_keeps_float64_precision() -> None:
+    """Bright, nearly flat windows (water, roofs) are where ``E[x^2] - E[x]^2`` cancels in
+    float32; the loss and its gradient must stay those of a float64 evaluation (an uncentred
+    float32 version is ~1e-3 off in the loss)."""
+    from pipeline.fit_objective import ToolboxUQI
+
+    g = torch.Generator().manual_seed(0)
+
+    def flat(n: int, b: int) -> torch.Tensor:
+        low = torch.nn.functional.avg_pool2d(torch.rand(n, b, 79, 79, generator=g), 16, 1)
+        base = 0.2 + 0.4 * torch.rand(n, b, 1, 1, generator=g)
+        return (base + 0.02 * low + 0.002 * torch.randn(n, b, 64, 64, generator=g)).double()
+
+    out, pan = flat(6, 8), flat(6, 1)
+    target = 0.5 * torch.rand(6, 8, 5, 5, generator=g, dtype=torch.float64)
+    losses, grads = [], []
+    for dt in (torch.float64, torch.float32):
+        x = out.to(dt).clone().requires_grad_(True)
+        loss = ToolboxUQI(pan.to(dt), target.to(dt), 32, 8, None)(x)
+        loss.backward()
+        assert x.grad is not None
+        losses.append(float(loss))
+        grads.append(x.grad.double())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    assert float((grads[1] - grads[0]).abs().max()) <= 1e-4 * float(grads[0].abs().max())
