@@ -27,7 +27,7 @@ import torch
 
 from ._banded import apply2d, gram_band
 from ._block import _Block
-from ._stats import _EPS, FloatArray
+from ._stats import _EPS, FloatArray, merge_moments
 
 
 class _CrossMoments:
@@ -43,16 +43,9 @@ class _CrossMoments:
     def merge(self, nb: int, mb: FloatArray, cb: FloatArray) -> None:
         """Add a block of ``nb`` pixels with means ``mb`` ``(k,)`` and co-moments ``cb``
         ``(k, c)`` about them."""
-        if nb == 0:
-            return
-        if self.n == 0:
-            self.n, self.mean, self.comoment = nb, mb, cb
-            return
-        n = self.n + nb
-        d = mb - self.mean
-        self.mean = self.mean + d * (nb / n)
-        self.comoment = self.comoment + cb + np.outer(d, d[self.cols]) * (self.n * nb / n)
-        self.n = n
+        self.n, self.mean, self.comoment = merge_moments(
+            (self.n, self.mean, self.comoment), (nb, mb, cb), self.cols
+        )
 
     def cov(self, i: int, j: int) -> float:
         """Population covariance of variable ``i`` with variable ``cols[j]``."""

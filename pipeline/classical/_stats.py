@@ -87,6 +87,26 @@ def _nnls_weights(x: FloatArray, y: FloatArray) -> FloatArray:
     return np.asarray(w, dtype=np.float64)
 
 
+Moments = tuple[int, FloatArray, FloatArray]
+"""``(n, means (k,), co-moments about them (k, c))`` of ``n`` samples."""
+
+
+def merge_moments(a: Moments, b: Moments, cols: Sequence[int] | None = None) -> Moments:
+    """Chan et al.'s pairwise merge of two sample sets' means and co-moments.
+
+    ``cols`` picks the variables of the co-moment columns (all of them by default).
+    """
+    (na, ma, ca), (nb, mb, cb) = a, b
+    if nb == 0:
+        return a
+    if na == 0:
+        return b
+    n = na + nb
+    d = mb - ma
+    dc = d if cols is None else d[list(cols)]
+    return n, ma + d * (nb / n), ca + cb + np.outer(d, dc) * (na * nb / n)
+
+
 class _Moments:
     """Means and co-moments of ``k`` variables accumulated over blocks (Chan et al.'s update)."""
 
@@ -107,14 +127,9 @@ class _Moments:
             xc = np.concatenate([a[:, c : c + _CHUNK] for a in parts], dtype=np.float64)
             xc -= mb[:, None]
             cb += xc @ xc.T
-        if self.n == 0:
-            self.n, self.mean, self.comoment = nb, mb, cb
-            return
-        n = self.n + nb
-        d = mb - self.mean
-        self.mean = self.mean + d * (nb / n)
-        self.comoment = self.comoment + cb + np.outer(d, d) * (self.n * nb / n)
-        self.n = n
+        self.n, self.mean, self.comoment = merge_moments(
+            (self.n, self.mean, self.comoment), (nb, mb, cb)
+        )
 
     @property
     def cov(self) -> FloatArray:
