@@ -229,3 +229,15 @@ def test_a_speculative_run_writes_the_plain_runs_cog_and_journal_and_resumes(
     assert resumed["infer"]["speculative"] == 0  # no fit ran: nothing to overlap
     assert (tmp_path / "killed.tif").read_bytes() == cog
     assert engine.lendable_threads() == 2  # every speculation was released
+
+
+def test_run_cli_passes_speculate_and_refuses_a_negative_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    base = ["run", str(tmp_path / "p.tif"), str(tmp_path / "m.tif"), "-o", str(tmp_path / "o.tif")]
+    assert main([*base, "--speculate", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "speculate must be >= 0" in err and "-1" in err
+    assert not any(tmp_path.iterdir())  # refused before anything was made

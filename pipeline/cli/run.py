@@ -42,6 +42,13 @@ def add(
     p.add_argument("--fit-patch", type=int, help="fit patch edge in PAN pixels (default 64)")
     p.add_argument("--max-nodata", type=float, help="largest no-data share of a fit patch")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
+    p.add_argument(
+        "--speculate",
+        type=int,
+        default=4,
+        help="tiles per spare worker thread whose features are extracted while the tailor is "
+        "fitted (default 4; 0: off; same products either way)",
+    )
     p.add_argument("--work-dir", help="work dir (default OUT.work next to OUT.tif)")
     p.add_argument("--overwrite", action="store_true", help="start over, replacing outputs")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
@@ -78,6 +85,7 @@ def cmd(args: argparse.Namespace) -> int:
         sample={k: v for k, v in sample.items() if v is not None},
         ingest=ingest_options(args),
         clip=args.clip,
+        speculate=args.speculate,
     )
     summary = run_scene(cfg, cluster=cluster, progress=progress_printer())
     print_summary(summary, args.json)
