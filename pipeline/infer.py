@@ -264,15 +264,31 @@ def model_run(
     def run(ms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
         ms, pan = ms.to(device), pan.to(device)
         with context() if context is not None else torch.inference_mode():
-            lms = upsample(ms, ratio, upsampler)
-            out = module(
-                ms.contiguous(memory_format=memory_format),
-                lms.contiguous(memory_format=memory_format),
-                pan.contiguous(memory_format=memory_format),
-            )
+            out = module(*model_inputs(ms, pan, ratio, upsampler, memory_format))
         return out
 
     return run
+
+
+def model_inputs(
+    ms: torch.Tensor,
+    pan: torch.Tensor,
+    ratio: int,
+    upsampler: str,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ms, lms, pan)`` as a network's forward takes them: the LMS interpolated from ``ms``,
+    all three in ``memory_format`` (call inside the forward's context, tensors on its device).
+
+    The one place the inputs are made, for whole forwards (:func:`model_run`) and for the
+    speculative extractor (:mod:`workers.speculate`), whose tiles must equal the plain ones.
+    """
+    lms = upsample(ms, ratio, upsampler)
+    return (
+        ms.contiguous(memory_format=memory_format),
+        lms.contiguous(memory_format=memory_format),
+        pan.contiguous(memory_format=memory_format),
+    )
 
 
 def infer_window(
@@ -323,6 +339,7 @@ __all__ = [
     "infer_window",
     "invalid_mask",
     "invalid_ms",
+    "model_inputs",
     "model_run",
     "prepare",
     "to_dn_float",

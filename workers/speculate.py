@@ -33,9 +33,8 @@ import torch
 from distributed import Client, Future
 from numpy.typing import NDArray
 
-from pipeline.backbones import upsample
 from pipeline.grid import TileKey, TileRead
-from pipeline.infer import Radiometry, finish, prepare
+from pipeline.infer import Radiometry, finish, model_inputs, prepare
 from pipeline.jobs import FeatureTask, TileResult, TileTask
 from pipeline.store import SceneStore
 
@@ -101,8 +100,7 @@ def extract_features(task: FeatureTask) -> Features:
     dev, fmt = loaded.device, memory_format(loaded.device)
     ms, pan = prep.ms.to(dev), prep.pan.to(dev)  # as pipeline.infer.model_run does
     with inference(dev, task.amp):
-        lms = upsample(ms, store.meta.ratio, loaded.backbone.upsampler)
-        x = tuple(t.contiguous(memory_format=fmt) for t in (ms, lms, pan))
+        x = model_inputs(ms, pan, store.meta.ratio, loaded.backbone.upsampler, fmt)
         feats = loaded.backbone.extract(*x)
     cpu = torch.device("cpu")
     return Features(
