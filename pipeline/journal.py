@@ -144,6 +144,12 @@ def changed_inputs(old: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, 
     return diffs
 
 
+def file_identity(path: Path) -> dict[str, int]:
+    """What identifies a file cheaply: its size and modification time (ns)."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def _stamp(ns: object) -> str:
     if not isinstance(ns, int):
         return "?"
@@ -266,10 +272,27 @@ class Journal:
         return bool(self.data.get("complete"))
 
     def mark_complete(self, summary: Mapping[str, Any]) -> None:
-        """Mark the scene complete, keeping the summary."""
+        """Mark the scene complete, keeping the summary and the COG's identity (size, mtime),
+        so that a COG replaced later is noticed (:meth:`replaced`)."""
         self.data["complete"] = True
         self.data["summary"] = dict(summary)
+        cog = Path(self.data["output"]) if self.data.get("output") else None
+        self.data["products"] = {str(cog): file_identity(cog)} if cog and cog.is_file() else {}
         self.flush(force=True)
+
+    def replaced(self) -> list[str]:
+        """The recorded products that exist now with another size or mtime than the run left
+        (one line each); a missing product is not listed (the run redoes it)."""
+        out = []
+        for name, was in dict(self.data.get("products") or {}).items():
+            p = Path(name)
+            if p.is_file() and file_identity(p) != was:
+                now = file_identity(p)
+                out.append(
+                    f"{name}: size {was.get('size')} -> {now['size']} bytes, "
+                    f"mtime {_stamp(was.get('mtime_ns'))} -> {_stamp(now['mtime_ns'])}"
+                )
+        return out
 
     def flush(self, force: bool = False) -> None:
         """Write the journal atomically (rate-limited unless ``force``)."""
@@ -306,6 +329,7 @@ __all__ = [
     "RunLock",
     "RunPaths",
     "changed_inputs",
+    "file_identity",
     "input_identity",
     "output_array",
     "remove_created",

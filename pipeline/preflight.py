@@ -155,13 +155,30 @@ def _check_foreign(cfg: RunConfig, paths: RunPaths, journal: Journal) -> None:
             got="an existing scene.zarr without a journal of this output",
             fix="pass that store as the input, or choose another --work-dir.",
         )
-    if paths.cog.exists() and not cfg.overwrite:
+    if cfg.overwrite:
+        return
+    for product in (paths.cog, paths.report, paths.quicklook):
+        if product.exists() and not journal.created(product):
+            raise StoreError(
+                "The output file already exists.",
+                path=product,
+                expected="a new path, or an unfinished run of the same settings",
+                got="an existing file not written by this run",
+                fix="pass --overwrite or choose another -o.",
+            )
+
+
+def _check_products(paths: RunPaths, journal: Journal) -> None:
+    """Refuse to call a run complete whose COG was replaced since it finished."""
+    replaced = journal.replaced()
+    if replaced:
         raise StoreError(
-            "The output file already exists.",
+            "The output was replaced after its run finished: it is not this run's product.",
             path=paths.cog,
-            expected="a new path, or an unfinished run of the same settings",
-            got="an existing file not written by this run",
-            fix="pass --overwrite or choose another -o.",
+            expected="the COG this run wrote (size and mtime recorded in its journal)",
+            got="; ".join(replaced),
+            fix="pass --overwrite to recompute it (replacing the file there now), "
+            "or choose another -o.",
         )
 
 
@@ -198,6 +215,10 @@ def open_journal(
     reason = _start_over(cfg, old, journal)
     if old is not None and reason is None:
         journal.data = {**old, "inputs": _merge_inputs(old["inputs"], journal.data["inputs"])}
+        if journal.complete:
+            _check_products(paths, journal)
+        else:
+            _check_foreign(cfg, paths, journal)
         done = journal.complete and paths.cog.is_file()
         if not dry_run and not done:
             journal.flush(force=True)
