@@ -13,17 +13,21 @@ import hashlib
 import json
 import logging
 import os
+import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 _BLOCK = 1 << 22
 #: The kinds of hidden temporaries pantailor writes next to a target ``NAME``:
-#: ``.NAME.<tag>.<kind>[.<ext>]``.
+#: ``.NAME.<tag>.<kind>[.<ext>]``; an export's overview levels are ``ov1``, ``ov2``, ...
 TEMP_KINDS = ("tmp", "partial", "stage")
+_LEVEL_KIND = re.compile(r"ov[0-9]+")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -91,6 +95,35 @@ def inside(path: str | Path, folder: str | Path) -> bool:
     return p == f or f in p.parents
 
 
+def check_output_file(out: str | Path, inputs: Sequence[str | Path], *, flag: str = "-o") -> None:
+    """Refuse an output file that is a folder, one of ``inputs``, or inside an input folder
+    (a scene store): writing it would fail after all the work, or damage an input.
+
+    Raises
+    ------
+    ConfigError
+        Naming the output and the input, with the fix.
+    """
+    target = Path(out)
+    if target.is_dir():
+        raise ConfigError(
+            "The output is a folder.",
+            path=target,
+            expected="a file path, e.g. OUT.tif",
+            got="an existing folder",
+            fix=f"pass a file name in {flag}, e.g. {flag} {target / 'out.tif'}.",
+        )
+    for given in inputs:
+        if same_file(target, given) or (Path(given).is_dir() and inside(target, given)):
+            raise ConfigError(
+                "The output is one of the inputs, or inside one.",
+                path=[str(target), str(given)],
+                expected="an output apart from the inputs",
+                got=f"{target} would overwrite or write into {given}",
+                fix=f"choose another {flag} path, outside {given}.",
+            )
+
+
 def remove_temporaries(target: str | Path) -> list[Path]:
     """Remove the hidden temporaries a killed writer of ``target`` left beside it.
 
@@ -105,7 +138,8 @@ def remove_temporaries(target: str | Path) -> list[Path]:
     gone = []
     for p in target.parent.glob(f".{target.name}.*"):
         parts = p.name[len(target.name) + 2 :].split(".")
-        if len(parts) >= 2 and parts[1] in TEMP_KINDS and p.is_file():
+        kind = parts[1] if len(parts) >= 2 else ""
+        if (kind in TEMP_KINDS or _LEVEL_KIND.fullmatch(kind)) and p.is_file():
             p.unlink(missing_ok=True)
             log.warning("removed %s, left by an interrupted write of %s", p, target.name)
             gone.append(p)
@@ -114,6 +148,7 @@ def remove_temporaries(target: str | Path) -> list[Path]:
 
 __all__ = [
     "TEMP_KINDS",
+    "check_output_file",
     "file_sha256",
     "inside",
     "remove_temporaries",

@@ -34,7 +34,9 @@ def add(
 
 def cmd(args: argparse.Namespace) -> int:
     from ..export import CogOptions, export_cog
+    from ..files import check_output_file
 
+    check_output_file(args.output, [args.store])
     opts = CogOptions(
         dtype=args.dtype,
         compress=args.compress,
