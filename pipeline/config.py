@@ -124,7 +124,12 @@ class RunConfig:
             raise ConfigError("No inputs given.", fix="pass PAN and MS files or a scene store.")
         if not str(self.output).lower().endswith((".tif", ".tiff")):
             raise ConfigError(
-                "The output must be a GeoTIFF path.", expected="OUT.tif", got=self.output
+                "The output must be a GeoTIFF path.",
+                path=str(self.output),
+                expected="a file name ending in .tif or .tiff",
+                got=self.output,
+                fix="pass e.g. -o out.tif (out.report.json, out.quicklook.png and the work "
+                "folder out.work/ are written beside it).",
             )
         if self.speculate < 0:
             raise ConfigError(

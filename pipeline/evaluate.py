@@ -243,11 +243,16 @@ class MethodRunner:
 
 
 def evaluate_methods(
-    inputs: ProductInputs, cfg: EvaluateConfig, dn_max: float | None = None
+    inputs: ProductInputs,
+    cfg: EvaluateConfig,
+    dn_max: float | None = None,
+    *,
+    paths: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Score every method of ``cfg`` at reduced and full resolution on ``inputs``.
 
-    ``dn_max``: the value of the sensor's full scale in ``inputs`` (``None``: already in DN).
+    ``dn_max``: the value of the sensor's full scale in ``inputs`` (``None``: already in DN);
+    ``paths``: the input files, named by errors.
 
     Returns
     -------
@@ -258,14 +263,15 @@ def evaluate_methods(
     """
     spec = inputs.sensor
     scene = crop_inputs(to_dn(inputs, dn_max), cfg.crop)
-    pan_lr, ms_lr = wald_degrade(scene.pan, scene.ms, spec)
-    if min(ms_lr.shape[1:]) < 4:
+    if min(scene.ms.shape[1:]) // spec.ratio < 4:  # checked before degrading an empty image
         raise InputError(
             "The scene is too small for the reduced-resolution protocol.",
+            path=paths or None,
             expected=f"MS of at least {4 * spec.ratio} pixels a side (PAN {4 * spec.ratio**2})",
-            got=tuple(scene.ms.shape),
+            got=f"MS {tuple(inputs.ms.shape)}, {tuple(scene.ms.shape)} after cropping",
             fix="use a larger --crop or scene.",
         )
+    pan_lr, ms_lr = wald_degrade(scene.pan, scene.ms, spec)
     run = MethodRunner(spec, cfg)
     rows, products = [], {}
     for method in cfg.methods:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError, StoreError
-from .files import inside, same_file, temporary_for
+from .files import check_output_file, inside, same_file, temporary_for
 from .jobs import ModelSpec
 from .journal import Journal, RunPaths, changed_inputs, input_identity, remove_created
 from .methods import method
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def check_paths(cfg: RunConfig, paths: RunPaths) -> None:
     """Refuse an output that is an input, and output folders that cannot be written."""
+    check_output_file(paths.cog, paths.inputs)
     for role, out in paths.outputs().items():
         for given in paths.inputs:
             if same_file(out, given) or (given.is_dir() and inside(out, given)):

@@ -71,7 +71,7 @@ def cmd(args: argparse.Namespace) -> int:
     given = (("dn_max", args.dn_max), ("patch", args.patch), ("ms_decimate", args.ms_decimate))
     opts = {k: v for k, v in given if v is not None}
     inputs = load_inputs(args.inputs, args.sensor, **opts)
-    result = evaluate_methods(inputs, cfg, dn_max=args.dn_max)
+    result = evaluate_methods(inputs, cfg, dn_max=args.dn_max, paths=list(args.inputs))
     meta = {
         "inputs": [str(i) for i in args.inputs],
         "crop": args.crop,

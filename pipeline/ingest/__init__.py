@@ -43,6 +43,15 @@ def read_inputs(
             got="no such file" if missing else "no files",
             fix="check the paths.",
         )
+    folders = [f for f in files if f.is_dir()]
+    if folders:
+        raise InputError(
+            "An input is a folder, not a file.",
+            path=folders,
+            expected="PAN and MS image files (a scene store is a run's only input)",
+            got="a folder",
+            fix="pass the image files inside it, e.g. FOLDER/PAN.tif FOLDER/MS.tif.",
+        )
     for reader in READERS:
         if reader.accepts(files):
             return reader.read(files, spec, patch=patch, rows=rows)
