@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 def check_paths(cfg: RunConfig, paths: RunPaths) -> None:
     """Refuse an output that is an input, and output folders that cannot be written."""
-    check_output_file(paths.cog, paths.inputs)
     for role, out in paths.outputs().items():
         for given in paths.inputs:
             if same_file(out, given) or (given.is_dir() and inside(out, given)):
@@ -45,6 +44,7 @@ def check_paths(cfg: RunConfig, paths: RunPaths) -> None:
                     got=f"{out} would overwrite or remove {given}",
                     fix="choose another -o (and --work-dir) than the input files.",
                 )
+    check_output_file(paths.cog, ())  # a folder: the export would fail after all the work
     if not cfg.dry_run:
         for folder in {paths.cog.parent, paths.work_dir}:
             _check_writable(folder)
@@ -178,8 +178,9 @@ def _check_products(paths: RunPaths, journal: Journal) -> None:
             path=paths.cog,
             expected="the COG this run wrote (size and mtime recorded in its journal)",
             got="; ".join(replaced),
-            fix="pass --overwrite to recompute it (replacing the file there now), "
-            "or choose another -o.",
+            fix="move the file there now away and rerun: the COG is exported again from the "
+            "finished run (pantailor batch: with --retry-failed); or pass --overwrite to "
+            "recompute everything, replacing that file.",
         )
 
 

@@ -9,6 +9,8 @@ hashing, so planning a 10,000-scene manifest takes seconds. Actions:
 ``new``       never run here;            ``changed`` inputs or settings changed (recomputed);
 ``resume``    queued/running when the last driver stopped (resumes from its journal);
 ``missing``   done, but its COG is gone (recomputed);  ``retry`` failed, ``--retry-failed``;
+``replaced``  done, but its COG was written after the scene finished (by someone else): the run
+              refuses it, the scene is recorded failed naming the file, which is kept;
 ``done``      done and unchanged (skipped);   ``failed`` failed and unchanged (skipped);
 ``invalid``   unusable before running (bad option, STAC item without an asset): recorded failed;
 ``excluded``  not in ``--only``.
@@ -32,7 +34,10 @@ from .state import SceneRow
 if TYPE_CHECKING:
     from ..runner import RunConfig
 
-RUN_ACTIONS = ("new", "changed", "resume", "missing", "retry")
+RUN_ACTIONS = ("new", "changed", "resume", "missing", "replaced", "retry")
+#: Seconds a done scene's COG may be younger than its row's finish time (clock and file-system
+#: time-stamp granularity) before it counts as replaced.
+REPLACED_SLACK_S = 2.0
 SKIP_ACTIONS = ("done", "failed", "excluded")
 SCOPES = ("scene", "group")
 
@@ -248,7 +253,10 @@ def scene_action(
     if row.fingerprint != fp:
         return "changed"
     if row.state == "done":
-        return "done" if output.is_file() else "missing"
+        if not output.is_file():
+            return "missing"
+        finished = row.finished_at or 0.0
+        return "replaced" if output.stat().st_mtime > finished + REPLACED_SLACK_S else "done"
     if row.state == "failed":
         return "retry" if cfg.retry_failed else "failed"
     return "resume"

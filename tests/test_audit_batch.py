@@ -1,0 +1,50 @@
+"""Audit: a batch never reports as done a scene whose product someone else replaced.
+
+Found by the outside-in audit (docs/notes/audit.md): after ``pantailor batch`` finished a
+scene, copying another GeoTIFF over ``OUTDIR/ID/ID.tif`` and rerunning said "1 done", listing
+the foreign file as the scene's product. The real 2-worker LocalCluster, one tiny scene, brovey.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.batch import BatchConfig, run_batch
+from pipeline.distribute import Engine
+from tests.test_batch import manifest, write_pair
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_done_scene_whose_cog_was_replaced_is_not_done_and_the_file_is_kept(
+    client: Any, tmp_path: Path
+) -> None:
+    write_pair(tmp_path / "sc0", seed=0)
+    write_pair(tmp_path / "other", seed=7)
+    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
+    out = tmp_path / "out"
+    cfg = BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
+    engine = Engine(client, device="cpu")
+    assert run_batch(cfg, engine=engine).exit_status == 0
+    cog = out / "c0" / "c0.tif"
+    ours = cog.read_bytes()
+    shutil.copyfile(tmp_path / "other" / "pan.tif", cog)  # replaced a while later
+    later = time.time() + 60
+    os.utime(cog, (later, later))
+    res = run_batch(cfg, engine=engine)
+    assert res.plan["actions"] == {"replaced": 1}
+    assert res.exit_status == 1 and list(res.failed) == ["c0"]
+    text = res.failed["c0"]
+    assert "replaced after its run finished" in text and str(cog) in text
+    assert cog.read_bytes() == (tmp_path / "other" / "pan.tif").read_bytes()  # kept
+    cog.rename(tmp_path / "foreign.tif")  # the fix the message gives
+    res = run_batch(dataclasses.replace(cfg, retry_failed=True), engine=engine)
+    assert res.exit_status == 0 and cog.read_bytes() == ours
+    assert res.plan["actions"] == {"retry": 1}
