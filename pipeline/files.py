@@ -105,14 +105,6 @@ def check_output_file(out: str | Path, inputs: Sequence[str | Path], *, flag: st
         Naming the output and the input, with the fix.
     """
     target = Path(out)
-    if target.is_dir():
-        raise ConfigError(
-            "The output is a folder.",
-            path=target,
-            expected="a file path, e.g. OUT.tif",
-            got="an existing folder",
-            fix=f"pass a file name in {flag}, e.g. {flag} {target / 'out.tif'}.",
-        )
     for given in inputs:
         if same_file(target, given) or (Path(given).is_dir() and inside(target, given)):
             raise ConfigError(
@@ -122,6 +114,14 @@ def check_output_file(out: str | Path, inputs: Sequence[str | Path], *, flag: st
                 got=f"{target} would overwrite or write into {given}",
                 fix=f"choose another {flag} path, outside {given}.",
             )
+    if target.is_dir():
+        raise ConfigError(
+            "The output is a folder.",
+            path=target,
+            expected="a file path, e.g. OUT.tif",
+            got="an existing folder",
+            fix=f"pass a file name in {flag}, e.g. {flag} {target / 'out.tif'}.",
+        )
 
 
 def remove_temporaries(target: str | Path) -> list[Path]:

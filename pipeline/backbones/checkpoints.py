@@ -168,7 +168,7 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
             "Cannot read the checkpoint.",
             path=path,
             expected="a torch state dict (.pt/.pth) loadable with weights_only=True",
-            got=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            got=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             fix="check the file path and that it is a PyTorch checkpoint.",
         ) from exc
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
