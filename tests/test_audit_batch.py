@@ -7,6 +7,7 @@ the foreign file as the scene's product. The real 2-worker LocalCluster, one tin
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import shutil
@@ -48,3 +49,27 @@ def test_a_done_scene_whose_cog_was_replaced_is_not_done_and_the_file_is_kept(
     res = run_batch(dataclasses.replace(cfg, retry_failed=True), engine=engine)
     assert res.exit_status == 0 and cog.read_bytes() == ours
     assert res.plan["actions"] == {"retry": 1}
+
+
+def test_a_deleted_product_is_exported_again_without_recomputing_the_scene(
+    client: Any, tmp_path: Path
+) -> None:
+    """The batch reran a done scene whose COG was deleted with ``--overwrite``: fit and every
+    tile again, where ``pantailor run`` re-exports from its journal and store."""
+    write_pair(tmp_path / "sc0", seed=0)
+    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
+    out = tmp_path / "out"
+    cfg = BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
+    engine = Engine(client, device="cpu")
+    assert run_batch(cfg, engine=engine).exit_status == 0
+    cog = out / "c0" / "c0.tif"
+    ours = cog.read_bytes()
+    fit = out / "c0" / "c0.work" / "coefficients.json"
+    fitted = fit.stat().st_mtime_ns
+    cog.unlink()
+    res = run_batch(cfg, engine=engine)
+    assert res.plan["actions"] == {"missing": 1} and res.exit_status == 0
+    assert cog.read_bytes() == ours
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert rows[0]["tiles_computed"] == "0"  # all 12 before the fix
+    assert fit.stat().st_mtime_ns == fitted  # not fitted again

@@ -123,6 +123,19 @@ def clean_work(summary: dict[str, Any]) -> None:
         shutil.rmtree(store, ignore_errors=True)
 
 
+def _starts_over(p: PlannedScene) -> bool:
+    """Whether the scene's run starts over (``overwrite``): its inputs or settings changed, or
+    its COG is gone together with the store it would be exported again from (``--clean-work``).
+    A COG deleted alone is exported again from the finished run: nothing is recomputed."""
+    if p.action == "changed":
+        return True
+    if p.action != "missing" or p.run is None:
+        return False
+    from ..journal import RunPaths
+
+    return not (RunPaths.of(p.run).store / "zarr.json").is_file()
+
+
 def run_one(
     p: PlannedScene,
     engine: Any,
@@ -134,7 +147,7 @@ def run_one(
     scene = p.spec.id
     if p.run is None:
         raise ValueError(f"scene {scene} has no run configuration (action {p.action})")
-    cfg = replace(p.run, overwrite=p.action in ("changed", "missing"))
+    cfg = replace(p.run, overwrite=_starts_over(p))
     state.start(scene)
     _emit(on_event, "start", scene)
     t0 = time.perf_counter()
