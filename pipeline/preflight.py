@@ -107,6 +107,9 @@ def model_spec(cfg: RunConfig, sensor: SensorSpec, n_bands: int) -> ModelSpec:
 def identify(cfg: RunConfig, scene: Scene | SceneStore) -> tuple[ModelSpec | None, dict[str, Any]]:
     """Load the weights (networks) and return the base model spec and the run's fingerprint."""
     fingerprint = cfg.fingerprint()
+    if cfg.sensor_file and not isinstance(scene, SceneStore):
+        # the file's sensor as read now: an edited --sensor-file is another run, not this one
+        fingerprint["sensor_spec"] = scene.sensor.to_attrs()
     if not method(cfg.method).network:
         return None, fingerprint
     from .backbones import checksum, load
@@ -236,7 +239,7 @@ def open_journal(
 
 
 #: Settings the scene store depends on: when only others change, a restart keeps the store.
-INGEST_KEYS = ("inputs", "sensor", "sensor_file", "tile", "ingest")
+INGEST_KEYS = ("inputs", "sensor", "sensor_file", "sensor_spec", "tile", "ingest")
 
 
 def _restart(

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.distribute import Engine
 from pipeline.errors import StoreError
 from pipeline.runner import run_scene
-from tests.test_run_integrity import Interrupt, files_cfg, stop_after, write_pair
+from tests.test_run_integrity import Interrupt, files_cfg, read_cog, stop_after, write_pair
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +82,38 @@ def test_a_cog_that_appeared_while_a_run_was_stopped_is_not_overwritten(
     assert out.read_text() == "another program's file"
     out.unlink()
     assert run_scene(files_cfg([pan, ms], out), engine=engine)["infer"]["skipped"] >= 1
+
+
+SENSOR = """auditsat:
+  title: Audit satellite
+  bands: [blue, green, red, nir]
+  rgb: [2, 1, 0]
+  ratio: 4
+  bit_depth: 11
+  mtf_ms: [{g}, {g}, {g}, {g}]
+  mtf_pan: 0.15
+  source: tests/test_audit_run_state.py
+"""
+
+
+def test_an_edited_sensor_file_is_noticed_not_called_complete(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Same command, same paths, but the --sensor-file's MTF gains edited: the finished run
+    answered "complete already" with the product of the old sensor."""
+    pan, ms = write_pair(tmp_path / "in")
+    sensors = tmp_path / "sensors.yaml"
+    sensors.write_text(SENSOR.format(g=0.35))
+    out = tmp_path / "o.tif"
+    kw = {"sensor": "auditsat", "sensor_file": str(sensors), "method": "mtf-glp"}
+    run_scene(files_cfg([pan, ms], out, **kw), engine=engine)
+    old = read_cog(out)
+    sensors.write_text(SENSOR.format(g=0.2))
+    with pytest.raises(StoreError, match="finished run with other settings") as err:
+        run_scene(files_cfg([pan, ms], out, **kw), engine=engine)
+    assert "sensor_spec" in str(err.value) and "0.2" in str(err.value)
+    run_scene(files_cfg([pan, ms], out, overwrite=True, **kw), engine=engine)
+    fresh = tmp_path / "fresh.tif"
+    run_scene(files_cfg([pan, ms], fresh, **kw), engine=engine)
+    assert np.array_equal(read_cog(out), read_cog(fresh))
+    assert not np.array_equal(read_cog(out), old)
