@@ -105,6 +105,7 @@ def end_to_end(
     cluster: ClusterConfig,
     steps: int,
     speculate: int = 4,
+    e2e_extra: bool = False,
 ) -> dict[str, Any]:
     run_dir = tmp / f"e2e-{time.monotonic_ns()}"
     run_dir.mkdir()
@@ -124,6 +125,9 @@ def end_to_end(
     out["start (cluster, plugin, weights; not in e2e)"] = t.get("start", 0.0)
     out["cluster_start_and_run_total"] = t["total"]
     out["tiles finished from speculative features"] = summary["infer"].get("speculative", 0)
+    if e2e_extra:
+        out["tile forward core-s (sum over tiles)"] = summary["infer"].get("forward_seconds", 0.0)
+        out["export during infer (driver thread)"] = t.get("export_overlapped", 0.0)
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
@@ -224,7 +228,15 @@ def main() -> None:
     ap.add_argument("--scaling-size", type=int, default=2048, help="1 vs 2 workers end to end")
     ap.add_argument("--quick", action="store_true", help="small sizes to check the script")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
+    ap.add_argument(
+        "--e2e-only",
+        action="store_true",
+        help="only the SIZE² end to end (2x1) and the raw forward -> engine_e2e.{md,json}",
+    )
     args = ap.parse_args()
+    if args.e2e_only:
+        e2e_only(args)
+        return
     if args.markdown_only:
         name = "engine_quick" if args.quick else "engine"
         (RESULTS / f"{name}.md").write_text(
@@ -279,6 +291,53 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def e2e_only(args: Any) -> None:
+    """The headline ratio alone: SIZE² 2x1 end to end (with speculation) against the raw forward,
+    alternated ``--repeats`` times (about 2 minutes at 4000²)."""
+    load0 = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    weights = weights_path(tmp, shipped=True)
+    runs, raws = [], []
+    try:
+        syn = make_scene((args.size, args.size), "wv3", seed=0)
+        store = write_scene(
+            scene_of(syn.pan, syn.ms), tmp / "main.zarr", tile=args.tile, hash_sources=False
+        )
+        for _ in range(args.repeats):
+            runs.append(
+                end_to_end(syn, tmp, args.tile, weights, _cluster(2, 1), args.steps, e2e_extra=True)
+            )
+            raws.append(raw_forward(store, weights, 2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run, raw = _median(runs), statistics.median(raws)
+    result = {
+        "args": vars(args),
+        "end_to_end_2x1_median_s": run,
+        "runs": runs,
+        "raw_forward_s": raws,
+        "ratio_e2e_over_raw": run["e2e"] / raw,
+        "environment": environment(),
+        "load": f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "engine_e2e.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"# Engine end to end only ({result['environment']['date']})",
+        "",
+        f"Command: `python benchmarks/engine.py --e2e-only --size {args.size} --repeats "
+        f"{args.repeats}`; load average {result['load']} (shared machine).",
+        "",
+        *_table({"2x1": run}),
+        "",
+        f"Raw forward (2 threads, one process): {', '.join(f'{r:.2f}' for r in raws)} s; "
+        f"**end to end / raw = {result['ratio_e2e_over_raw']:.3f}x** (medians).",
+        "",
+    ]
+    (RESULTS / "engine_e2e.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 def cpu_bound(run: dict[str, float], infer_core_s: float, raw: float) -> dict[str, float]:

@@ -80,13 +80,15 @@ def stage_infer(
     clip: bool = True,
     progress: Progress | None = None,
     speculation: Speculation | None = None,
+    on_tile: Callable[[TileKey], None] | None = None,
 ) -> dict[str, Any]:
     """Infer every tile not yet in the journal into ``output``; journal each as it completes.
 
     ``spec`` is a network's :class:`ModelSpec` or a classical method's :class:`ClassicalSpec`;
     both run through the same tile map. The output array is created empty when the journal has
     no finished tile. Tiles whose features ``speculation`` holds (extracted during the fit) are
-    finished from them, and journaled like any other.
+    finished from them, and journaled like any other. ``on_tile(key)`` is called for each tile
+    once it is journaled (the run's streamed export: :mod:`pipeline.export_stream`).
 
     Returns
     -------
@@ -106,6 +108,8 @@ def stage_infer(
     try:
         for res in engine.infer_tiles(tasks, speculation):
             journal.finish_tile(res.key, res.sha256)
+            if on_tile is not None:
+                on_tile(res.key)
             peak[res.pid] = max(peak.get(res.pid, 0), res.peak_rss)
             forward += res.seconds.get("forward", 0.0)
             speculative += res.speculative
