@@ -51,7 +51,7 @@ def run_export(state: RunState) -> None:
     t0 = time.perf_counter()
     if state.export is not None:  # streamed during the tile map: the rest, and the COG
         stream, state.export = state.export, None
-        state.timings["export_overlapped"] = stream.overlapped_seconds
+        state.timings["export_overlapped"] = stream.written_seconds
         stream.finish()
     else:
         export_cog(
