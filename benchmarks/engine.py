@@ -234,7 +234,15 @@ def main() -> None:
         action="store_true",
         help="only the SIZE² end to end (2x1) and the raw forward -> engine_e2e.{md,json}",
     )
+    ap.add_argument(
+        "--scaling-only",
+        action="store_true",
+        help="only SCALING_SIZE² end to end, 1x1 vs 2x1 -> engine_scaling.{md,json}",
+    )
     args = ap.parse_args()
+    if args.scaling_only:
+        scaling_only(args)
+        return
     if args.e2e_only:
         e2e_only(args)
         return
@@ -292,6 +300,48 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def scaling_only(args: Any) -> None:
+    """Item 2 alone: SCALING_SIZE² end to end on 1 worker vs 2 (1 thread each), alternated."""
+    load0 = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    weights = weights_path(tmp, shipped=True)
+    confs = {"1x1": SCALING["1x1"], "2x1": SCALING["2x1"]}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in confs}
+    try:
+        mid = make_scene((args.scaling_size,) * 2, "wv3", seed=0)
+        for _ in range(args.repeats):
+            for name, (w, t, spec) in confs.items():
+                runs[name].append(
+                    end_to_end(mid, tmp, args.tile, weights, _cluster(w, t), args.steps, spec, True)
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: _median(v) for k, v in runs.items()}
+    speedup = med["1x1"]["e2e"] / med["2x1"]["e2e"]
+    env = environment()
+    result = {"args": vars(args), "median_s": med, "runs": runs, "speedup_2x1": speedup,
+              "environment": env, "load": f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"}  # fmt: skip
+    (RESULTS / "engine_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"# 1 worker vs 2, end to end ({env['date']})",
+        "",
+        f"Command: `python benchmarks/engine.py --scaling-only --scaling-size "
+        f"{args.scaling_size} --repeats {args.repeats}`; FusionNet + tailor ({args.steps} "
+        f"steps), tile {args.tile}, speculation on, export streamed; alternated, medians. Load "
+        f"average {result['load']} (shared machine).",
+        "",
+        *_table(med),
+        "",
+        "End to end per run (s): "
+        + "; ".join(f"{k}: " + ", ".join(f"{x['e2e']:.2f}" for x in v) for k, v in runs.items())
+        + ".",
+        f"**2 workers / 1 worker** (target >= 1.7x): **{speedup:.2f}x**.",
+        "",
+    ]
+    (RESULTS / "engine_scaling.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 #: --e2e-only's settings: export streamed?, the stream writer's niceness, full tiles first?

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 _DONE = object()  # queue sentinel: every tile is in, assemble the COG
 #: Default niceness of the writer thread (``benchmarks/engine.py --e2e-only`` measures it).
-NICE = 10
+NICE = 0
 
 
 def _lower_priority(nice: int) -> None:

@@ -10,7 +10,10 @@ uninterrupted run. The stores are tiny; the cluster is 2 worker processes x 1 th
 
 from __future__ import annotations
 
+import os
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +191,21 @@ def test_a_run_interrupted_mid_stream_resumes_to_the_same_bytes(
     summary = run_scene(_cfg(scene, out), engine=engine)
     assert summary["infer"]["skipped"] >= (5 if where == "mid-inference" else 12)
     assert out.read_bytes() == fresh.read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread niceness is Linux's")
+def test_the_writer_thread_is_niced_and_the_callers_thread_is_not(tmp_path: Path) -> None:
+    """The tile tasks keep the cores; the writer takes what they leave idle."""
+    store = _store(tmp_path)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    stream = ExportStream(store.path, "x", tmp_path / "o.tif", options=OPTS, nice=5)
+    stream.add(list(store.grid.keys())[:1])
+    tid, want = stream._thread.native_id, min(19, base + 5)
+    assert tid is not None
+    for _ in range(100):  # the writer sets its niceness first thing
+        if os.getpriority(os.PRIO_PROCESS, tid) == want:
+            break
+        time.sleep(0.05)
+    assert os.getpriority(os.PRIO_PROCESS, tid) == want
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    stream.abort()
