@@ -239,7 +239,15 @@ def main() -> None:
         action="store_true",
         help="only SCALING_SIZE² end to end, 1x1 vs 2x1 -> engine_scaling.{md,json}",
     )
+    ap.add_argument(
+        "--rss-only",
+        action="store_true",
+        help="only the peak RSS per worker at SIZE² and BIG² -> engine_rss.{md,json}",
+    )
     args = ap.parse_args()
+    if args.rss_only:
+        rss_only(args)
+        return
     if args.scaling_only:
         scaling_only(args)
         return
@@ -300,6 +308,44 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def rss_only(args: Any) -> None:
+    """Peak RSS per worker (2x1) over ``--rss-tiles`` tiles of the SIZE² and BIG² scenes."""
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    weights = weights_path(tmp, shipped=True)
+    try:
+        syn = make_scene((args.size, args.size), "wv3", seed=0)
+        store = write_scene(
+            scene_of(syn.pan, syn.ms), tmp / "main.zarr", tile=args.tile, hash_sources=False
+        )
+        rss = {f"{args.size}": peak_rss(store, weights, args.rss_tiles, tmp)}
+        big = big_store(syn, args.big_reps, tmp, args.tile)
+        rss[f"{args.size * args.big_reps}"] = peak_rss(big, weights, args.rss_tiles, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    env = environment()
+    (RESULTS / "engine_rss.json").write_text(
+        json.dumps({"args": vars(args), "peak_rss_mib": rss, "environment": env}, indent=2) + "\n"
+    )
+    lines = [
+        f"# Peak RSS per worker ({env['date']})",
+        "",
+        f"Command: `python benchmarks/engine.py --rss-only --size {args.size} --big-reps "
+        f"{args.big_reps} --rss-tiles {args.rss_tiles}`; 2 workers x 1 thread, FusionNet, "
+        f"tile {args.tile}; the {args.size * args.big_reps}² scene is the {args.size}² one "
+        "tiled (a lazily tiled copy), RSS over its first tiles. Target: < 2 GiB per worker.",
+        "",
+        "| scene | max MiB | per worker MiB |",
+        "|---|---|---|",
+        *[
+            f"| {k}² | {v['max_mib']:.0f} | {', '.join(f'{x:.0f}' for x in v['per_worker_mib'])} |"
+            for k, v in rss.items()
+        ],
+        "",
+    ]
+    (RESULTS / "engine_rss.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 def scaling_only(args: Any) -> None:
