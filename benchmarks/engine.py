@@ -392,8 +392,7 @@ def scaling_only(args: Any) -> None:
 
 #: --e2e-only's settings: export streamed?, the stream writer's niceness, full tiles first?
 E2E_SETTINGS = {
-    "streamed, writer nice 10": (True, 10, True),
-    "streamed, writer nice 0": (True, 0, True),
+    "streamed export (default)": (True, 0, True),
     "export after": (False, 0, True),
     "export after, raster order": (False, 0, False),
 }
@@ -426,7 +425,7 @@ def e2e_only(args: Any) -> None:
                 )
             raws.append(raw_forward(store, weights, 2))
     finally:
-        stage_export.STREAM_EXPORT, export_stream.NICE, tilemap.LARGEST_FIRST = True, 10, True
+        stage_export.STREAM_EXPORT, export_stream.NICE, tilemap.LARGEST_FIRST = True, 0, True
         shutil.rmtree(tmp, ignore_errors=True)
     med, raw = {k: _median(v) for k, v in runs.items()}, statistics.median(raws)
     result = {
