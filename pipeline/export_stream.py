@@ -85,8 +85,8 @@ class ExportStream:
     overwrite
         Replace an existing file.
     nice
-        Niceness added to the writer thread (Linux): the tile tasks keep the cores, the writer
-        takes what they leave idle (the fit, the tail) and catches up in :meth:`finish`.
+        Niceness added to the writer thread (Linux; ``None``: :data:`NICE`): the tile tasks
+        keep the cores, the writer takes what they leave idle and catches up in :meth:`finish`.
 
     Notes
     -----
@@ -102,7 +102,7 @@ class ExportStream:
         *,
         options: CogOptions | None = None,
         overwrite: bool = False,
-        nice: int = NICE,
+        nice: int | None = None,
     ) -> None:
         self.opts = options or CogOptions()
         self.out = Path(out_path)
@@ -117,7 +117,7 @@ class ExportStream:
         self._busy = 0.0
         self._paths: tuple[Path, ...] = ()
         self._dtype = np.dtype("float32")
-        self.nice = nice
+        self.nice = NICE if nice is None else nice
         self._thread = threading.Thread(target=self._run, name="export-stream", daemon=True)
         self._thread.start()
 
