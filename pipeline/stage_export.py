@@ -4,7 +4,8 @@
 ExportStream` that writes each tile into the COG's stage files as the tile map journals it;
 :func:`run_export` (the export stage) finishes it, so only the last tiles' share and GDAL's COG
 assembly remain after the last tile. ``STREAM_EXPORT = False`` exports after the tile map instead
-(:func:`pipeline.export.export_cog`): the same bytes (``tests/test_export_stream.py``).
+(:func:`pipeline.export.export_cog`): the same bytes (``tests/test_export_stream.py``); the
+default, ``"auto"``, streams where the driver has a core of its own.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ if TYPE_CHECKING:
     from .export_stream import ExportStream
     from .stages import RunState
 
-#: Export the COG while the tiles are computed (False: after them; the A/B of
-#: ``benchmarks/engine.py --e2e-only``).
-STREAM_EXPORT = True
+#: Export the COG while the tiles are computed: ``True``, ``False`` (after them), or ``"auto"``:
+#: only where the driver has a core no local worker thread uses
+#: (:meth:`pipeline.distribute.Engine.driver_has_a_spare_core`). On 2 cores busy with 2 workers
+#: the stream's reads and writes slow the tiles by more than they save after the last one
+#: (``benchmarks/results/engine_e2e.md``: 36.98 vs 35.72 s at 4000²); with a core of its own
+#: (``engine_e2e_spare.md``) it takes the export's first part off the critical path.
+STREAM_EXPORT: bool | str = "auto"
 
 
 def start_export(state: RunState) -> ExportStream | None:
@@ -30,7 +35,9 @@ def start_export(state: RunState) -> ExportStream | None:
     from .export_stream import ExportStream
     from .grid import TileKey
 
-    if not STREAM_EXPORT:
+    if not STREAM_EXPORT or (
+        STREAM_EXPORT == "auto" and not state.engine.driver_has_a_spare_core()
+    ):
         return None
     journal = _claim_outputs(state)
     stream = ExportStream(

@@ -25,7 +25,7 @@ from pipeline import export_stream, stage_export
 from pipeline.distribute import Engine
 from pipeline.errors import StoreError
 from pipeline.export import CogOptions, export_cog
-from pipeline.export_stream import ExportStream
+from pipeline.export_stream import ExportStream, _assemble
 from pipeline.grid import Window
 from pipeline.runner import RunConfig, run_scene
 from pipeline.scene import Scene
@@ -145,6 +145,7 @@ def scene(tmp_path: Path) -> SceneStore:
 def test_a_streamed_run_writes_the_sequential_runs_cog_never_visible_before_the_end(
     engine: Engine, scene: SceneStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(stage_export, "STREAM_EXPORT", True)
     out = tmp_path / "streamed.tif"
     seen: list[bool] = []
 
@@ -168,6 +169,7 @@ def test_a_run_interrupted_mid_stream_resumes_to_the_same_bytes(
     monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
+    monkeypatch.setattr(stage_export, "STREAM_EXPORT", True)
     fresh = tmp_path / "fresh.tif"
     run_scene(_cfg(scene, fresh), engine=engine)
     out = tmp_path / "o.tif"
@@ -186,7 +188,7 @@ def test_a_run_interrupted_mid_stream_resumes_to_the_same_bytes(
         monkeypatch.setattr(export_stream, "_assemble", boom)
     with pytest.raises(Interrupt):
         run_scene(_cfg(scene, out), engine=engine, progress=progress)
-    monkeypatch.undo()
+    monkeypatch.setattr(export_stream, "_assemble", _assemble)
     assert not out.exists() and _leftovers(tmp_path, "o.tif") == []
     summary = run_scene(_cfg(scene, out), engine=engine)
     assert summary["infer"]["skipped"] >= (5 if where == "mid-inference" else 12)
@@ -209,3 +211,17 @@ def test_the_writer_thread_is_niced_and_the_callers_thread_is_not(tmp_path: Path
     assert os.getpriority(os.PRIO_PROCESS, tid) == want
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     stream.abort()
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_auto_streams_only_where_the_driver_has_a_core_no_local_worker_uses(
+    engine: Engine, scene: SceneStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int
+) -> None:
+    """The engine's 2 local worker threads on a host of ``cores`` cores: 2 leave none spare
+    (the stream would slow the tiles: export after them), 3 leave one (stream)."""
+    import pipeline.distribute
+
+    monkeypatch.setattr(stage_export, "STREAM_EXPORT", "auto")
+    monkeypatch.setattr(pipeline.distribute.os, "cpu_count", lambda: cores)
+    summary = run_scene(_cfg(scene, tmp_path / "o.tif"), engine=engine)
+    assert ("export_overlapped" in summary["timings"]) == (cores == 3)
