@@ -11,9 +11,11 @@ driver exactly as :func:`~pipeline.export.export_cog` does: the same pixels, the
 hence the same bytes (``tests/test_export_stream.py``).
 
 The COG is written under a temporary name and renamed at the end; :meth:`ExportStream.abort`
-(or a failure on the writer thread) removes every temporary, so a failed or killed run never
+(and :meth:`ExportStream.finish`, whatever happens) removes every temporary, so a failed run never
 leaves a file that looks complete at the output path (a killed process's temporaries are hidden
 ``.NAME.*`` files that the next run removes first: :func:`pipeline.files.remove_temporaries`).
+A run streams its export only where the driver has a core of its own
+(:mod:`pipeline.stage_export`): on cores the tiles keep busy it slows them by more than it saves.
 """
 
 from __future__ import annotations
