@@ -2,9 +2,10 @@
 
 The same fit (synthetic 512² WV3 scene, shipped FusionNet weights, default sampling, ``--steps``
 steps, seed 0) in fresh processes with 1 and 2 intra-op threads; reports the largest difference
-of the fitted tailor's weights. The engine picks a fit's thread count at run time (lent idle
-threads, capped by the load average), so a non-zero difference means a fit's result depends on
-the cluster's state when it ran.
+of the fitted tailor's weights. A non-zero difference is why the engine never lends a fit more
+threads than its worker's own (until 2026-12-01 it lent idle threads, capped by the load average,
+so a fit's result depended on the cluster's state when it ran); the fit record names its
+``threads``.
 
 Usage: ``python benchmarks/fit_threads.py [--steps 30]``.
 """

@@ -33,7 +33,6 @@ from typing import TypedDict, TypeVar, cast
 from distributed import Client, Future, as_completed
 
 from workers.cluster import ClusterConfig, connect, has_gpu_workers, load_cluster_config
-from workers.device import borrowed_threads
 from workers.kernel import classical_tile, infer_tile
 from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
 from workers.scene_tasks import fit_adapter, tile_quality
@@ -95,13 +94,6 @@ def _unwrap(value: R | TaskFailed) -> R:
     if isinstance(value, TaskFailed):
         raise value.error
     return value
-
-
-def _lent(fn: Callable[[J], R], threads: int, job: J) -> R:
-    """``fn(job)`` with ``threads`` torch threads (the idle workers' of its host, see
-    :meth:`Engine.lendable_threads`)."""
-    with borrowed_threads(threads):
-        return fn(job)
 
 
 def _tile_task(task: TileTask | ClassicalTileTask) -> TileResult:
@@ -217,26 +209,20 @@ class Engine:
     def _submit(self, fn: Callable[[J], R], job: J, name: str) -> R:
         return _unwrap(self._future(fn, job, name).result())
 
-    def lendable_threads(self) -> int:
-        """Threads a once-per-scene task may use: all of its host's (0 = its worker's own).
-
-        While a scene's fit runs on one worker the other workers have nothing to do (its tiles
-        need the fit), so the fit borrows their threads: the smallest host's total. Not while a
-        tile map of another run is busy (an engine shared by several scenes), nor on GPUs.
-        """
+    def idle(self) -> bool:
+        """No tile map or speculation of any run is using the workers now."""
         with self._lock:
-            if self._maps or self.gpu:
-                return 0
-        hosts: dict[str, int] = {}
-        for w in self.client.scheduler_info(n_workers=-1).get("workers", {}).values():
-            host = str(w.get("host", ""))
-            hosts[host] = hosts.get(host, 0) + int(w.get("nthreads", 1))
-        return min(hosts.values(), default=0)
+            return not self._maps
 
     def fit_once(self, job: FitJob) -> FitOutcome:
-        """Fit the scene's adapter once, on one worker (with the idle workers' threads, unless
-        they are extracting speculative tiles)."""
-        return self._submit(partial(_lent, fit_adapter, self.lendable_threads()), job, "fit")
+        """Fit the scene's adapter once, on one worker, with that worker's own threads.
+
+        Never with more (idle workers' threads lent at run time): a fit's result depends on its
+        torch thread count (reductions in the backward pass; ``benchmarks/fit_threads.py``),
+        so the count must follow from the cluster's configuration alone, not from the engine's
+        state or the host's load, or a rerun could fit a different tailor.
+        """
+        return self._submit(fit_adapter, job, "fit")
 
     def fit_speculating(
         self, job: FitJob, tasks: Sequence[FeatureTask]
@@ -247,12 +233,12 @@ class Engine:
         :meth:`fit_once` and no speculation."""
         with self._lock:
             alone = not self._maps and bool(tasks)
-            self._maps += alone  # the extracting workers are busy: no fit borrows their threads
+            self._maps += alone  # the extracting workers are busy: no other scene's pinned fit
         if not alone:
             return self.fit_once(job), None
         (fit_at, others), opts = self._split(), self._opts()
         opts["workers"] = list(fit_at)  # loose: another worker if this one dies
-        fn = partial(_guarded, partial(_lent, fit_adapter, 0))
+        fn = partial(_guarded, fit_adapter)
         fut = self.client.submit(fn, job, key=self._key("fit"), allow_other_workers=True, **opts)
         spec = self._speculate(tasks, list(others))
         try:
@@ -263,8 +249,8 @@ class Engine:
 
     def fit_group(self, job: GroupFitJob) -> FitOutcome:
         """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker
-        (with the idle workers' threads, as :meth:`fit_once`)."""
-        return self._submit(partial(_lent, _fit_group, self.lendable_threads()), job, "fit-group")
+        with its own threads (as :meth:`fit_once`)."""
+        return self._submit(_fit_group, job, "fit-group")
 
     def _split(self) -> tuple[dict[str, int], dict[str, int]]:
         info = self.client.scheduler_info(n_workers=-1).get("workers", {})
@@ -291,8 +277,7 @@ class Engine:
 
     def fit_classical(self, job: ClassicalFitJob) -> ClassicalFitOutcome:
         """Fit a classical method's global coefficients once, on one worker."""
-        fn = partial(_lent, _fit_classical, self.lendable_threads())
-        return self._submit(fn, job, "fit-classical")
+        return self._submit(_fit_classical, job, "fit-classical")
 
     def infer_tiles(
         self,

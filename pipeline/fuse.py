@@ -16,10 +16,12 @@ sequential fit then forward.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,9 +210,27 @@ class _Job:
     scene: tuple[torch.Tensor, ...]  # (ms, lms, pan)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch's intra-op pool at one thread for the block, restored after it.
+
+    Every fit here runs with one thread, overlapped or not: a fit's result depends on its thread
+    count (``benchmarks/fit_threads.py``), and one is what the overlapped path can give it and
+    what a default worker (2 workers x 1 thread) fits with, so ``fuse`` fits the same tailor
+    either way and as ``pantailor run`` does on the same patches.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _fit_then_infer(job: _Job) -> tuple[FitResult, torch.Tensor, float]:
     """The sequential path: adapt, then one whole-scene forward (same returns as below)."""
-    model, result = adapt(job.patches, job.backbone, job.sensor, job.fit)
+    with _one_thread():
+        model, result = adapt(job.patches, job.backbone, job.sensor, job.fit)
     t_fit_end = time.perf_counter()
     model = _cl_copy(model)
     with torch.inference_mode():
@@ -223,7 +243,6 @@ def _fit_overlapped(job: _Job) -> tuple[FitResult, torch.Tensor, float]:
 
     Returns the fit result, the output ``(1, B, H, W)`` and the seconds spent after the fit.
     """
-    threads = torch.get_num_threads()
     extractor = _cl_copy(job.backbone)
     box: dict[str, Any] = {}
 
@@ -234,15 +253,12 @@ def _fit_overlapped(job: _Job) -> tuple[FitResult, torch.Tensor, float]:
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
-    torch.set_num_threads(1)  # one core each: the fit here, the extractor there
     worker = threading.Thread(target=extract, name="pantailor-extract", daemon=True)
-    try:
+    with _one_thread():  # one core each: the fit here, the extractor there
         worker.start()
         result = fit_tailor(job.patches, job.backbone, job.sensor, job.fit, "cpu")
         t_end = time.perf_counter()
         worker.join()
-    finally:
-        torch.set_num_threads(threads)
     if "error" in box:
         raise box["error"]
     assert result.tailor_state is not None

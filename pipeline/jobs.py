@@ -272,6 +272,9 @@ class FitOutcome:
         network (it did not beat it on its held-out patches) (:class:`pipeline.fit.FitResult`).
     holdout_hqnr
         Held-out toolbox HQNR ``{"initial", "kept"}`` (empty without held-out patches).
+    threads
+        Torch intra-op threads the fit ran with: its worker's own (a fit's result depends on
+        it, so it is fixed by the cluster's configuration, never lent at run time).
     """
 
     path: str
@@ -285,6 +288,7 @@ class FitOutcome:
     kept_step: int = 0
     fallback: str = ""
     holdout_hqnr: dict[str, float] = field(default_factory=dict)
+    threads: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

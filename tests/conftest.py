@@ -47,8 +47,8 @@ def _one_torch_thread() -> None:
 
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
-    """One torch thread for a test even where an earlier test raised the count (the thread
-    lending of fits); restored after. Modules of tiny-tensor tests use it via ``usefixtures``."""
+    """One torch thread for a test even where an earlier test raised the count; restored
+    after. Modules of tiny-tensor tests use it via ``usefixtures``."""
     import torch
 
     n = torch.get_num_threads()

@@ -137,27 +137,6 @@ def test_tailor_is_fitted_once_per_scene_and_loaded_once_per_worker(
     assert json.loads(paths.journal.read_text())["complete"] is True
 
 
-def test_the_fit_borrows_idle_threads_only_while_no_tile_map_runs(
-    engine: Engine, weights: dict[str, Path], tmp_path: Path
-) -> None:
-    assert engine.lendable_threads() == 2  # 2 workers x 1 thread on this host
-    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
-    spec = ModelSpec(
-        backbone="fusionnet", weights=str(weights["fusionnet"]), sensor="qb", n_bands=4
-    )
-    engine.prepare(spec)
-    store.create_output(OUTPUT, "float32")
-    from pipeline.jobs import TileTask
-
-    keys = list(store.grid.keys())
-    tasks = [TileTask(store=str(store.path), output=OUTPUT, key=k, model=spec) for k in keys]
-    tiles = engine.infer_tiles(tasks)
-    next(tiles)
-    assert engine.lendable_threads() == 0  # another scene's tiles are running
-    list(tiles)
-    assert engine.lendable_threads() == 2
-
-
 class Interrupt(Exception):
     pass
 

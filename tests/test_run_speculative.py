@@ -24,7 +24,7 @@ from pipeline.grid import Window
 from pipeline.jobs import FeatureTask, FitJob, ModelSpec, TileTask
 from pipeline.runner import RunConfig, RunPaths, run_scene
 from pipeline.store import SceneStore
-from pipeline.tailor import FeatureTailor, TailorSpec, save_tailor
+from pipeline.tailor import FeatureTailor, TailorSpec, read_tailor_file, save_tailor
 from tests.test_workers import random_weights, small_store
 from workers.kernel import infer_tile
 from workers.plugin import current_cache
@@ -136,7 +136,10 @@ def test_no_speculation_while_another_scene_uses_the_engine(
     engine: Engine, fusionnet: Path, tmp_path: Path
 ) -> None:
     """A batch shares one engine between scenes: a fit pinned to the first worker would queue
-    behind another scene's tiles there, so a busy engine fits plainly and speculates nothing."""
+    behind another scene's tiles there, so a busy engine fits plainly and speculates nothing.
+    Whichever way it runs (busy, alone and speculating, alone and plain), the fit uses its
+    worker's own thread count and fits the same tailor: a fit's result depends on its thread
+    count, so none may be lent by the engine's state (``benchmarks/fit_threads.py``)."""
     store = small_store(tmp_path / "s.zarr", (64, 64), 32)
     base = ModelSpec(backbone="fusionnet", weights=str(fusionnet), sensor="qb", n_bands=4)
     engine.prepare(base)
@@ -151,14 +154,22 @@ def test_no_speculation_while_another_scene_uses_the_engine(
         sample=SAMPLE, fit={"steps": 2},
     )  # fmt: skip
     feature_tasks = [FeatureTask(store=str(store.path), key=keys[0], model=base)]
-    outcome, spec = engine.fit_speculating(job, feature_tasks)
-    assert spec is None and Path(outcome.path).is_file()
+    busy, spec = engine.fit_speculating(job, feature_tasks)
+    assert spec is None and Path(busy.path).is_file() and not engine.idle()
     list(tiles)
-    outcome, spec = engine.fit_speculating(job, feature_tasks)  # now alone: it speculates
-    assert spec is not None and engine.lendable_threads() == 0
+    assert engine.idle()
+    job = replace(job, out=str(tmp_path / "b.pt"))
+    speculating, spec = engine.fit_speculating(job, feature_tasks)  # now alone: it speculates
+    assert spec is not None and not engine.idle()
     spec.release()
     spec.release()  # idempotent
-    assert engine.lendable_threads() == 2
+    assert engine.idle()
+    plain = engine.fit_once(replace(job, out=str(tmp_path / "c.pt")))  # alone, 2 idle workers
+    assert busy.threads == speculating.threads == plain.threads == 1  # 2 workers x 1 thread
+    states = [read_tailor_file(o.path)["state_dict"] for o in (busy, speculating, plain)]
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        assert all(torch.equal(state[k], states[0][k]) for k in state)
 
 
 # ----------------------------------------------------------------------------- whole runs
@@ -228,7 +239,7 @@ def test_a_speculative_run_writes_the_plain_runs_cog_and_journal_and_resumes(
     assert resumed["infer"]["computed"] == 20 - done_before
     assert resumed["infer"]["speculative"] == 0  # no fit ran: nothing to overlap
     assert (tmp_path / "killed.tif").read_bytes() == cog
-    assert engine.lendable_threads() == 2  # every speculation was released
+    assert engine.idle()  # every speculation was released
 
 
 def test_run_cli_passes_speculate_and_refuses_a_negative_count(

@@ -25,7 +25,7 @@ from workers.cluster import (
     resolve_kind,
     slurm_kwargs,
 )
-from workers.device import ThreadPolicy, borrowed_threads, pick_device, threads_for_worker
+from workers.device import ThreadPolicy, pick_device, threads_for_worker
 from workers.kernel import TileTask, infer_tile
 from workers.plugin import ModelCache, ModelSpec, file_sha256
 
@@ -244,21 +244,3 @@ def test_local_workers_are_spawned_without_distributed_malloc_trim_threshold() -
     (worker_env,) = env.values()
     assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
     assert worker_env.get("OMP_NUM_THREADS") == "1"  # the other pre-spawn settings stay
-
-
-def test_borrowed_threads_widens_the_pool_within_the_cpus_and_restores_it() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-        with borrowed_threads(64) as n:
-            assert 1 <= n <= cpus
-            assert torch.get_num_threads() == n
-        assert torch.get_num_threads() == 1
-        with borrowed_threads(0) as n:  # nothing lent: the pool as it is
-            assert n == 1 and torch.get_num_threads() == 1
-        with pytest.raises(RuntimeError), borrowed_threads(2):
-            raise RuntimeError("the task failed")
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)

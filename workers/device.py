@@ -94,29 +94,6 @@ def threads_for_worker(nthreads: int | None) -> ThreadPolicy:
     return ThreadPolicy(intra_op=n, interop=1)
 
 
-@contextlib.contextmanager
-def borrowed_threads(threads: int) -> Iterator[int]:
-    """Run the block with torch's intra-op pool at ``threads`` (capped by this process's CPUs).
-
-    A once-per-scene task (the fit) runs on one worker while the others on its host wait for
-    it; :class:`pipeline.distribute.Engine` lends it their threads. Only cores that are idle
-    are taken (``1 +`` the CPUs the 1-minute load average leaves free): on a host busy with
-    other work, an OpenMP pool wider than the free cores waits at every barrier for preempted
-    threads (a 60-step fit measured 6x slower with 2 threads at load 10 on 2 cores).
-    ``threads <= 0`` leaves the pool as it is. The pool is restored afterwards. Yields the
-    thread count in effect.
-    """
-    before = torch.get_num_threads()
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    idle = 1 + max(0, int((cpus or 1) - os.getloadavg()[0]))
-    n = max(before, min(threads, cpus or 1, idle)) if threads > 0 else before
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)
-
-
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
     """Mixed precision (bfloat16/float16 autocast) on CUDA when ``enabled``; a no-op on CPU."""
     if enabled and device.type == "cuda":
@@ -147,7 +124,6 @@ __all__ = [
     "DEVICES",
     "ThreadPolicy",
     "autocast",
-    "borrowed_threads",
     "cuda_count",
     "inference",
     "memory_format",

@@ -85,6 +85,8 @@ def _save_atomic(job: FitJob, result: Any, module: Any, backbone: Any) -> None:
 def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
     """Sample patches (unless given: a batch group's, sampled across its scenes), fit the adapter
     once and save it (runs on one worker)."""
+    import torch
+
     from pipeline.sampling import SampleConfig, sample_patches
 
     fitted_mode(job.adapt)  # a mode that fits, else ConfigError
@@ -114,6 +116,7 @@ def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
         holdout_hqnr={
             k: float(result.holdout[k]) for k in ("initial", "kept") if k in result.holdout
         },
+        threads=torch.get_num_threads(),
     )
 
 
