@@ -105,6 +105,7 @@ def end_to_end(
     cluster: ClusterConfig,
     steps: int,
     speculate: int = 4,
+    e2e_extra: bool = False,
 ) -> dict[str, Any]:
     run_dir = tmp / f"e2e-{time.monotonic_ns()}"
     run_dir.mkdir()
@@ -124,6 +125,10 @@ def end_to_end(
     out["start (cluster, plugin, weights; not in e2e)"] = t.get("start", 0.0)
     out["cluster_start_and_run_total"] = t["total"]
     out["tiles finished from speculative features"] = summary["infer"].get("speculative", 0)
+    if e2e_extra:
+        out["tile forward core-s (sum over tiles)"] = summary["infer"].get("forward_seconds", 0.0)
+        out["export during infer (driver thread)"] = t.get("export_overlapped", 0.0)
+        out["tail (first idle worker to the last tile)"] = summary["infer"].get("tail_seconds", 0.0)
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
@@ -224,7 +229,37 @@ def main() -> None:
     ap.add_argument("--scaling-size", type=int, default=2048, help="1 vs 2 workers end to end")
     ap.add_argument("--quick", action="store_true", help="small sizes to check the script")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
+    ap.add_argument(
+        "--e2e-only",
+        action="store_true",
+        help="only the SIZE² end to end (2x1) and the raw forward -> engine_e2e.{md,json}",
+    )
+    ap.add_argument(
+        "--scaling-only",
+        action="store_true",
+        help="only SCALING_SIZE² end to end, 1x1 vs 2x1 -> engine_scaling.{md,json}",
+    )
+    ap.add_argument(
+        "--spare-core",
+        action="store_true",
+        help="with --e2e-only: 1 worker x 1 thread (the driver has a core of its own), streamed "
+        "export vs after, no raw forward -> engine_e2e_spare.{md,json}",
+    )
+    ap.add_argument(
+        "--rss-only",
+        action="store_true",
+        help="only the peak RSS per worker at SIZE² and BIG² -> engine_rss.{md,json}",
+    )
     args = ap.parse_args()
+    if args.rss_only:
+        rss_only(args)
+        return
+    if args.scaling_only:
+        scaling_only(args)
+        return
+    if args.e2e_only:
+        e2e_only(args)
+        return
     if args.markdown_only:
         name = "engine_quick" if args.quick else "engine"
         (RESULTS / f"{name}.md").write_text(
@@ -279,6 +314,180 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def rss_only(args: Any) -> None:
+    """Peak RSS per worker (2x1) over ``--rss-tiles`` tiles of the SIZE² and BIG² scenes."""
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    weights = weights_path(tmp, shipped=True)
+    try:
+        syn = make_scene((args.size, args.size), "wv3", seed=0)
+        store = write_scene(
+            scene_of(syn.pan, syn.ms), tmp / "main.zarr", tile=args.tile, hash_sources=False
+        )
+        rss = {f"{args.size}": peak_rss(store, weights, args.rss_tiles, tmp)}
+        big = big_store(syn, args.big_reps, tmp, args.tile)
+        rss[f"{args.size * args.big_reps}"] = peak_rss(big, weights, args.rss_tiles, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    env = environment()
+    (RESULTS / "engine_rss.json").write_text(
+        json.dumps({"args": vars(args), "peak_rss_mib": rss, "environment": env}, indent=2) + "\n"
+    )
+    lines = [
+        f"# Peak RSS per worker ({env['date']})",
+        "",
+        f"Command: `python benchmarks/engine.py --rss-only --size {args.size} --big-reps "
+        f"{args.big_reps} --rss-tiles {args.rss_tiles}`; 2 workers x 1 thread, FusionNet, "
+        f"tile {args.tile}; the {args.size * args.big_reps}² scene is the {args.size}² one "
+        "tiled (a lazily tiled copy), RSS over its first tiles. Target: < 2 GiB per worker.",
+        "",
+        "| scene | max MiB | per worker MiB |",
+        "|---|---|---|",
+        *[
+            f"| {k}² | {v['max_mib']:.0f} | {', '.join(f'{x:.0f}' for x in v['per_worker_mib'])} |"
+            for k, v in rss.items()
+        ],
+        "",
+    ]
+    (RESULTS / "engine_rss.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def scaling_only(args: Any) -> None:
+    """Item 2 alone: SCALING_SIZE² end to end on 1 worker vs 2 (1 thread each), alternated."""
+    load0 = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    weights = weights_path(tmp, shipped=True)
+    confs = {"1x1": SCALING["1x1"], "2x1": SCALING["2x1"]}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in confs}
+    try:
+        mid = make_scene((args.scaling_size,) * 2, "wv3", seed=0)
+        for _ in range(args.repeats):
+            for name, (w, t, spec) in confs.items():
+                runs[name].append(
+                    end_to_end(mid, tmp, args.tile, weights, _cluster(w, t), args.steps, spec, True)
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: _median(v) for k, v in runs.items()}
+    speedup = med["1x1"]["e2e"] / med["2x1"]["e2e"]
+    env = environment()
+    result = {"args": vars(args), "median_s": med, "runs": runs, "speedup_2x1": speedup,
+              "environment": env, "load": f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"}  # fmt: skip
+    (RESULTS / "engine_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"# 1 worker vs 2, end to end ({env['date']})",
+        "",
+        f"Command: `python benchmarks/engine.py --scaling-only --scaling-size "
+        f"{args.scaling_size} --repeats {args.repeats}`; FusionNet + tailor ({args.steps} "
+        f"steps), tile {args.tile}, speculation on, export streamed; alternated, medians. Load "
+        f"average {result['load']} (shared machine).",
+        "",
+        *_table(med),
+        "",
+        "End to end per run (s): "
+        + "; ".join(f"{k}: " + ", ".join(f"{x['e2e']:.2f}" for x in v) for k, v in runs.items())
+        + ".",
+        f"**2 workers / 1 worker** (target >= 1.7x): **{speedup:.2f}x**.",
+        "",
+    ]
+    (RESULTS / "engine_scaling.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+#: --e2e-only --spare-core: 1 worker x 1 thread, the driver's writer has a core of its own.
+SPARE_SETTINGS = {"streamed export": (True, 0, True), "export after": (False, 0, True)}
+
+#: --e2e-only's settings: export streamed?, the stream writer's niceness, full tiles first?
+E2E_SETTINGS = {
+    "streamed export": (True, 0, True),
+    "export after": (False, 0, True),
+    "export after, raster order": (False, 0, False),
+}
+
+
+def e2e_only(args: Any) -> None:
+    """The headline ratio alone, as an A/B: SIZE² 2x1 end to end (with speculation) with the COG
+    export streamed beside the tile map and after it, and the raw forward, alternated
+    ``--repeats`` times (about 2 minutes a repeat at 4000²)."""
+    from pipeline import export_stream, stage_export, tilemap
+
+    load0 = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    weights = weights_path(tmp, shipped=True)
+    settings = SPARE_SETTINGS if args.spare_core else E2E_SETTINGS
+    workers = 1 if args.spare_core else 2
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in settings}
+    raws = []
+    try:
+        syn = make_scene((args.size, args.size), "wv3", seed=0)
+        store = write_scene(
+            scene_of(syn.pan, syn.ms), tmp / "main.zarr", tile=args.tile, hash_sources=False
+        )
+        for _ in range(args.repeats):
+            for name, (stream, nice, largest_first) in settings.items():
+                stage_export.STREAM_EXPORT, export_stream.NICE = stream, nice
+                tilemap.LARGEST_FIRST = largest_first
+                runs[name].append(
+                    end_to_end(
+                        syn,
+                        tmp,
+                        args.tile,
+                        weights,
+                        _cluster(workers, 1),
+                        args.steps,
+                        e2e_extra=True,
+                    )
+                )
+            if not args.spare_core:
+                raws.append(raw_forward(store, weights, 2))
+    finally:
+        stage_export.STREAM_EXPORT, export_stream.NICE, tilemap.LARGEST_FIRST = "auto", 0, True
+        shutil.rmtree(tmp, ignore_errors=True)
+    med, raw = {k: _median(v) for k, v in runs.items()}, statistics.median(raws or [float("nan")])
+    result = {
+        "args": vars(args),
+        "end_to_end_2x1_median_s": med,
+        "runs": runs,
+        "raw_forward_s": raws,
+        "ratio_e2e_over_raw": {k: v["e2e"] / raw for k, v in med.items()},
+        "environment": environment(),
+        "load": f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    name = "engine_e2e_spare" if args.spare_core else "engine_e2e"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(e2e_markdown(result))
+    print(e2e_markdown(result))
+
+
+def e2e_markdown(r: dict[str, Any]) -> str:
+    a, med = r["args"], r["end_to_end_2x1_median_s"]
+    ratios = ", ".join(f"{k} **{v:.3f}x**" for k, v in r["ratio_e2e_over_raw"].items())
+    per_run = "; ".join(
+        f"{k}: " + ", ".join(f"{x['e2e']:.2f}" for x in v) for k, v in r["runs"].items()
+    )
+    lines = [
+        f"# Engine end to end, export streamed or after ({r['environment']['date']})",
+        "",
+        f"Command: `python benchmarks/engine.py --e2e-only{' --spare-core' if a.get('spare_core') else ''} --size {a['size']} --repeats "
+        f"{a['repeats']}`; {a['size']}² x 8 FusionNet + tailor ({a['steps']} steps), tile "
+        f"{a['tile']}, {1 if a.get('spare_core') else 2} worker(s) x 1 thread, speculation on; the settings (and the raw "
+        f"forward) alternated, medians. Load average {r['load']} (shared machine).",
+        "",
+        *_table(med),
+        "",
+        f"End to end per run (s): {per_run}.",
+    ]
+    if r["raw_forward_s"]:
+        lines += [
+            f"Raw forward (2 threads, one process), per run: "
+            f"{', '.join(f'{x:.2f}' for x in r['raw_forward_s'])} s.",
+            f"**End to end / raw forward** (target <= 1.15): {ratios}.",
+        ]
+    lines.append("")
+    return "\n".join(lines)
 
 
 def cpu_bound(run: dict[str, float], infer_core_s: float, raw: float) -> dict[str, float]:

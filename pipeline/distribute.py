@@ -20,7 +20,10 @@ are preloaded into the running plugins (re-registering would tear down other run
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -255,6 +258,18 @@ class Engine:
     def _split(self) -> tuple[dict[str, int], dict[str, int]]:
         info = self.client.scheduler_info(n_workers=-1).get("workers", {})
         return split_workers(info, self.workers, gpu=self.gpu)
+
+    def driver_has_a_spare_core(self) -> bool:
+        """Whether this host has a core no local worker thread uses (or the work is on GPUs or
+        other hosts): work beside the tile map (the streamed export) then slows no tile."""
+        if self.gpu:
+            return True
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        local = {"127.0.0.1", "localhost", "::1"}
+        with contextlib.suppress(OSError):
+            local.add(socket.gethostbyname(socket.gethostname()))
+        threads = sum(int(w.get("nthreads", 1)) for w in info.values() if w.get("host") in local)
+        return threads < (os.cpu_count() or 1)
 
     def spare_slots(self) -> int:
         """Task slots left while one runs the fit (0 on one single-threaded worker)."""

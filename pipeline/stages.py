@@ -31,11 +31,13 @@ from .jobs import ClassicalFitJob, ClassicalSpec, FeatureTask, FitJob, FitOutcom
 from .journal import Journal, RunPaths
 from .methods import adapt_mode, method
 from .scene import Scene
+from .stage_export import run_export, start_export
 from .store import SceneStore
 from .tilemap import Progress, stage_infer, stage_quality
 
 if TYPE_CHECKING:  # the engine imports distributed and workers: only when a run starts one
     from .distribute import Engine, Speculation
+    from .export_stream import ExportStream
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class RunState:
     store: SceneStore | None = None
     spec: ModelSpec | ClassicalSpec | None = None
     speculation: Speculation | None = None
+    export: ExportStream | None = None
     timings: dict[str, float] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     exits: ExitStack = field(default_factory=ExitStack)
@@ -265,11 +268,13 @@ def _base(state: RunState) -> ModelSpec:
 
 
 def run_infer(state: RunState) -> None:
-    """Infer every tile not yet in the journal into the run's own output array."""
+    """Infer every tile not yet in the journal into the run's own output array; the COG export
+    takes each tile as it is journaled (:func:`pipeline.stage_export.start_export`)."""
     if state.spec is None:
         state.spec = _base(state)
     if isinstance(state.spec, ModelSpec):
         state.engine.prepare(state.spec.base())
+    stream = start_export(state)
     state.records["infer"] = stage_infer(
         state.journal,
         state.engine,
@@ -280,6 +285,7 @@ def run_infer(state: RunState) -> None:
         clip=state.cfg.clip,
         progress=state.progress,
         speculation=state.speculation,
+        on_tile=None if stream is None else lambda key: stream.add((key,)),
     )
     state.speculation = None
     state.timings["infer"] = state.records["infer"]["seconds"]
@@ -296,24 +302,6 @@ def run_quality(state: RunState) -> None:
         output=state.journal.output_array,
     )
     state.timings["quality"] = float(state.records["metrics"].get("seconds", 0.0))
-
-
-def run_export(state: RunState) -> None:
-    """Write the COG (after removing what an interrupted export left) and the quicklook."""
-    from .export import export_cog
-    from .files import remove_temporaries
-    from .report import quicklook
-
-    paths, journal = state.paths, state.journal
-    t0 = time.perf_counter()
-    for p in (paths.cog, paths.quicklook):
-        remove_temporaries(p)
-        journal.creates(p)
-    export_cog(state.scene_store.path, journal.output_array, paths.cog, overwrite=True)
-    _timed(state, "export", t0)
-    t0 = time.perf_counter()
-    quicklook(state.scene_store, journal.output_array, paths.quicklook)
-    _timed(state, "quicklook", t0)
 
 
 def _needs_fit(cfg: RunConfig, paths: RunPaths) -> bool:

@@ -33,6 +33,15 @@ OUTPUT = "fused"
 
 Progress = Callable[[str, int, int], None]
 
+#: Submit the full tiles before the clipped ones of the last row and column (the A/B of
+#: ``benchmarks/engine.py --e2e-only``; the bytes do not depend on the order).
+LARGEST_FIRST = True
+
+
+def _pixels(grid: TileGrid, key: TileKey) -> int:
+    h, w = grid.pan_window(key).shape_yx
+    return h * w
+
 
 def report_progress(progress: Progress | None, stage: str, done: int, total: int) -> None:
     """Call ``progress``, or log every tenth of the way."""
@@ -80,41 +89,52 @@ def stage_infer(
     clip: bool = True,
     progress: Progress | None = None,
     speculation: Speculation | None = None,
+    on_tile: Callable[[TileKey], None] | None = None,
 ) -> dict[str, Any]:
     """Infer every tile not yet in the journal into ``output``; journal each as it completes.
 
     ``spec`` is a network's :class:`ModelSpec` or a classical method's :class:`ClassicalSpec`;
     both run through the same tile map. The output array is created empty when the journal has
     no finished tile. Tiles whose features ``speculation`` holds (extracted during the fit) are
-    finished from them, and journaled like any other.
+    finished from them, and journaled like any other. ``on_tile(key)`` is called for each tile
+    once it is journaled (the run's streamed export: :mod:`pipeline.export_stream`).
 
     Returns
     -------
     dict
-        seconds, tiles, computed, skipped, speculative, forward_seconds, peak_rss_bytes,
+        seconds, tail_seconds (from the first worker's last tile to the end: the tile map's
+        tail), tiles, computed, skipped, speculative, forward_seconds, peak_rss_bytes,
         workers_used.
     """
     store.create_output(output, "float32", overwrite=not journal.tiles)
     grid = store.grid
     todo = [k for k in grid.keys() if str(k) not in journal.tiles]  # noqa: SIM118
+    if LARGEST_FIRST:  # the clipped edge tiles last: a shorter tail (stable: raster order else)
+        todo.sort(key=lambda k: -_pixels(grid, k))
     tasks = _tasks(store, output, todo, spec, amp, clip)
     total, done = len(grid), len(grid) - len(todo)
     report_progress(progress, "infer", done, total)
     t0 = time.perf_counter()
     peak: dict[int, int] = {}
+    last: dict[int, float] = {}  # when each worker's last tile came back
     forward, speculative = 0.0, 0
     try:
         for res in engine.infer_tiles(tasks, speculation):
             journal.finish_tile(res.key, res.sha256)
+            if on_tile is not None:
+                on_tile(res.key)
             peak[res.pid] = max(peak.get(res.pid, 0), res.peak_rss)
+            last[res.pid] = time.perf_counter()
             forward += res.seconds.get("forward", 0.0)
             speculative += res.speculative
             done += 1
             report_progress(progress, "infer", done, total)
     finally:
         journal.flush(force=True)
+    end = time.perf_counter()
     return {
-        "seconds": time.perf_counter() - t0,
+        "seconds": end - t0,
+        "tail_seconds": end - min(last.values()) if len(last) > 1 else 0.0,
         "tiles": total,
         "computed": len(tasks),
         "skipped": total - len(tasks),
