@@ -50,6 +50,7 @@ from pipeline.quality import (
     reduced_resolution,
     reduced_resolution_tiles,
 )
+from pipeline.sampling import SampleConfig
 from pipeline.sensors import SensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -226,10 +227,14 @@ def score_rr(fused: np.ndarray, reference: np.ndarray, sc: Scene) -> dict[str, f
 class SceneRunner:
     """Runs and scores methods on one scene, at full and at reduced resolution."""
 
-    def __init__(self, sc: Scene, pair: Pair | None, fit: FitConfig) -> None:
+    def __init__(
+        self, sc: Scene, pair: Pair | None, fit: FitConfig, sample: SampleConfig | None = None
+    ) -> None:
         self.sc = sc
         cfg = EvaluateConfig(weights=pair.weights if pair else None)
-        self.run = MethodRunner(sc.sensor, cfg, fit=fit, dn_max=sc.dn_max, overlap=False)
+        self.run = MethodRunner(
+            sc.sensor, cfg, fit=fit, dn_max=sc.dn_max, overlap=False, sample=sample
+        )
         if sc.gt is None:
             self.rr_pan, self.rr_ms = wald_degrade(sc.pan, sc.ms, sc.sensor)
 
@@ -307,15 +312,21 @@ def fit_config(args: argparse.Namespace) -> FitConfig:
     return FitConfig(finetune_steps=args.finetune_steps, weights=weights, **_overrides(args.fit))
 
 
+def sample_config(args: argparse.Namespace) -> SampleConfig | None:
+    """The default :class:`SampleConfig` with ``--sample`` overrides (``None``: no overrides)."""
+    over = _overrides(args.sample)
+    return SampleConfig(**over) if over else None
+
+
 def run_pair(pair: Pair, args: argparse.Namespace) -> None:
     """Cache the rows of one pair under ``LABEL/`` (network rows) and ``shared/`` (the rest)."""
     scenes = load_target(pair.target)
     if not scenes:
         print(f"skip {pair.key}: data absent", flush=True)
         return
-    fit = fit_config(args)
+    fit, sample = fit_config(args), sample_config(args)
     for sc in scenes:
-        runner = SceneRunner(sc, pair, fit)
+        runner = SceneRunner(sc, pair, fit, sample)
 
         def shared(runner: SceneRunner = runner) -> dict[str, Any]:
             return {m: runner.row(m) for m in SHARED_ROWS}
@@ -325,7 +336,7 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> None:
         def network(runner: SceneRunner = runner) -> dict[str, Any]:
             seeds = [runner.row("tailor", seed=s) for s in range(args.seeds)]
             rows = {"none": runner.row("none"), "tailor": median_row(seeds)}
-            return {**rows, "_fit": repr(fit)}
+            return {**rows, "_fit": repr(fit), **({"_sample": repr(sample)} if sample else {})}
 
         tag = f"{_safe(pair.key)}__{sc.name}"
         rows = _cached(_cache(args.label, f"{tag}.json"), args.redo, network)
@@ -357,6 +368,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--loss", nargs="*", help="LossWeights overrides, e.g. detail=1")
     ap.add_argument("--fit", nargs="*", help="FitConfig overrides, e.g. steps=90")
+    ap.add_argument("--sample", nargs="*", help="SampleConfig overrides, e.g. holdout=4")
     ap.add_argument("--redo", action="store_true", help="recompute cached network rows")
     ap.add_argument("--redo-shared", action="store_true", help="recompute EXP/classical rows")
     ap.add_argument("--report", action="store_true", help="write cross_sensor.{md,json}")

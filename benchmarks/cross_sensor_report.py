@@ -46,6 +46,13 @@ LABELS = {
     "scale down is below 0.75x the network's; threshold read off these scenes)",
     "q3dg3m": "q3dg3m (q3dg3 + `spatial_matched=0.1`: spatial weight 0.1 where the gate finds "
     "the pretrained network the better one)",
+    "q3rr03": "q3rr03 (q3 + the reduced-resolution term in ERGAS form, `LossWeights(rr=0.3)`, "
+    "pipeline/losses_rr.py)",
+    "q3rr1": "q3rr1 (as q3rr03 with `rr=1`)",
+    "q3h4": "q3h4 (the default with 4 held-out patches instead of 2, `SampleConfig(holdout=4)`: "
+    "the seed-spread lever)",
+    "q3r2": "q3r2 (the default, rerun on the code of 2026-12-01 06:00 UTC: the held-out stops "
+    "moved again since q3r, so the variants of this session are compared with this rerun)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading

@@ -44,6 +44,7 @@ from .sensors import SensorSpec
 
 if TYPE_CHECKING:
     from .fit_config import FitConfig
+    from .sampling import SampleConfig
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ class MethodRunner:
 
     ``backbone`` (default: loaded from ``cfg``), ``fit`` (the network methods' configuration,
     its ``adapt`` replaced per method; default :class:`pipeline.fit.FitConfig`), ``dn_max``
-    (normalisation; default the sensor's) and ``overlap`` are passed to :func:`pipeline.fuse.fuse`.
+    (normalisation; default the sensor's), ``overlap`` and ``sample`` (patch sampling; default
+    :class:`pipeline.sampling.SampleConfig`) are passed to :func:`pipeline.fuse.fuse`.
     """
 
     def __init__(
@@ -167,9 +169,11 @@ class MethodRunner:
         fit: FitConfig | None = None,
         dn_max: float | None = None,
         overlap: bool = True,
+        sample: SampleConfig | None = None,
     ) -> None:
         self.spec, self.cfg, self._backbone = spec, cfg, backbone
         self.fit, self.dn_max, self.overlap = fit, dn_max, overlap
+        self.sample = sample
 
     def backbone(self) -> Any:
         if self._backbone is None:
@@ -209,7 +213,7 @@ class MethodRunner:
         from .fuse import fuse
         from .sampling import SampleConfig
 
-        sample = SampleConfig()
+        sample = self.sample or SampleConfig()
         r = self.spec.ratio
         edge = min(pan.shape) // r * r
         if edge < sample.patch:  # small (reduced-resolution) scenes: one patch per scene

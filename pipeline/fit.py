@@ -31,6 +31,7 @@ from .fit_objective import FitObjective
 from .fit_stop import _optimise, _result, _state
 from .losses import LossWeights, degrade_inputs
 from .losses_detail import detail_setup, with_detail
+from .losses_rr import needs_degraded
 from .sampling import PatchBatch
 from .sensors import SensorSpec
 from .tailor import FeatureTailor, TailorSpec
@@ -97,7 +98,7 @@ def _objective(
     losses = with_detail(objective, detail, w)
 
     def total() -> tuple[torch.Tensor, dict[str, float]]:
-        return losses(*forward(w.consistency > 0))
+        return losses(*forward(needs_degraded(w)))
 
     return total
 
@@ -116,7 +117,7 @@ def _cached_features(
     with torch.no_grad():
         feats = backbone.extract(x.ms, x.lms, x.pan).contiguous(memory_format=fmt)
         feats_d = None
-        if cfg.weights.consistency > 0:
+        if needs_degraded(cfg.weights):
             feats_d = backbone.extract(x.ms_d, x.lms_d, x.pan_d).contiguous(memory_format=fmt)
     return feats, feats_d
 

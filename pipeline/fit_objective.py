@@ -43,6 +43,7 @@ from .losses import (
     toolbox_spatial_loss,
     toolbox_spatial_target,
 )
+from .losses_rr import band_means, rr_loss
 from .sensors import SensorSpec
 from .window_stats import EPS, box_mean
 
@@ -242,6 +243,8 @@ class FitObjective:
         self.ms, self.w = ms, w
         self.mean_ms = _Masked(valid_ms, ms.shape, dt)
         self.mean_px = _Masked(valid_ms, ms[:, :1].shape, dt)
+        self.valid_ms = valid_ms
+        self.rr_means = band_means(ms, valid_ms) if w.rr > 0 else None
         self.spatial = spatial_term(ms, lms, pan, pan_d, valid, upsampler, r, w, fused)
 
     def degrade(self, out: torch.Tensor) -> torch.Tensor:
@@ -264,6 +267,8 @@ class FitObjective:
             terms["spatial"] = self.spatial(out)
         if w.consistency > 0 and out_d is not None:
             terms["consistency"] = consistency_loss(out_d, self.ms, mask)
+        if w.rr > 0 and out_d is not None:
+            terms["rr"] = rr_loss(out_d, self.ms, mask)
         if w.penalty > 0 and delta is not None:
             terms["penalty"] = tailor_penalty(delta)
         return terms
@@ -285,6 +290,8 @@ class FitObjective:
             terms["spatial"] = self.spatial(out)
         if w.consistency > 0 and out_d is not None:
             terms["consistency"] = self.mean_ms((out_d - self.ms).abs())
+        if w.rr > 0 and out_d is not None:
+            terms["rr"] = rr_loss(out_d, self.ms, self.valid_ms, means=self.rr_means)
         if w.penalty > 0 and delta is not None:
             terms["penalty"] = tailor_penalty(delta)
         return terms

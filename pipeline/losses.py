@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .losses_rr import check_rr_weight
 from .losses_toolbox import (
     Q_BLOCK,
     toolbox_interp,
@@ -85,12 +86,14 @@ class LossWeights:
     spatial_target: str = "toolbox"
     q_block: int = Q_BLOCK
     q_stride: int = 8
+    rr: float = 0.0
 
     def __post_init__(self) -> None:
+        check_rr_weight(self.rr)
         for name in ("spectral", "angle", "spatial", "consistency", "penalty"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Loss weight {name!r} must be >= 0.", got=getattr(self, name))
-        if self.spectral + self.angle + self.spatial + self.consistency == 0:
+        if self.spectral + self.angle + self.spatial + self.consistency + self.rr == 0:
             raise ConfigError(
                 "At least one of the spectral, spatial and consistency weights must be > 0.",
                 fix="e.g. spectral=1, consistency=1.",
