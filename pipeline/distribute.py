@@ -35,10 +35,16 @@ from typing import TypedDict, TypeVar, cast
 
 from distributed import Client, Future, as_completed
 
-from workers.cluster import ClusterConfig, connect, has_gpu_workers, load_cluster_config
+from workers.cluster import (
+    ClusterConfig,
+    connect,
+    has_gpu_workers,
+    load_cluster_config,
+    wait_stopped,
+)
 from workers.kernel import classical_tile, infer_tile
 from workers.plugin import PLUGIN_NAME, ModelPlugin, preload
-from workers.scene_tasks import fit_adapter, tile_quality
+from workers.scene_tasks import fit_adapter, fit_group, tile_quality
 from workers.scene_tasks import fit_classical as _fit_classical
 from workers.speculate import (
     FeatureFuture,
@@ -112,18 +118,9 @@ def _finish(task: TileTask, feats: object) -> TileResult | TaskFailed:
 
 
 def _warm() -> None:
-    """Import what a classical run's tasks need, on one worker (its share of the start-up).
-
-    Unpickling this function already imports this module and :mod:`workers` (torch, zarr).
-    """
+    """Import what a classical run's tasks need (unpickling this imports this module and
+    :mod:`workers`: torch, zarr), on one worker: its share of the start-up."""
     import pipeline.classical  # noqa: F401
-
-
-def _fit_group(job: GroupFitJob) -> FitOutcome:
-    """A batch group's one fit: patches sampled across its stores, then the scene fit task."""
-    from .batch.groups import sample_group
-
-    return fit_adapter(job.fit, sample_group(job.stores, job.fit.sample, job.fit.seed))
 
 
 class Engine:
@@ -162,7 +159,7 @@ class Engine:
         self._lock = threading.Lock()
         self._registered = False
         self._preloaded: set[ModelSpec] = set()
-        self._maps = 0  # tile maps running (their workers are busy: nothing to lend)
+        self._maps = 0  # tile maps and speculations running (no speculation meanwhile)
         self._warm = False
         link = getattr(client, "dashboard_link", None)
         if link:
@@ -253,7 +250,7 @@ class Engine:
     def fit_group(self, job: GroupFitJob) -> FitOutcome:
         """Fit one adapter for a group of scenes (``batch --tailor-scope group``), on one worker
         with its own threads (as :meth:`fit_once`)."""
-        return self._submit(_fit_group, job, "fit-group")
+        return self._submit(fit_group, job, "fit-group")
 
     def _split(self) -> tuple[dict[str, int], dict[str, int]]:
         info = self.client.scheduler_info(n_workers=-1).get("workers", {})
@@ -322,7 +319,8 @@ class Engine:
     ) -> Iterator[R]:
         """Run ``fn`` on every job (job ``i`` from ``features[i]``: :func:`_finish`); yield
         results as they complete. Workers that die are replaced and their tasks retried
-        (``retries``); the first task that still fails raises here, the rest are cancelled."""
+        (``retries``); the first task that still fails raises here, the rest are cancelled (and
+        those already running waited for)."""
         if not jobs:
             return
         call = uuid.uuid4().hex[:6]
@@ -345,7 +343,9 @@ class Engine:
                 yield _unwrap(out)
         finally:
             self._busy(-1)
-            self.client.cancel([f for f in futures if not f.done()])
+            if undone := [f for f in futures if not f.done()]:  # failed or stopped early
+                self.client.cancel(undone)
+                wait_stopped(self.client, [f.key for f in undone])  # their writes end first
 
     def _finishes(
         self, jobs: Sequence[J], keys: list[str], feats: dict[int, FeatureFuture]

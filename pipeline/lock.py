@@ -60,8 +60,9 @@ class RunLock:
         self.holder = holder
 
     @classmethod
-    def acquire(cls, path: str | Path) -> RunLock:
-        """Take the lock at ``path`` (taking over a stale one) or raise :class:`RunLockedError`."""
+    def acquire(cls, path: str | Path, what: str = "this work dir") -> RunLock:
+        """Take the lock at ``path`` (taking over a stale one) or raise :class:`RunLockedError`
+        (saying that another run is using ``what``)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         holder = {
@@ -75,7 +76,7 @@ class RunLock:
                 return cls(target, holder)
             other = cls._read(target)
             if not cls._stale(other):
-                raise cls._refusal(target, other)
+                raise cls._refusal(target, other, what)
             log.warning(
                 "taking over the stale lock %s of pid %s on %s (started %s; that process is gone)",
                 target,
@@ -84,7 +85,7 @@ class RunLock:
                 other.get("started"),
             )
             target.unlink(missing_ok=True)
-        raise cls._refusal(target, cls._read(target))
+        raise cls._refusal(target, cls._read(target), what)
 
     @staticmethod
     def _create(target: Path, holder: dict[str, Any]) -> bool:
@@ -123,9 +124,9 @@ class RunLock:
         return not pid_alive(pid)
 
     @staticmethod
-    def _refusal(target: Path, other: dict[str, Any]) -> RunLockedError:
+    def _refusal(target: Path, other: dict[str, Any], what: str) -> RunLockedError:
         return RunLockedError(
-            "Another run is using this work dir.",
+            f"Another run is using {what}.",
             path=target,
             expected="no other run of this output at the same time",
             got=f"held by host {other.get('host', '?')}, pid {other.get('pid', '?')}, "
@@ -151,4 +152,11 @@ class RunLock:
         self.release()
 
 
-__all__ = ["RunLock", "RunLockedError", "pid_alive"]
+def output_lock(product: str | Path) -> Path:
+    """The lock a writer of ``product`` holds beside it (``.NAME.lock``): two runs with their
+    own work dirs but one output must not export into each other's temporaries."""
+    p = Path(product)
+    return p.with_name(f".{p.name}.lock")
+
+
+__all__ = ["RunLock", "RunLockedError", "output_lock", "pid_alive"]

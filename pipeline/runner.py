@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .config import RunConfig
 from .jobs import ClassicalSpec, ModelSpec
 from .journal import Journal, RunPaths
-from .lock import RunLock
+from .lock import RunLock, output_lock
 from .methods import ADAPTS, CLASSICAL, NETWORKS
 from .preflight import check_paths, identify, open_inputs, open_journal
 from .report import write_report
@@ -157,7 +157,10 @@ def _opened(
     check_paths(cfg, paths)
     scene = open_inputs(cfg, paths)
     base, fingerprint = identify(cfg, scene)
-    with RunLock.acquire(paths.lock):
+    with (
+        RunLock.acquire(paths.lock),
+        RunLock.acquire(output_lock(paths.cog), what=f"the output {paths.cog.name}"),
+    ):
         journal, finished = open_journal(cfg, paths, fingerprint, scene)
         state = RunState(
             cfg=cfg,

@@ -170,6 +170,35 @@ def test_run_killed_midway_resumes_to_identical_bytes(
     assert run_scene(cfg, engine=engine)["already_complete"] is True
 
 
+def test_a_failed_map_returns_only_after_its_running_tasks_ended(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Cancelling a future does not stop a task already running on a worker; a failed tile map
+    waits for those before it raises, so a corrected rerun never races the failed run's last
+    writes (``Directory not empty`` while the rerun removed a tile array: audit, flaky test)."""
+    import time
+
+    from pipeline.errors import PantailorError
+
+    started, done = tmp_path / "started", tmp_path / "done"
+
+    def task(job: int) -> int:
+        if job == 1:  # a slow tile, running when the other fails
+            started.touch()
+            time.sleep(1.5)
+            done.touch()
+            return job
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise PantailorError("a tile failed")
+
+    with pytest.raises(PantailorError, match="a tile failed"):
+        list(engine._map(task, [0, 1], "drain"))
+    assert started.exists() and done.exists()  # the running task's writes were waited for
+    assert engine.idle()
+
+
 def test_dry_run_writes_nothing_and_existing_output_is_refused(
     weights: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -266,6 +266,28 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(
     assert any("stale lock" in r.message and str(holder.pid) in r.message for r in caplog.records)
 
 
+def test_two_runs_of_one_output_with_their_own_work_dirs_are_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The work-dir lock alone let a second run (``--work-dir`` of its own) export into the same
+    ``-o`` and remove the first one's live temporaries (audit case 41): the output is locked."""
+    from pipeline.lock import RunLock, output_lock
+
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    cfg = RunConfig(
+        inputs=(str(store.path),), output=str(tmp_path / "o.tif"), method="brovey",
+        quality_tiles=0, work_dir=str(tmp_path / "w2"),
+    )  # fmt: skip
+    with RunLock.acquire(output_lock(tmp_path / "o.tif")):  # run 1, still writing o.tif
+        with pytest.raises(PantailorError, match=r"the output o\.tif") as err:
+            run_scene(cfg, engine=engine)
+        assert f"pid {os.getpid()}" in str(err.value)
+        assert not (tmp_path / "o.tif").exists() and not RunPaths.of(cfg).lock.exists()
+    summary = run_scene(cfg, engine=engine)
+    assert summary["infer"]["computed"] == 4 and (tmp_path / "o.tif").is_file()
+    assert not output_lock(tmp_path / "o.tif").exists()
+
+
 def test_a_lock_held_on_another_host_is_refused_with_the_fix(tmp_path: Path) -> None:
     from pipeline.lock import RunLock
 

@@ -34,7 +34,8 @@ import importlib.util
 import logging
 import os
 import shlex
-from collections.abc import Iterator
+import time
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -312,6 +313,36 @@ def has_gpu_workers(client: Any) -> bool:
     return any(GPU_RESOURCE in (w.get("resources") or {}) for w in workers.values())
 
 
+#: Worker task states in which the task's function may still be running on a worker thread.
+_LIVE = frozenset({"executing", "long-running", "cancelled", "resumed"})
+
+
+def _running(keys: list[Hashable], dask_worker: Any = None) -> list[Hashable]:
+    """Which of ``keys`` this worker may still be executing (run by ``Client.run``)."""
+    tasks = dask_worker.state.tasks
+    return [k for k in keys if (ts := tasks.get(k)) is not None and ts.state in _LIVE]
+
+
+def wait_stopped(client: Any, keys: Sequence[Hashable], timeout: float = 120.0) -> list[Hashable]:
+    """Block until no worker runs any task of ``keys`` any more; the keys still running at
+    ``timeout`` (logged).
+
+    Cancelling a future does not stop a task that already runs: its worker thread finishes it
+    (and its writes) and drops the result. A failed tile map waits here before it returns, so
+    that a corrected rerun never races the failed run's last writes into the scene store.
+    """
+    deadline, left = time.monotonic() + timeout, list(keys)
+    while left:
+        found = client.run(_running, left, on_error="ignore")
+        left = list(dict.fromkeys(k for ks in found.values() for k in ks))
+        if left and time.monotonic() > deadline:
+            log.warning("%d cancelled task(s) still running after %.0f s", len(left), timeout)
+            break
+        if left:
+            time.sleep(0.05)
+    return left
+
+
 __all__ = [
     "DEFAULTS_FILE",
     "GPU_RESOURCE",
@@ -329,4 +360,5 @@ __all__ = [
     "resolve_kind",
     "security",
     "slurm_kwargs",
+    "wait_stopped",
 ]

@@ -30,6 +30,7 @@ from pipeline.jobs import (
     ClassicalFitOutcome,
     FitJob,
     FitOutcome,
+    GroupFitJob,
     QualityJob,
     QualityResult,
     fit_config,
@@ -80,6 +81,14 @@ def _save_atomic(job: FitJob, result: Any, module: Any, backbone: Any) -> None:
             save_backbone(copy.deepcopy(module).cpu().eval(), tmp, meta)
 
     write_atomic(job.out, write, kind="partial")
+
+
+def fit_group(job: GroupFitJob) -> FitOutcome:
+    """A batch group's one fit (``batch --tailor-scope group``): patches sampled across its
+    stores, then :func:`fit_adapter`."""
+    from pipeline.batch.groups import sample_group
+
+    return fit_adapter(job.fit, sample_group(job.stores, job.fit.sample, job.fit.seed))
 
 
 def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
@@ -234,5 +243,6 @@ __all__ = [
     "fit_adapter",
     "fit_calls",
     "fit_classical",
+    "fit_group",
     "tile_quality",
 ]
