@@ -52,3 +52,21 @@ def test_export_refuses_an_output_that_is_or_is_inside_its_store_before_any_work
     assert str(out) in err and "Fix:" in err and "Traceback" not in err
     assert sorted(p.relative_to(store.path) for p in store.path.rglob("*")) == before
     assert not list(tmp_path.glob(".*"))  # no temporary left either
+
+
+def test_export_refuses_an_output_another_writer_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pantailor export`` into a COG a run is still writing would remove that run's live
+    temporaries (audit case 41, for the export command): it takes the output's lock too."""
+    from pipeline.lock import RunLock, output_lock
+
+    store = small_store(tmp_path / "s.zarr", (64, 64), 32)
+    out = tmp_path / "o.tif"
+    argv = ["export", str(store.path), "ms_up", "-o", str(out), "--overwrite"]
+    with RunLock.acquire(output_lock(out), what="the output o.tif"):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Another run is using the output o.tif" in err and "Traceback" not in err
+        assert not out.exists()
+    assert main(argv) == 0 and out.is_file() and not output_lock(out).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._base import Subparsers
 
@@ -35,6 +36,7 @@ def add(
 def cmd(args: argparse.Namespace) -> int:
     from ..export import CogOptions, export_cog
     from ..files import check_output_file
+    from ..lock import RunLock, output_lock
 
     check_output_file(args.output, [args.store])
     opts = CogOptions(
@@ -44,6 +46,10 @@ def cmd(args: argparse.Namespace) -> int:
         blocksize=args.blocksize,
         overview_resampling=args.overview_resampling,
     )
-    out = export_cog(args.store, args.array, args.output, options=opts, overwrite=args.overwrite)
+    out_name = Path(args.output).name
+    with RunLock.acquire(output_lock(args.output), what=f"the output {out_name}"):
+        out = export_cog(
+            args.store, args.array, args.output, options=opts, overwrite=args.overwrite
+        )
     print(f"{out}: {args.array} from {args.store}")
     return 0
