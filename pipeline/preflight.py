@@ -168,7 +168,8 @@ def _check_foreign(cfg: RunConfig, paths: RunPaths, journal: Journal) -> None:
                 path=product,
                 expected="a new path, or an unfinished run of the same settings",
                 got="an existing file not written by this run",
-                fix="pass --overwrite or choose another -o.",
+                fix="pass --overwrite or choose another -o (pantailor batch replaces no file it "
+                "did not write: move that file away, or choose another output folder).",
             )
 
 

@@ -73,3 +73,20 @@ def test_a_deleted_product_is_exported_again_without_recomputing_the_scene(
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert rows[0]["tiles_computed"] == "0"  # all 12 before the fix
     assert fit.stat().st_mtime_ns == fitted  # not fitted again
+
+
+def test_a_user_file_at_a_scenes_output_is_kept_and_the_fix_fits_the_batch(
+    client: Any, tmp_path: Path
+) -> None:
+    """A file the batch did not write at ``OUTDIR/ID/ID.tif`` is kept and the scene fails; the
+    fix offered was only ``--overwrite``, an option batch does not have (audit case 66)."""
+    write_pair(tmp_path / "sc0", seed=0)
+    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
+    out = tmp_path / "out"
+    (out / "c0").mkdir(parents=True)
+    (out / "c0" / "c0.tif").write_bytes(b"the user's own file")
+    cfg = BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
+    res = run_batch(cfg, engine=Engine(client, device="cpu"))
+    assert res.exit_status == 1 and list(res.failed) == ["c0"]
+    assert "already exists" in res.failed["c0"] and "move that file away" in res.failed["c0"]
+    assert (out / "c0" / "c0.tif").read_bytes() == b"the user's own file"
