@@ -35,7 +35,7 @@ from .overviews import (
     Pyramid,
     aligned,
     level_count,
-    level_profile,
+    open_stage,
     raster_windows,
     read_ahead,
     stage_paths,
@@ -224,18 +224,9 @@ def _write_intermediate(
     levels: Sequence[Path] = (),
 ) -> None:
     """Full resolution into ``tmp`` and, as it streams, the overview ``levels`` (one file each)."""
-    import rasterio
 
     with contextlib.ExitStack() as stack:
-        with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
-            outs = [
-                stack.enter_context(
-                    rasterio.open(p, "w", **level_profile(profile, src.shape[1:], k))
-                )
-                for k, p in enumerate(levels, start=1)
-            ]
+        dst, outs = open_stage(stack, tmp, profile, levels, src.shape[1:])
         describe(dst)
 
         def write_level(level: int, w: Window, block: NDArray[Any]) -> None:

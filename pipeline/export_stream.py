@@ -26,7 +26,6 @@ import os
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
@@ -48,7 +47,7 @@ from .export import (
     _streamed_levels,
 )
 from .grid import TileKey, Window
-from .overviews import Pyramid, level_profile, stage_paths
+from .overviews import Pyramid, open_stage, stage_paths
 from .overviews import to_dn as _convert
 from .store import SceneStore
 
@@ -218,22 +217,13 @@ class ExportStream:
         self, src: Any, dtype: np.dtype[Any], first: object, tmp: Path, levels: list[Path]
     ) -> bool:
         """Write tiles as they are queued until the sentinel (True) or an abort (False)."""
-        import rasterio
 
         nodata = self.store.meta.nodata
         if nodata is None and np.issubdtype(dtype, np.floating):
             nodata = float("nan")
         profile = _profile(src, dtype, nodata, self.store.meta.crs, self.opts)
         with contextlib.ExitStack() as stack:
-            with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
-                outs = [
-                    stack.enter_context(
-                        rasterio.open(p, "w", **level_profile(profile, src.shape[1:], k))
-                    )
-                    for k, p in enumerate(levels, start=1)
-                ]
+            dst, outs = open_stage(stack, tmp, profile, levels, src.shape[1:])
             _describe(dst, self.store, self.array_name)
 
             def write_level(level: int, w: Window, block: NDArray[Any]) -> None:

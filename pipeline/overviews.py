@@ -18,9 +18,11 @@ pixel is masked; ``tests/test_overviews.py`` compares them with GDAL's).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import uuid
+import warnings
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -204,6 +206,27 @@ def level_profile(profile: dict[str, Any], shape_yx: tuple[int, int], level: int
     return {**out, "width": w, "height": h}
 
 
+def open_stage(
+    stack: contextlib.ExitStack[Any],
+    tmp: Path,
+    profile: dict[str, Any],
+    levels: Sequence[Path],
+    shape_yx: tuple[int, int],
+) -> tuple[Any, list[Any]]:
+    """Open the stage GeoTIFF ``tmp`` and one file per overview level for writing, closed by
+    ``stack``; ``(stage dataset, level datasets)``."""
+    import rasterio
+
+    with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+        outs = [
+            stack.enter_context(rasterio.open(p, "w", **level_profile(profile, shape_yx, k)))
+            for k, p in enumerate(levels, start=1)
+        ]
+    return dst, outs
+
+
 def stage_paths(out: Path, n_levels: int) -> tuple[Path, Path, Path, list[Path]]:
     """Temporary files of one export of ``out``: stage GTiff, VRT, partial COG, one per level."""
     base = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
@@ -266,6 +289,7 @@ __all__ = [
     "level_count",
     "level_profile",
     "level_shape",
+    "open_stage",
     "raster_windows",
     "read_ahead",
     "stage_paths",
