@@ -24,17 +24,26 @@ from tests.test_batch import manifest, write_pair
 pytestmark = pytest.mark.slow
 
 
+def _config(tmp_path: Path) -> BatchConfig:
+    """One tiny QuickBird scene ``c0`` (brovey) into ``tmp_path/out``."""
+    write_pair(tmp_path / "sc0", seed=0)
+    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
+    out = tmp_path / "out"
+    return BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
+
+
+def _finished(client: Any, tmp_path: Path) -> tuple[BatchConfig, Engine, Path]:
+    """:func:`_config` run once to the end: its config, engine and the scene's COG."""
+    cfg, engine = _config(tmp_path), Engine(client, device="cpu")
+    assert run_batch(cfg, engine=engine).exit_status == 0
+    return cfg, engine, tmp_path / "out" / "c0" / "c0.tif"
+
+
 def test_a_done_scene_whose_cog_was_replaced_is_not_done_and_the_file_is_kept(
     client: Any, tmp_path: Path
 ) -> None:
-    write_pair(tmp_path / "sc0", seed=0)
     write_pair(tmp_path / "other", seed=7)
-    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
-    out = tmp_path / "out"
-    cfg = BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
-    engine = Engine(client, device="cpu")
-    assert run_batch(cfg, engine=engine).exit_status == 0
-    cog = out / "c0" / "c0.tif"
+    cfg, engine, cog = _finished(client, tmp_path)
     ours = cog.read_bytes()
     shutil.copyfile(tmp_path / "other" / "pan.tif", cog)  # replaced a while later
     later = time.time() + 60
@@ -56,14 +65,8 @@ def test_a_deleted_product_is_exported_again_without_recomputing_the_scene(
 ) -> None:
     """The batch reran a done scene whose COG was deleted with ``--overwrite``: fit and every
     tile again, where ``pantailor run`` re-exports from its journal and store."""
-    write_pair(tmp_path / "sc0", seed=0)
-    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
-    out = tmp_path / "out"
-    cfg = BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
-    engine = Engine(client, device="cpu")
-    assert run_batch(cfg, engine=engine).exit_status == 0
-    cog = out / "c0" / "c0.tif"
-    ours = cog.read_bytes()
+    cfg, engine, cog = _finished(client, tmp_path)
+    out, ours = tmp_path / "out", cog.read_bytes()
     fit = out / "c0" / "c0.work" / "coefficients.json"
     fitted = fit.stat().st_mtime_ns
     cog.unlink()
@@ -80,12 +83,9 @@ def test_a_user_file_at_a_scenes_output_is_kept_and_the_fix_fits_the_batch(
 ) -> None:
     """A file the batch did not write at ``OUTDIR/ID/ID.tif`` is kept and the scene fails; the
     fix offered was only ``--overwrite``, an option batch does not have (audit case 66)."""
-    write_pair(tmp_path / "sc0", seed=0)
-    m = manifest(tmp_path, ["c0,sc0/pan.tif;sc0/ms.tif,qb"])
-    out = tmp_path / "out"
+    cfg, out = _config(tmp_path), tmp_path / "out"
     (out / "c0").mkdir(parents=True)
     (out / "c0" / "c0.tif").write_bytes(b"the user's own file")
-    cfg = BatchConfig(source=str(m), out_dir=str(out), method="brovey", tile=32, quality_tiles=0)
     res = run_batch(cfg, engine=Engine(client, device="cpu"))
     assert res.exit_status == 1 and list(res.failed) == ["c0"]
     assert "already exists" in res.failed["c0"] and "move that file away" in res.failed["c0"]
