@@ -133,7 +133,10 @@ class RunConfig:
             )
         if self.speculate < 0:
             raise ConfigError(
-                "speculate must be >= 0 (tiles per spare worker thread).", got=self.speculate
+                "--speculate must be >= 0 (tiles per spare worker thread).",
+                got=self.speculate,
+                fix="pass --speculate 0 to turn speculation off, or a count such as 4 (the "
+                "default).",
             )
         unknown = sorted(set(self.ingest) - set(INGEST_OPTIONS))
         if unknown:

@@ -97,7 +97,12 @@ class FitConfig:
         if self.adapt not in ADAPT_MODES:
             raise ConfigError("Unknown adaptation mode.", expected=ADAPT_MODES, got=self.adapt)
         if self.steps < 0 or self.finetune_steps < 0:
-            raise ConfigError("Step budgets must be >= 0.", got=(self.steps, self.finetune_steps))
+            raise ConfigError(
+                "Fit step budgets (--steps; finetune_steps) must be >= 0.",
+                expected="steps >= 0 and finetune_steps >= 0",
+                got={"steps": self.steps, "finetune_steps": self.finetune_steps},
+                fix="pass e.g. --steps 60 (the default), or --adapt none for no fit.",
+            )
         if self.lr <= 0 or self.finetune_lr <= 0:
             raise ConfigError("Learning rates must be > 0.", got=(self.lr, self.finetune_lr))
         if self.patience < 1:

@@ -77,7 +77,8 @@ class SampleConfig:
                 got=(self.min_patches, self.max_patches),
             )
         if not 0.0 <= self.max_nodata < 1.0:
-            raise ConfigError("max_nodata must lie in [0, 1).", got=self.max_nodata)
+            fix = "pass a patch's no-data share, e.g. --max-nodata 0.2 (0: none allowed)."
+            raise ConfigError("--max-nodata must lie in [0, 1).", got=self.max_nodata, fix=fix)
         if self.strata < 1:
             raise ConfigError("strata must be >= 1.", got=self.strata)
         if self.holdout < 0:

@@ -95,3 +95,18 @@ def test_an_output_that_is_not_a_geotiff_names_the_path_and_the_fix(
     code, err = run_cli(argv, capsys)
     assert code == 2
     assert f"File: {out}." in err and "Fix: pass e.g. -o out.tif" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--steps", "-5"), ("--max-nodata", "2"), ("--speculate", "-1")]
+)
+def test_a_bad_option_value_names_its_flag_and_a_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    """Audit cases 28, 29, 31: the message said "Got: (-5, 1000)" with no flag and no fix."""
+    pan, ms = write_pair(tmp_path / "sc")
+    argv = ["run", str(pan), str(ms), "--sensor", "qb", "-o", str(tmp_path / "o.tif")]
+    assert main([*argv, flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and value in err and "Fix:" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sc"]  # refused before any work
