@@ -146,6 +146,7 @@ def check_sampling(cfg: RunConfig, pan_shape_yx: tuple[int, int], ratio: int) ->
     if not full:
         raise InputError(
             "The scene is smaller than one fit patch.",
+            path=list(cfg.inputs),
             expected=f"PAN of at least {sample.patch} x {sample.patch}",
             got=pan_shape_yx,
             fix=f"use a smaller --fit-patch (a multiple of {ratio}), or --adapt none.",

@@ -110,3 +110,15 @@ def test_a_bad_option_value_names_its_flag_and_a_fix(
     err = capsys.readouterr().err
     assert flag in err and value in err and "Fix:" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sc"]  # refused before any work
+
+
+def test_a_scene_smaller_than_a_fit_patch_names_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit case 12: the refusal gave the flag to change but no file."""
+    pan, ms = write_pair(tmp_path / "in", shape=(32, 32))
+    argv = ["run", str(pan), str(ms), "--sensor", "qb", "-o", str(tmp_path / "o.tif")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and "smaller than one fit patch" in err
+    assert str(pan) in err and "--fit-patch" in err and "Traceback" not in err
+    assert not (tmp_path / "o.tif").exists()
