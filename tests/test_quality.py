@@ -348,7 +348,8 @@ def test_metrics_command_on_geotiff_and_container(tmp_path, capsys) -> None:  # 
 
     _write_tif(tmp_path / "small.tif", gt[:, :32])
     assert main(["metrics", str(tmp_path / "small.tif"), str(mat), "--sensor", "qb"]) == 2
-    assert "does not match" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not match" in err and str(tmp_path / "small.tif") in err  # the file is named
 
     # FUSED PAN MS with the PAN forgotten: named as a missing PAN, not an unknown format
     argv = [

@@ -54,6 +54,7 @@ def cmd(args: argparse.Namespace) -> int:
         block=args.block,
         edge=args.edge,
         convention=args.convention,
+        files=[str(args.fused), *map(str, args.inputs or [])],
     )
     if args.method:
         result = {"method": args.method, **result}

@@ -162,8 +162,10 @@ def evaluate(
     block: int = DEFAULT_BLOCK,
     edge: int = 0,
     convention: str = DEFAULT_CONVENTION,
+    files: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """All indices of ``fused`` ``(B, H, W)`` (DN) given its inputs, with timings.
+    """All indices of ``fused`` ``(B, H, W)`` (DN) given its inputs, with timings (``files``:
+    the product's and the inputs' paths, named by the shape-mismatch error).
 
     Returns
     -------
@@ -176,6 +178,7 @@ def evaluate(
     if f.shape != want:
         raise InputError(
             "The fused product does not match the inputs.",
+            path=list(files) or None,
             expected=want,
             got=tuple(f.shape),
             fix="pass the product made from these inputs.",
