@@ -122,3 +122,15 @@ def test_a_scene_smaller_than_a_fit_patch_names_its_files(
     assert code == 2 and "smaller than one fit patch" in err
     assert str(pan) in err and "--fit-patch" in err and "Traceback" not in err
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_ingest_refuses_a_geotiff_name_for_its_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit case 43: ``ingest -o x.tif`` wrote a Zarr folder named ``x.tif``."""
+    pan, ms = write_pair(tmp_path / "in")
+    code, err = run_cli(
+        ["ingest", str(pan), str(ms), "--sensor", "qb", "-o", str(tmp_path / "x.tif")], capsys
+    )
+    assert code == 2 and "Zarr scene store" in err and str(tmp_path / "x.zarr") in err
+    assert not (tmp_path / "x.tif").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._base import Subparsers
 
@@ -35,10 +36,20 @@ def add(
 
 
 def cmd(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..scene import open_scene
     from ..sensors import load_sensor_file
     from ..store import write_scene
 
+    if Path(args.output).suffix.lower() in (".tif", ".tiff"):
+        raise InputError(
+            "ingest writes a Zarr scene store (a folder), not a GeoTIFF.",
+            path=args.output,
+            expected="a store path such as scene.zarr",
+            got="a GeoTIFF name",
+            fix=f"pass -o {Path(args.output).with_suffix('.zarr')}; pantailor run writes "
+            "the GeoTIFF.",
+        )
     if args.sensor_file:
         load_sensor_file(args.sensor_file)
     scene = open_scene(
