@@ -32,13 +32,13 @@ from numpy.typing import NDArray
 from .errors import ConfigError, StoreError
 from .grid import Window
 from .overviews import (
-    Pyramid,
     aligned,
     level_count,
-    open_stage,
     raster_windows,
     read_ahead,
+    rio_window,
     stage_paths,
+    stage_writer,
     vrt_with_overviews,
 )
 from .overviews import to_dn as _convert
@@ -224,24 +224,17 @@ def _write_intermediate(
     levels: Sequence[Path] = (),
 ) -> None:
     """Full resolution into ``tmp`` and, as it streams, the overview ``levels`` (one file each)."""
-
     with contextlib.ExitStack() as stack:
-        dst, outs = open_stage(stack, tmp, profile, levels, src.shape[1:])
+        dst, pyramid = stage_writer(stack, tmp, profile, dtype, nodata, levels)
         describe(dst)
-
-        def write_level(level: int, w: Window, block: NDArray[Any]) -> None:
-            outs[level - 1].write(block, window=_rio_window(w))
-
-        pyramid = Pyramid(len(levels), dtype, nodata, write_level)
         for w, block in _prefetch(src, dtype, nodata):
-            dst.write(block, window=_rio_window(w))
+            dst.write(block, window=rio_window(w))
             pyramid.add(block, w)
 
 
-def _rio_window(w: Window) -> Any:
-    import rasterio.windows
-
-    return rasterio.windows.Window(w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0)
+def output_nodata(nodata: float | None, dtype: np.dtype[Any]) -> float | None:
+    """The product's no-data value: the store's, else NaN for a floating-point product."""
+    return float("nan") if nodata is None and np.issubdtype(dtype, np.floating) else nodata
 
 
 def export_cog(
@@ -281,11 +274,8 @@ def export_cog(
     store = SceneStore.open(store_path)
     src = _source(store, array_name)
     dtype = _output_dtype(opts, src, out)
-    meta = store.meta
-    nodata = meta.nodata
-    if nodata is None and np.issubdtype(dtype, np.floating):
-        nodata = float("nan")
-    profile = _profile(src, dtype, nodata, meta.crs, opts)
+    nodata = output_nodata(store.meta.nodata, dtype)
+    profile = _profile(src, dtype, nodata, store.meta.crs, opts)
     tmp, vrt, part, levels = stage_paths(out, _streamed_levels(src, opts))
     try:
         with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):

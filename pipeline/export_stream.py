@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .errors import StoreError
 from .export import (
@@ -42,12 +41,12 @@ from .export import (
     _describe,
     _output_dtype,
     _profile,
-    _rio_window,
     _source,
     _streamed_levels,
+    output_nodata,
 )
-from .grid import TileKey, Window
-from .overviews import Pyramid, open_stage, stage_paths
+from .grid import TileKey
+from .overviews import rio_window, stage_paths, stage_writer
 from .overviews import to_dn as _convert
 from .store import SceneStore
 
@@ -217,19 +216,11 @@ class ExportStream:
         self, src: Any, dtype: np.dtype[Any], first: object, tmp: Path, levels: list[Path]
     ) -> bool:
         """Write tiles as they are queued until the sentinel (True) or an abort (False)."""
-
-        nodata = self.store.meta.nodata
-        if nodata is None and np.issubdtype(dtype, np.floating):
-            nodata = float("nan")
+        nodata = output_nodata(self.store.meta.nodata, dtype)
         profile = _profile(src, dtype, nodata, self.store.meta.crs, self.opts)
         with contextlib.ExitStack() as stack:
-            dst, outs = open_stage(stack, tmp, profile, levels, src.shape[1:])
+            dst, pyramid = stage_writer(stack, tmp, profile, dtype, nodata, levels)
             _describe(dst, self.store, self.array_name)
-
-            def write_level(level: int, w: Window, block: NDArray[Any]) -> None:
-                outs[level - 1].write(block, window=_rio_window(w))
-
-            pyramid = Pyramid(len(levels), dtype, nodata, write_level)
             item = first
             while item is not _DONE:
                 if item is None or self._aborted:
@@ -237,7 +228,7 @@ class ExportStream:
                 t0 = time.perf_counter()
                 w = self.grid.pan_window(cast(TileKey, item))  # keys and sentinels only
                 block = _convert(src.read(w), src.scale, dtype, nodata)
-                dst.write(block, window=_rio_window(w))
+                dst.write(block, window=rio_window(w))
                 pyramid.add(block, w)
                 self._busy += time.perf_counter() - t0
                 item = self._queue.get()

@@ -206,17 +206,27 @@ def level_profile(profile: dict[str, Any], shape_yx: tuple[int, int], level: int
     return {**out, "width": w, "height": h}
 
 
-def open_stage(
+def rio_window(w: Window) -> Any:
+    """``w`` as a :class:`rasterio.windows.Window`."""
+    import rasterio.windows
+
+    return rasterio.windows.Window(w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0)
+
+
+def stage_writer(
     stack: contextlib.ExitStack[Any],
     tmp: Path,
     profile: dict[str, Any],
+    dtype: np.dtype[Any],
+    nodata: float | None,
     levels: Sequence[Path],
-    shape_yx: tuple[int, int],
-) -> tuple[Any, list[Any]]:
-    """Open the stage GeoTIFF ``tmp`` and one file per overview level for writing, closed by
-    ``stack``; ``(stage dataset, level datasets)``."""
+) -> tuple[Any, Pyramid]:
+    """Open the stage GeoTIFF ``tmp`` and one file per overview level for writing (closed by
+    ``stack``); the stage dataset and the :class:`Pyramid` that writes the levels from its
+    blocks."""
     import rasterio
 
+    shape_yx = (int(profile["height"]), int(profile["width"]))
     with warnings.catch_warnings():  # a pixel-grid scene has no geotransform, on purpose
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
@@ -224,7 +234,11 @@ def open_stage(
             stack.enter_context(rasterio.open(p, "w", **level_profile(profile, shape_yx, k)))
             for k, p in enumerate(levels, start=1)
         ]
-    return dst, outs
+
+    def write_level(level: int, w: Window, block: NDArray[Any]) -> None:
+        outs[level - 1].write(block, window=rio_window(w))
+
+    return dst, Pyramid(len(levels), dtype, nodata, write_level)
 
 
 def stage_paths(out: Path, n_levels: int) -> tuple[Path, Path, Path, list[Path]]:
@@ -289,10 +303,11 @@ __all__ = [
     "level_count",
     "level_profile",
     "level_shape",
-    "open_stage",
     "raster_windows",
     "read_ahead",
+    "rio_window",
     "stage_paths",
+    "stage_writer",
     "to_dn",
     "vrt_with_overviews",
 ]
