@@ -95,6 +95,12 @@ def inside(path: str | Path, folder: str | Path) -> bool:
     return p == f or f in p.parents
 
 
+def clashes(out: str | Path, given: str | Path) -> bool:
+    """Whether writing ``out`` would overwrite the input ``given`` or write into it (a folder
+    input: a scene store)."""
+    return same_file(out, given) or (Path(given).is_dir() and inside(out, given))
+
+
 def check_output_file(out: str | Path, inputs: Sequence[str | Path], *, flag: str = "-o") -> None:
     """Refuse an output file that is a folder, one of ``inputs``, or inside an input folder
     (a scene store): writing it would fail after all the work, or damage an input.
@@ -106,7 +112,7 @@ def check_output_file(out: str | Path, inputs: Sequence[str | Path], *, flag: st
     """
     target = Path(out)
     for given in inputs:
-        if same_file(target, given) or (Path(given).is_dir() and inside(target, given)):
+        if clashes(target, given):
             raise ConfigError(
                 "The output is one of the inputs, or inside one.",
                 path=[str(target), str(given)],
@@ -149,6 +155,7 @@ def remove_temporaries(target: str | Path) -> list[Path]:
 __all__ = [
     "TEMP_KINDS",
     "check_output_file",
+    "clashes",
     "file_sha256",
     "inside",
     "remove_temporaries",

@@ -286,8 +286,8 @@ class Journal:
         out = []
         for name, was in dict(self.data.get("products") or {}).items():
             p = Path(name)
-            if p.is_file() and file_identity(p) != was:
-                now = file_identity(p)
+            now = file_identity(p) if p.is_file() else was
+            if now != was:
                 out.append(
                     f"{name}: size {was.get('size')} -> {now['size']} bytes, "
                     f"mtime {_stamp(was.get('mtime_ns'))} -> {_stamp(now['mtime_ns'])}"

@@ -51,17 +51,21 @@ def needs_degraded(w: object) -> bool:
     return float(getattr(w, "consistency", 0.0)) > 0 or float(getattr(w, "rr", 0.0)) > 0
 
 
+def _per_band_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` ``(N, B, h, w)`` per band over the pixels where ``mask`` ``(N, 1, h, w)``
+    (bool or 0/1, or ``None``: all) is true: ``(B,)``; 0 for a band with nothing valid."""
+    if mask is None:
+        return x.mean((0, 2, 3))
+    m = mask.to(x.dtype).expand_as(x)
+    return (x * m).sum((0, 2, 3)) / m.sum((0, 2, 3)).clamp_min(1.0)
+
+
 def band_means(ms: torch.Tensor, mask_ms: torch.Tensor | None) -> torch.Tensor:
     """Per-band mean of ``ms`` ``(N, B, h, w)`` over valid pixels, floored: ``(B,)``.
 
     ``mask_ms`` ``(N, 1, h, w)`` (bool or 0/1) or ``None``.
     """
-    if mask_ms is None:
-        mu = ms.mean((0, 2, 3))
-    else:
-        m = mask_ms.to(ms.dtype).expand_as(ms)
-        mu = (ms * m).sum((0, 2, 3)) / m.sum((0, 2, 3)).clamp_min(1.0)
-    return mu.clamp_min(MIN_MEAN)
+    return _per_band_mean(ms, mask_ms).clamp_min(MIN_MEAN)
 
 
 def rr_loss(
@@ -91,12 +95,7 @@ def rr_loss(
         nothing is valid.
     """
     mu = band_means(ms, mask_ms) if means is None else means
-    sq = (out_degraded - ms).pow(2)
-    if mask_ms is None:
-        mse = sq.mean((0, 2, 3))
-    else:
-        m = mask_ms.to(sq.dtype).expand_as(sq)
-        mse = (sq * m).sum((0, 2, 3)) / m.sum((0, 2, 3)).clamp_min(1.0)
+    mse = _per_band_mean((out_degraded - ms).pow(2), mask_ms)
     return torch.sqrt((mse / mu.pow(2)).mean() + _EPS)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError, StoreError
-from .files import check_output_file, inside, same_file, temporary_for
+from .files import check_output_file, clashes, temporary_for
 from .jobs import ModelSpec
 from .journal import Journal, RunPaths, changed_inputs, input_identity, remove_created
 from .methods import method
@@ -36,7 +36,7 @@ def check_paths(cfg: RunConfig, paths: RunPaths) -> None:
     """Refuse an output that is an input, and output folders that cannot be written."""
     for role, out in paths.outputs().items():
         for given in paths.inputs:
-            if same_file(out, given) or (given.is_dir() and inside(out, given)):
+            if clashes(out, given):
                 raise ConfigError(
                     f"An output of the run ({role}) is one of its inputs.",
                     path=[str(out), str(given)],
