@@ -373,9 +373,10 @@ def main() -> None:
     ap.add_argument("--redo-shared", action="store_true", help="recompute EXP/classical rows")
     ap.add_argument("--report", action="store_true", help="write cross_sensor.{md,json}")
     ap.add_argument("--labels", nargs="*", default=["before", "after"], help="for --report")
+    ap.add_argument("--out", default="cross_sensor", help="--report writes results/OUT.{md,json}")
     args = ap.parse_args()
     if args.report:
-        write_report(PAIRS, CACHE, RESULTS, args.labels, conventions())
+        write_report(PAIRS, CACHE, RESULTS, args.labels, conventions(), args.out)
         return
     torch.set_num_threads(args.threads)
     print("machine", machine_info(), flush=True)

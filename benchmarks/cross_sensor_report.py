@@ -249,9 +249,14 @@ def before_after(data: dict[str, Any], cross: dict[str, bool], labels: Sequence[
 
 
 def write_report(
-    pairs: Sequence[Any], cache: Path, results: Path, labels: Sequence[str], conv: dict[str, str]
+    pairs: Sequence[Any],
+    cache: Path,
+    results: Path,
+    labels: Sequence[str],
+    conv: dict[str, str],
+    name: str = "cross_sensor",
 ) -> None:
-    """Write ``cross_sensor.{md,json}`` from the cache; the last label present is the main one."""
+    """Write ``NAME.{md,json}`` from the cache; the last label present is the main one."""
     data = collect(pairs, cache, labels)
     present = [lab for lab in labels if any(lab in s for p in data.values() for s in p.values())]
     main = present[-1]
@@ -294,6 +299,6 @@ def write_report(
             extra = {f"tailor ({lab})": r["tailor"] for lab, r in by_label.items() if r is not rows}
             lines += ["", f"## {key} — {scene}", "", *table(rows, extra)]
     lines += ["", NOTES]
-    (results / "cross_sensor.md").write_text("\n".join(lines) + "\n")
+    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
     doc = {"machine": machine_info(), "conventions": conv, "labels": present, "pairs": data}
-    (results / "cross_sensor.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    (results / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
