@@ -166,37 +166,60 @@ class Pyramid:
             self.write(level, win, block)
 
 
+#: Values converted at a time by :func:`to_dn` (a float64 buffer of 512 KiB, cache-resident).
+TO_DN_CHUNK = 1 << 16
+
+
 def to_dn(
     block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
 ) -> NDArray[Any]:
     """Scale to DN (float64), round and clip to ``dtype``; NaN -> ``nodata``.
 
-    In place on one float64 copy of the block (no temporaries per step).
+    Integer output is converted :data:`TO_DN_CHUNK` values at a time through one reused float64
+    buffer (the same operations on each value as on a whole-block float64 copy, without its
+    memory traffic: about twice as fast on a 512² x 8 tile).
     """
     if scale == 1.0 and block.dtype == dtype:
         if np.issubdtype(dtype, np.floating) and nodata is not None and not np.isnan(nodata):
             return np.where(np.isnan(block), dtype.type(nodata), block)
         return block
     if np.issubdtype(dtype, np.integer):
-        x = np.array(block, dtype=np.float64)
-        if scale != 1.0:
-            x *= scale
-        nan = np.isnan(x)
-        has_nan = bool(nan.any())
-        if has_nan:
-            x[nan] = 0.0
-        info = np.iinfo(dtype)
-        np.rint(x, out=x)
-        np.clip(x, info.min, info.max, out=x)
-        out = x.astype(dtype)
-        if has_nan:
-            out[nan] = 0 if nodata is None else nodata
-        return out
+        return _to_int(np.ascontiguousarray(block), scale, np.dtype(dtype), nodata)
     y = np.asarray(block, dtype=np.float64) * scale if scale != 1.0 else block
     y = np.array(y, dtype=dtype)
     if nodata is not None:
         y[np.isnan(y)] = nodata
     return y
+
+
+def _to_int(
+    block: NDArray[Any], scale: float, dtype: np.dtype[Any], nodata: float | None
+) -> NDArray[Any]:
+    """:func:`to_dn` to an integer ``dtype``: per value ``x = float64(v) * scale``, NaN -> 0,
+    ``rint``, clip to the dtype's range, cast; NaN -> ``nodata`` (0 if ``None``) after."""
+    info = np.iinfo(dtype)
+    src, out = block.reshape(-1), np.empty(block.shape, dtype=dtype)
+    dst = out.reshape(-1)
+    n = min(TO_DN_CHUNK, src.size)
+    buf, nan = np.empty(n, np.float64), np.empty(n, bool)
+    fill = 0 if nodata is None else nodata
+    for i0 in range(0, src.size, n):
+        i1 = min(i0 + n, src.size)
+        x, m = buf[: i1 - i0], nan[: i1 - i0]
+        if scale != 1.0:
+            np.multiply(src[i0:i1], scale, out=x, dtype=np.float64)
+        else:
+            np.copyto(x, src[i0:i1], casting="unsafe")
+        np.isnan(x, out=m)
+        has_nan = bool(m.any())
+        if has_nan:
+            x[m] = 0.0
+        np.rint(x, out=x)
+        np.clip(x, info.min, info.max, out=x)
+        np.copyto(dst[i0:i1], x, casting="unsafe")
+        if has_nan:
+            dst[i0:i1][m] = fill
+    return out
 
 
 def level_profile(profile: dict[str, Any], shape_yx: tuple[int, int], level: int) -> dict[str, Any]:
