@@ -93,3 +93,66 @@ def test_engine_warm_imports_the_classical_task_code_on_every_worker() -> None:
         engine.warm()
         engine.warm()  # once per engine
         assert list(client.run(loaded).values()) == [True, True]
+
+
+@pytest.mark.parametrize("torch_threads", [1, 2])
+@pytest.mark.parametrize("method", ["brovey", "mtf-glp", "mtf-glp-hpm"])
+def test_the_tiled_fit_does_not_depend_on_its_threads(method: str, torch_threads: int) -> None:
+    """The per-block work runs on threads, merged in block order: the same coefficients,
+    bit for bit, with one thread or several, whatever torch's thread count (a worker's is 1;
+    a pool thread left at torch's default rounds Brovey's design differently)."""
+    import torch
+
+    from pipeline.classical import _block
+    from pipeline.synthetic import make_scene
+
+    s = make_scene((256, 192), "wv3", seed=2)
+    got, before = {}, torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        for threads in (1, 2, 3):
+            _block.per_block.__defaults__ = (threads,)
+            got[threads] = classical.fit_coefficients(method, s.ms, s.pan, "wv3", tile=64)
+    finally:
+        _block.per_block.__defaults__ = (_block.FIT_THREADS,)
+        torch.set_num_threads(before)
+    assert got[1] == got[2] == got[3]
+
+
+def test_per_block_keeps_the_order_and_reads_a_bounded_number_ahead() -> None:
+    from pipeline.classical._block import per_block
+
+    taken: list[int] = []
+
+    def blocks():  # type: ignore[no-untyped-def]
+        for i in range(20):
+            taken.append(i)
+            yield i
+
+    out = per_block(lambda b: b * b, blocks(), threads=2)  # type: ignore[arg-type, return-value]
+    assert next(out) == 0
+    assert len(taken) <= 4  # the first result waits for at most threads + 1 blocks (+ 1 taken)
+    assert [0, *out] == [i * i for i in range(20)]
+
+
+def test_ingest_stores_the_inputs_with_lz4(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The tile tasks decode the input chunks their halo reaches (up to nine per array per
+    tile): the ingest writes them with Blosc LZ4 (bit shuffle), not zarr's default zstd."""
+    from pipeline.scene import Scene
+    from pipeline.store import write_scene
+    from pipeline.synthetic import make_scene
+
+    s = make_scene((128, 128), "wv3", seed=1)
+    scene = Scene(pan=s.pan, ms=s.ms, sensor=s.sensor, crs=None, nodata=None,
+                  pan_transform=(1.0, 0, 0, 0, 1.0, 0), ms_transform=(4.0, 0, 0, 0, 4.0, 0),
+                  dn_max=s.sensor.dn_max)  # fmt: skip
+    store = write_scene(scene, tmp_path / "s.zarr", tile=64)
+    for name in ("pan", "ms"):
+        (codec,) = store.array(name).compressors
+        assert (type(codec).__name__, codec.cname.value, codec.shuffle.value) == (
+            "BloscCodec",
+            "lz4",
+            "bitshuffle",
+        )
+    np.testing.assert_array_equal(store.read_pan(store.grid.pan_window(next(iter(store.grid)))),
+                                  s.pan[:64, :64])  # fmt: skip

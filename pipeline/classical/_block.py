@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -118,5 +120,43 @@ class _Block:
 
 BlockSource = Callable[[int], Iterable[_Block]]
 
+R = TypeVar("R")
 
-__all__ = ["BlockSource", "Reader"]
+#: Threads of a fit's per-block work (:func:`per_block`). The fit runs alone on one worker while
+#: the tile map waits for its coefficients, so a second thread takes the products of the next
+#: block on an otherwise idle core; the blocks are read by the calling thread meanwhile.
+FIT_THREADS = 2
+
+
+def per_block(
+    fn: Callable[[_Block], R], blocks: Iterable[_Block], threads: int = FIT_THREADS
+) -> Iterator[R]:
+    """``fn(b)`` of every block, in the blocks' order, computed on ``threads`` threads.
+
+    The blocks are taken (read) by the calling thread, at most ``threads + 1`` ahead of the
+    results; the caller merges the results in order, so the fit's float arithmetic does not
+    depend on ``threads`` (``fn`` must only touch its own block). ``threads <= 1``: inline.
+    """
+    if threads <= 1:
+        yield from map(fn, blocks)
+        return
+    import torch
+
+    # torch's intra-op thread count is per thread (OpenMP): a new thread would use every core,
+    # and a product split differently rounds differently. The pool keeps the caller's.
+    same = torch.get_num_threads()
+    with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(same,)) as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for b in blocks:
+                pending.append(pool.submit(fn, b))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+__all__ = ["FIT_THREADS", "BlockSource", "Reader", "per_block"]

@@ -16,7 +16,7 @@ from ..grid import TileGrid, TileRead
 from ..mtf import DEFAULT_SIZE
 from ..quality.full_resolution import DEFAULT_UPSAMPLER
 from ..sensors import SensorSpec, get_sensor
-from ._block import BlockSource, Reader, _Block, _check
+from ._block import BlockSource, Reader, _Block, _check, per_block
 from ._glp import fit_glp
 from ._stats import _EPS, FloatArray, _gain, _Moments, _nnls_weights, _std
 
@@ -88,16 +88,20 @@ def _design(
     """
     h, w = shape_ms
     step = max(1, (h * w) // _FIT_SAMPLES)
-    idx, xs, ys = [], [], []
-    for b in blocks:
+
+    def rows(b: _Block) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
         x, y = b.own_ms(b.m), b.own_ms(b.low(spec.mtf_pan))
         iy = np.arange(y.shape[0]) + b.origin[0]
         ix = np.arange(y.shape[1]) + b.origin[1]
         flat = (iy[:, None] * w + ix[None, :]).ravel()
         keep = flat % step == 0
-        idx.append(flat[keep])
-        xs.append(x.reshape(x.shape[0], -1).T[keep])
-        ys.append(y.ravel()[keep])
+        return flat[keep], x.reshape(x.shape[0], -1).T[keep], y.ravel()[keep]
+
+    idx, xs, ys = [], [], []
+    for i, x, y in per_block(rows, blocks):
+        idx.append(i)
+        xs.append(x)
+        ys.append(y)
     order = np.argsort(np.concatenate(idx), kind="stable")
     return np.concatenate(xs)[order], np.concatenate(ys)[order]
 

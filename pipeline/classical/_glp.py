@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._banded import apply2d, gram_band
-from ._block import _Block
+from ._block import _Block, per_block
 from ._stats import _EPS, FloatArray, merge_moments
 
 
@@ -77,12 +77,16 @@ def fit_glp(key: str, blocks: Iterable[_Block], n_bands: int, spec: Any) -> dict
     row = {g: n_bands + j for j, g in enumerate(gains)}
     cols = list(range(n_bands + len(gains))) if key != "mtf-glp" else list(row.values())
     acc, pan_sum, pan_n = _CrossMoments(cols), 0.0, 0
-    for b in blocks:
+
+    def stats(b: _Block) -> tuple[tuple[int, FloatArray, FloatArray], float, int]:
         b.lows(gains)
         x = np.concatenate([b.m, np.stack([b.low(g) for g in gains])])
-        acc.merge(*block_moments(b, x, cols))
         p = b.own_pan(b.p)
-        pan_sum, pan_n = pan_sum + float(p.sum(dtype=np.float64)), pan_n + p.size
+        return block_moments(b, x, cols), float(p.sum(dtype=np.float64)), p.size
+
+    for moments, p_sum, p_n in per_block(stats, blocks):  # merged in block order
+        acc.merge(*moments)
+        pan_sum, pan_n = pan_sum + p_sum, pan_n + p_n
 
     def cov(i: int, j: int) -> float:
         return acc.cov(i, cols.index(j))
