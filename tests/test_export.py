@@ -48,6 +48,7 @@ def test_exported_file_is_a_valid_cog(tmp_path: Path) -> None:
         assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert src.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
         assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+        assert src.tags(ns="IMAGE_STRUCTURE")["INTERLEAVE"] == "PIXEL"  # band-ordered stages
         assert set(src.block_shapes) == {(128, 128)}  # tiled (rasterio deprecates is_tiled)
         assert src.overviews(1) == [2, 4]  # AUTO: halve until it fits a block: 320, 160, 80
         assert src.descriptions == ("blue", "green", "red", "nir")
