@@ -20,8 +20,14 @@ from ._stats import FloatArray, _lms_of, _low_of
 Reader = Callable[[TileRead], tuple[Any, Any]]
 
 
-def _check(ms: Any, pan: Any, spec: SensorSpec) -> tuple[FloatArray, FloatArray]:
-    m, p = as_bands(ms, "ms"), as_plane(pan, "pan")
+def _check(
+    ms: Any, pan: Any, spec: SensorSpec, *, keep_float32: bool = False
+) -> tuple[FloatArray, FloatArray]:
+    """MS ``(B, h, w)`` and PAN ``(r h, r w)`` as float64 (float32 inputs kept as they are with
+    ``keep_float32``, for a fusion that only reads them into float32), sizes checked."""
+    m = as_bands(ms, "ms", keep_float32=keep_float32)
+    p = as_bands(pan, "pan", keep_float32=keep_float32)
+    p = p[0] if p.shape[0] == 1 else as_plane(pan, "pan")  # (as_plane names the error)
     r = spec.ratio
     if p.shape != (r * m.shape[1], r * m.shape[2]):
         raise InputError(

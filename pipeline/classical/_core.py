@@ -330,7 +330,8 @@ def apply_coefficients(
             got=f"{coeffs.get('method')} / ratio {coeffs.get('ratio')}",
             fix="fit the coefficients for this method and scene (fit_coefficients).",
         )
-    m, p = _check(ms_window, pan_window, spec)
+    # Brovey and MTF-GLP read MS and PAN into float32 only: a float32 window is not widened
+    m, p = _check(ms_window, pan_window, spec, keep_float32=key in ("brovey", "mtf-glp"))
     if m.shape[0] != int(coeffs["n_bands"]):
         raise InputError(
             "Band count differs from the fit.", expected=coeffs["n_bands"], got=m.shape[0]
