@@ -68,3 +68,20 @@ def test_a_rerun_whose_store_metadata_was_damaged_ingests_again_and_gives_the_sa
     out.unlink()
     run_scene(cfg, engine=engine)
     assert out.read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    "flag", [["--nodata", "5"], ["--dn-max", "4095"]], ids=["nodata", "dn-max"]
+)
+def test_an_ingest_option_a_store_input_was_not_ingested_with_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    store = ingested(tmp_path)
+    capsys.readouterr()
+    argv = ["run", str(store), "--method", "brovey", "-o", str(tmp_path / "o.tif"), "--dry-run"]
+    code = main([*argv, *flag])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{flag[0]} differs from the scene store's" in err and str(store) in err
+    assert "Fix:" in err
+    assert main([*argv, "--dn-max", "2047"]) == 0  # the store's own value is accepted
