@@ -66,3 +66,17 @@ def test_a_sensor_file_with_a_wrong_field_is_refused_naming_the_file_and_field(
     assert "Traceback" not in err
     assert code == 2
     assert says in err and str(sensor_file) in err and "Fix:" in err
+
+
+def test_an_absurd_tile_size_is_refused_before_any_allocation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pan, ms = write_pair(tmp_path / "in")
+    store = tmp_path / "s.zarr"
+    argv = ["ingest", str(pan), str(ms), "--sensor", "qb", "--tile", "1000000000"]
+    code = main([*argv, "-o", str(store)])  # was numpy's _ArrayMemoryError (1.7 EiB chunk)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2
+    assert "up to 16384" in err and "1000000000" in err and "--tile 512" in err
+    assert not store.exists()
