@@ -36,3 +36,17 @@ def test_a_scene_writing_another_scenes_input_is_refused_naming_both(
     assert code == 2
     assert "would write an input of scene 'b'" in err and str(product) in err and "Fix:" in err
     assert pan2.read_bytes() == before
+
+
+def test_status_of_a_batch_stopped_before_its_state_was_written_is_an_error_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    db = out / "pantailor-batch.sqlite"
+    db.write_bytes(b"")  # created, never written (was sqlite3.OperationalError: no such table)
+    code = main(["status", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2
+    assert "holds no batch state" in err and str(db) in err and "Fix:" in err
