@@ -89,6 +89,10 @@ class TileRead:
     crop: Window
 
 
+#: The largest tile edge (PAN pixels): a 16384-pixel tile of 8 float32 bands is 8 GiB.
+MAX_TILE = 16384
+
+
 @dataclass(frozen=True, slots=True)
 class TileGrid:
     """Regular tiling of a scene whose PAN grid is ``ratio`` times its MS grid.
@@ -111,12 +115,14 @@ class TileGrid:
         h, w = self.pan_shape_yx
         if self.ratio < 1:
             raise ConfigError("The ratio must be a positive integer.", got=self.ratio)
-        if self.tile <= 0 or self.tile % self.ratio:
+        if self.tile <= 0 or self.tile % self.ratio or self.tile > MAX_TILE:
+            near = (self.tile if 0 < self.tile <= MAX_TILE else 512) // self.ratio * self.ratio
             raise ConfigError(
-                "The tile size must be a positive multiple of the PAN/MS ratio.",
-                expected=f"a multiple of {self.ratio}",
+                "The tile size must be a positive multiple of the PAN/MS ratio "
+                f"up to {MAX_TILE} (one tile is one chunk held in memory).",
+                expected=f"a multiple of {self.ratio} in [{self.ratio}, {MAX_TILE}]",
                 got=self.tile,
-                fix=f"use e.g. --tile {max(self.ratio, self.tile - self.tile % self.ratio)}.",
+                fix=f"use e.g. --tile {max(self.ratio, near)}.",
             )
         if h <= 0 or w <= 0 or h % self.ratio or w % self.ratio:
             raise ConfigError(

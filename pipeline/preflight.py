@@ -87,12 +87,30 @@ def open_inputs(cfg: RunConfig, paths: RunPaths) -> Scene | SceneStore:
                 got=cfg.sensor,
                 fix="drop --sensor or pass the store's sensor.",
             )
+        _check_store_ingest(cfg, store)
         return store
     from .scene import open_scene
 
     if not cfg.sensor:
         raise ConfigError("--sensor is required for file inputs.", fix="pass e.g. --sensor wv3.")
     return open_scene(list(cfg.inputs), cfg.sensor, rows=cfg.tile, **dict(cfg.ingest))
+
+
+def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
+    """A ``--nodata`` / ``--dn-max`` the store was not ingested with is refused, not ignored."""
+    for key, flag in (("nodata", "--nodata"), ("dn_max", "--dn-max")):
+        given, stored = cfg.ingest.get(key), getattr(store.meta, key)
+        if given is not None and (stored is None or float(given) != float(stored)):
+            raise ConfigError(
+                f"{flag} differs from the scene store's: a store input keeps its ingest settings.",
+                path=store.path,
+                expected=f"{flag} {stored} (the store's) or none"
+                if stored is not None
+                else f"no {flag} (the store has none)",
+                got=f"{flag} {given}",
+                fix=f"drop {flag}, or ingest the scene again with it "
+                "(pantailor ingest ... --overwrite) or run on the files.",
+            )
 
 
 def model_spec(cfg: RunConfig, sensor: SensorSpec, n_bands: int) -> ModelSpec:

@@ -72,15 +72,36 @@ class SensorSpec:
     def __post_init__(self) -> None:
         if not self.bands:
             raise SensorError(f"Sensor {self.name!r} has no bands.", fix="list its MS bands.")
+        if (
+            not isinstance(self.bands, tuple)
+            or not all(isinstance(b, str) and b for b in self.bands)
+            or len(set(self.bands)) != len(self.bands)
+        ):
+            raise SensorError(
+                f"Sensor {self.name!r}: bands must be a list of distinct band names.",
+                got=repr(self.bands),
+                fix="list its MS bands by name, e.g. bands: [blue, green, red, nir].",
+            )
         self._check_gains()
         self._check_whole_numbers()
-        if any(not 0 <= i < len(self.bands) for i in self.rgb):
+        if (
+            not isinstance(self.rgb, tuple)
+            or len(self.rgb) != 3
+            or not all(_is_int(i) and 0 <= i < len(self.bands) for i in self.rgb)
+        ):
             raise SensorError(
-                f"Sensor {self.name!r}: RGB indices must be 0-based band indices.",
-                expected=f"0..{len(self.bands) - 1}",
-                got=self.rgb,
+                f"Sensor {self.name!r}: rgb must be 3 0-based band indices.",
+                expected=f"3 indices in 0..{len(self.bands) - 1}",
+                got=repr(self.rgb),
+                fix="give the red, green and blue bands' positions, e.g. rgb: [2, 1, 0].",
             )
-        if self.dn_max <= 0:
+        if not _is_number(self.dn_max) or self.dn_max < 0:
+            raise SensorError(
+                f"Sensor {self.name!r}: dn_max must be a number > 0 (or absent).",
+                got=repr(self.dn_max),
+                fix="drop dn_max (it is then 2**bit_depth - 1) or give the DN of full scale.",
+            )
+        if self.dn_max == 0:
             object.__setattr__(self, "dn_max", float(2**self.bit_depth - 1))
 
     def _check_gains(self) -> None:
@@ -107,16 +128,16 @@ class SensorSpec:
             )
 
     def _check_whole_numbers(self) -> None:
-        """``ratio`` >= 2 and ``bit_depth`` >= 1, as integers."""
+        """``ratio`` >= 2 and ``bit_depth`` in [1, 32], as integers."""
         if not _is_int(self.ratio) or self.ratio < 2:
             raise SensorError(
                 f"Sensor {self.name!r}: ratio must be an integer >= 2.",
                 got=repr(self.ratio),
                 fix="give the PAN/MS pixel-size ratio as a whole number, e.g. ratio: 4.",
             )
-        if not _is_int(self.bit_depth) or self.bit_depth < 1:
+        if not _is_int(self.bit_depth) or not 1 <= self.bit_depth <= 32:
             raise SensorError(
-                f"Sensor {self.name!r}: bit_depth must be an integer >= 1.",
+                f"Sensor {self.name!r}: bit_depth must be an integer >= 1 and <= 32.",
                 got=repr(self.bit_depth),
                 fix="give the radiometric resolution in bits, e.g. bit_depth: 11.",
             )

@@ -82,8 +82,11 @@ class SceneStore:
                 got="nothing" if not path.exists() else "no zarr.json inside",
                 fix="run pantailor ingest first, or check the path.",
             )
-        group = zarr.open_group(path, mode="r+", zarr_format=3)
-        raw = group.attrs.get(ATTRS_KEY)
+        try:
+            group = zarr.open_group(path, mode="r+", zarr_format=3)
+            raw = group.attrs.get(ATTRS_KEY)
+        except (ValueError, TypeError, KeyError, OSError) as exc:  # a damaged zarr.json
+            raise _damaged(path, "its zarr.json cannot be read", exc) from exc
         if not isinstance(raw, dict):
             raise StoreError(
                 "The Zarr group is not a pantailor scene store.",
@@ -135,6 +138,10 @@ class SceneStore:
             arr = self._group[name]
         except KeyError:
             arr = None
+        except (ValueError, TypeError, OSError) as exc:  # a damaged NAME/zarr.json
+            raise _damaged(
+                self.path, f"the metadata of its array {name!r} cannot be read", exc
+            ) from exc
         if arr is None or not hasattr(arr, "shape"):
             raise StoreError(
                 f"The store has no array {name!r}.",
@@ -148,15 +155,25 @@ class SceneStore:
 
     def read_pan(self, window: Window) -> NDArray[Any]:
         """PAN pixels in ``window`` (PAN coordinates): ``(H', W')`` source dtype."""
-        return np.asarray(self.array("pan")[window.slices])
+        return self._read("pan", window.slices)
 
     def read_ms(self, window: Window) -> NDArray[Any]:
         """MS pixels in ``window`` (MS coordinates): ``(B, h', w')`` source dtype."""
-        return np.asarray(self.array("ms")[(slice(None), *window.slices)])
+        return self._read("ms", (slice(None), *window.slices))
 
     def read_gt(self, window: Window) -> NDArray[Any]:
         """Reference pixels in ``window`` (PAN coordinates): ``(B, H', W')``."""
-        return np.asarray(self.array("gt")[(slice(None), *window.slices)])
+        return self._read("gt", (slice(None), *window.slices))
+
+    def _read(self, name: str, key: tuple[slice, ...]) -> NDArray[Any]:
+        """``array(name)[key]``; a chunk that cannot be decoded is a :class:`StoreError`."""
+        arr = self.array(name)
+        try:
+            return np.asarray(arr[key])
+        except (RuntimeError, ValueError, TypeError, OSError) as exc:  # codec errors
+            raise _damaged(
+                self.path, f"a chunk of its array {name!r} cannot be decoded", exc
+            ) from exc
 
     def create_output(
         self,
@@ -250,7 +267,19 @@ class SceneStore:
 
     def read_output(self, name: str, window: Window) -> NDArray[Any]:
         """Output pixels of ``name`` in ``window`` (PAN coordinates): ``(B, H', W')``."""
-        return np.asarray(self.array(name)[(slice(None), *window.slices)])
+        return self._read(name, (slice(None), *window.slices))
+
+
+def _damaged(path: Path, what: str, exc: BaseException) -> StoreError:
+    """The error for a store whose files were damaged after it was written."""
+    return StoreError(
+        f"The scene store is damaged: {what}.",
+        path=path,
+        expected="the files pantailor wrote",
+        got=f"{type(exc).__name__}: {exc}",
+        fix="ingest the scene again with pantailor ingest --overwrite (a run's own "
+        "OUT.work/scene.zarr: run again with --overwrite).",
+    )
 
 
 def _output_codec() -> Any:

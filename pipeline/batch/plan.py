@@ -277,6 +277,18 @@ def _collisions(planned: Sequence[PlannedScene]) -> None:
                 fix="give one of them another 'output' (or id).",
             )
         seen[key] = p
+    read_by = {os.path.realpath(f): p for p in planned for f in p.spec.inputs}
+    for p in planned:
+        reader = read_by.get(os.path.realpath(p.output))
+        if reader is not None and reader is not p:
+            raise ManifestError(
+                f"Scene {p.spec.id!r} ({p.spec.origin}) would write an input of scene "
+                f"{reader.spec.id!r} ({reader.spec.origin}).",
+                path=p.output,
+                expected="outputs apart from every scene's inputs",
+                got=f"{p.output} is an input of {reader.spec.id!r}",
+                fix=f"give {p.spec.id!r} another 'output' (or drop its 'output' column value).",
+            )
 
 
 def make_plan(

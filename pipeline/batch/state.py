@@ -191,7 +191,18 @@ class BatchState:
                 got="no such file",
                 fix="pass the -o folder of a batch.",
             )
-        return cls(_connect(path, readonly=True), path)
+        con = _connect(path, readonly=True)
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"batch", "scenes"} <= tables:  # e.g. an empty file: a batch stopped at its start
+            con.close()
+            raise BatchStateError(
+                "The batch database holds no batch state.",
+                path=path,
+                expected="the tables batch and scenes, written by pantailor batch",
+                got="tables: " + (", ".join(sorted(tables)) or "none"),
+                fix="run the batch again (pantailor batch SOURCE -o OUTDIR starts its state).",
+            )
+        return cls(con, path)
 
     def close(self) -> None:
         """Close the connection."""

@@ -150,7 +150,7 @@ def _check_bands(ms: Raster, sensor: SensorSpec) -> None:
 
 def resolve_nodata(pan: Raster, ms: Raster, given: float | None) -> float | None:
     if given is not None:
-        return float(given)
+        return _holdable(float(given), "--nodata", pan, ms)
     if pan.nodata is not None and ms.nodata is not None and pan.nodata != ms.nodata:
         raise InputError(
             "PAN and MS declare different nodata values.",
@@ -159,7 +159,27 @@ def resolve_nodata(pan: Raster, ms: Raster, given: float | None) -> float | None
             got=f"PAN {pan.nodata}, MS {ms.nodata}",
             fix="pass the value to use (--nodata).",
         )
-    return pan.nodata if pan.nodata is not None else ms.nodata
+    found = pan.nodata if pan.nodata is not None else ms.nodata
+    return None if found is None else _holdable(float(found), "the files' nodata", pan, ms)
+
+
+def _holdable(value: float, what: str, *rasters: Raster) -> float:
+    """``value`` if every integer input can hold it (else it could never mark a pixel)."""
+    for r in rasters:
+        dt = np.dtype(r.data.dtype)
+        if not np.issubdtype(dt, np.integer):
+            continue
+        info = np.iinfo(dt)
+        if not (math.isfinite(value) and value.is_integer() and info.min <= value <= info.max):
+            raise InputError(
+                f"The no-data value cannot occur in a {dt} input.",
+                path=list(r.paths),
+                expected=f"a whole number in [{info.min}, {info.max}]",
+                got=f"{what} {value}",
+                fix="pass the value the files use for no-data (--nodata), or none: "
+                "NaN and +-Inf are always no-data in float inputs.",
+            )
+    return value
 
 
 def decimate(ms: Raster, k: int) -> Raster:

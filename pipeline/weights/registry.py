@@ -214,15 +214,32 @@ def local_candidates(entry: WeightsEntry) -> list[tuple[str, Path]]:
 
 
 def _is_url(text: str) -> bool:
-    return urllib.parse.urlsplit(text).scheme in ("http", "https", "file")
+    try:
+        return urllib.parse.urlsplit(text).scheme in ("http", "https", "file")
+    except ValueError as exc:  # e.g. "http://[::1": a URL that cannot be parsed
+        raise WeightsError(
+            "PANTAILOR_WEIGHTS_MIRROR is not a valid URL.",
+            expected="a directory or a base URL such as https://host/weights",
+            got=f"{text!r} ({exc})",
+            fix="correct or unset PANTAILOR_WEIGHTS_MIRROR.",
+        ) from exc
 
 
 def _download(entry: WeightsEntry, url: str, source: str) -> Path:
     """Fetch ``url`` into the cache as ``entry.file`` (verified before it is moved in)."""
     target = cache_dir() / entry.file
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", dir=target.parent)
+    except OSError as exc:
+        raise WeightsError(
+            "Cannot write into the weights cache.",
+            path=target.parent,
+            expected="a writable folder (PANTAILOR_CACHE)",
+            got=f"{type(exc).__name__}: {exc.strerror or exc}",
+            fix="point PANTAILOR_CACHE at a writable folder, or remove what is in the way.",
+        ) from exc
     log.info("downloading %s from %s", entry.file, url)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", dir=target.parent)
     tmp = Path(tmp_name)
     try:
         try:
@@ -237,7 +254,21 @@ def _download(entry: WeightsEntry, url: str, source: str) -> Path:
                 fix="check the network, or set PANTAILOR_WEIGHTS_MIRROR to a directory or URL "
                 f"holding {entry.file} (or PANTAILOR_DATA to the project's data folder).",
             ) from exc
-        verify(entry, tmp, source=f"downloaded from {url}")
+        try:
+            verify(entry, tmp, source=f"downloaded from {url}")
+        except WeightsError as exc:  # name the URL, not the removed temporary
+            raise WeightsError(
+                exc.problem,
+                path=url,
+                expected=exc.expected,
+                got=exc.got,
+                fix=f"the {source} serves another file than the registered {entry.file}: "
+                + (
+                    "replace it there, or unset PANTAILOR_WEIGHTS_MIRROR."
+                    if source == "mirror"
+                    else "set PANTAILOR_WEIGHTS_MIRROR to a copy of the registered file."
+                ),
+            ) from exc
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+"""Audit round 2: a scene store damaged after it was written is an input error naming the store,
+never a traceback; a run whose own store's ``zarr.json`` was damaged ingests it again on rerun.
+
+Found by the round-2 audit (docs/notes/audit.md): a truncated or garbage ``zarr.json`` died on a
+raw ``JSONDecodeError`` (``export``, ``run STORE`` and the rerun of a run); a truncated chunk died
+on zstd's ``RuntimeError`` in the export (or a worker's tile).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.distribute import Engine
+from pipeline.runner import run_scene
+from tests.test_run_integrity import files_cfg, write_pair
+
+
+def ingested(tmp_path: Path) -> Path:
+    pan, ms = write_pair(tmp_path / "in")
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(pan), str(ms), "--sensor", "qb", "-o", str(store)]) == 0
+    return store
+
+
+def damage(store: Path, how: str) -> None:
+    if how == "zarr.json truncated":
+        (store / "zarr.json").write_bytes((store / "zarr.json").read_bytes()[:100])
+    elif how == "zarr.json garbage":
+        (store / "zarr.json").write_text("garbage{")
+    elif how == "pan zarr.json garbage":
+        (store / "pan" / "zarr.json").write_text("garbage{")
+    else:  # a chunk truncated
+        chunk = next(p for p in sorted((store / "pan" / "c").rglob("*")) if p.is_file())
+        chunk.write_bytes(chunk.read_bytes()[:20])
+
+
+@pytest.mark.parametrize(
+    "how", ["zarr.json truncated", "zarr.json garbage", "pan zarr.json garbage", "chunk truncated"]
+)
+def test_export_of_a_damaged_store_names_the_store_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    store = ingested(tmp_path)
+    damage(store, how)
+    capsys.readouterr()
+    out = tmp_path / "pan.tif"
+    code = main(["export", str(store), "pan", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2
+    assert "The scene store is damaged" in err and str(store) in err and "--overwrite" in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_rerun_whose_store_metadata_was_damaged_ingests_again_and_gives_the_same_bytes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    pan, ms = write_pair(tmp_path / "in")
+    out = tmp_path / "o.tif"
+    cfg = files_cfg([pan, ms], out)
+    run_scene(cfg, engine=engine)
+    first = out.read_bytes()
+    (tmp_path / "o.work" / "scene.zarr" / "zarr.json").write_text("garbage{")
+    out.unlink()
+    run_scene(cfg, engine=engine)
+    assert out.read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    "flag", [["--nodata", "5"], ["--dn-max", "4095"]], ids=["nodata", "dn-max"]
+)
+def test_an_ingest_option_a_store_input_was_not_ingested_with_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    store = ingested(tmp_path)
+    capsys.readouterr()
+    argv = ["run", str(store), "--method", "brovey", "-o", str(tmp_path / "o.tif"), "--dry-run"]
+    code = main([*argv, *flag])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{flag[0]} differs from the scene store's" in err and str(store) in err
+    assert "Fix:" in err
+    assert main([*argv, "--dn-max", "2047"]) == 0  # the store's own value is accepted
