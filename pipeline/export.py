@@ -142,7 +142,8 @@ def ms_up_window(store: SceneStore, window: Window) -> NDArray[Any]:
     return up[(slice(None), *inner.slices)]
 
 
-def _source(store: SceneStore, name: str) -> _Source:
+def _source(store: SceneStore, name: str, *, whole: bool = True) -> _Source:
+    """How to read array ``name``; ``whole``: an output must be finished (not while streamed)."""
     meta = store.meta
     t = meta.tile
     if name == MS_UP and MS_UP not in store.array_names:
@@ -155,6 +156,15 @@ def _source(store: SceneStore, name: str) -> _Source:
             read=lambda w: ms_up_window(store, w),
         )
     arr = store.array(name)
+    if whole and name not in INPUT_ARRAYS and not store.output_complete(name):
+        raise StoreError(
+            f"The output {name!r} is unfinished: its run stopped before every tile was written.",
+            path=store.path,
+            expected="an output whose tile map finished (attribute complete = true)",
+            got="complete = false (tiles missing: they would export as no-data holes)",
+            fix="rerun the same pantailor run command (it resumes and exports the COG itself), "
+            "then export again if you need another file.",
+        )
     if name == "pan":
         return _Source(
             shape=(1, *meta.pan_shape_yx),

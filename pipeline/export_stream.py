@@ -195,7 +195,7 @@ class ExportStream:
             first = self._queue.get()
             if first is None:
                 return
-            src = _source(self.store, self.array_name)
+            src = _source(self.store, self.array_name, whole=False)  # tiles arrive as it runs
             if src.shape[1:] != self.grid.pan_shape_yx or src.step != self.grid.tile:
                 raise StoreError(
                     "Only a tiled output on the PAN grid can be exported while it is computed.",

@@ -225,7 +225,7 @@ class SceneStore:
             chunks=(self.meta.n_bands, t, t),
             fill_value=fill_value(dt, self.meta.nodata),
             dimension_names=("band", "y", "x"),
-            attributes={"units": units},
+            attributes={"units": units, "complete": False},
             overwrite=True,
             compressors=_output_codec(),
         )
@@ -242,6 +242,15 @@ class SceneStore:
             got=f"{tuple(arr.shape)} {arr.dtype}",
             fix="pass overwrite=True (--overwrite) or another output name.",
         )
+
+    def mark_complete(self, name: str) -> None:
+        """Record that every tile of output ``name`` is written (export refuses it until then)."""
+        self.array(name).attrs["complete"] = True
+
+    def output_complete(self, name: str) -> bool:
+        """Whether output ``name`` holds every tile: ``False`` only where ``create_output`` made
+        it and no finished tile map has marked it since (outputs of older stores count as whole)."""
+        return bool(self.array(name).attrs.get("complete", True))
 
     def units(self, name: str) -> str:
         """``"normalised"`` or ``"dn"`` for an output; inputs are always ``"dn"``."""

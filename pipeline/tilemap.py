@@ -131,6 +131,8 @@ def stage_infer(
             report_progress(progress, "infer", done, total)
     finally:
         journal.flush(force=True)
+    if done == total:
+        store.mark_complete(output)
     end = time.perf_counter()
     return {
         "seconds": end - t0,

@@ -107,6 +107,7 @@ def test_normalised_output_back_to_dn(tmp_path: Path) -> None:
     for key in list(store.grid.keys()):
         w = store.grid.pan_window(key)
         store.write_region("fused", w, data[(slice(None), *w.slices)])
+    store.mark_complete("fused")
     out = export_cog(store.path, "fused", tmp_path / "o.tif", options=CogOptions(blocksize=128))
     with rasterio.open(out) as src:
         got = src.read()
@@ -120,6 +121,7 @@ def test_dn_output_exported_as_is(tmp_path: Path) -> None:
     store.create_output("dn_out", "float32", units="dn")
     w = store.grid.pan_window(next(store.grid.keys()))
     store.write_region("dn_out", w, np.full((4, *w.shape_yx), 7.4, np.float32))
+    store.mark_complete("dn_out")
     out = export_cog(store.path, "dn_out", tmp_path / "o.tif", options=CogOptions(blocksize=128))
     with rasterio.open(out) as src:
         assert src.read(1, window=((0, 2), (0, 2))).tolist() == [[7, 7], [7, 7]]

@@ -53,6 +53,7 @@ def _store(tmp_path: Path, tile: int = 64) -> SceneStore:
     x = rng.random((4, H, W), dtype=np.float32)
     x[:, 10:30, 40:47] = np.nan  # masked pixels: the levels' means leave them out
     store.write_region("x", Window(0, H, 0, W), x)
+    store.mark_complete("x")
     return store
 
 

@@ -99,6 +99,7 @@ def _scene_store(tmp_path: Path, h: int, w: int, tile: int) -> tuple[object, np.
     store.create_output("fused")
     fused = rng.random((4, h, w), dtype=np.float32)  # full-range noise: means round often
     store.write_region("fused", Window(0, h, 0, w), fused)
+    store.mark_complete("fused")
     return store, fused
 
 

@@ -488,6 +488,7 @@ def exportable(tmp_path: Path) -> Path:
     store.create_output("x")
     rng = np.random.default_rng(0)
     store.write_region("x", Window(0, 64, 0, 64), rng.random((4, 64, 64), dtype=np.float32))
+    store.mark_complete("x")
     return store.path
 
 
