@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import ConfigError, StoreError
+from .files import publishing
 from .grid import Window
 from .overviews import (
     aligned,
@@ -156,15 +157,8 @@ def _source(store: SceneStore, name: str, *, whole: bool = True) -> _Source:
             read=lambda w: ms_up_window(store, w),
         )
     arr = store.array(name)
-    if whole and name not in INPUT_ARRAYS and not store.output_complete(name):
-        raise StoreError(
-            f"The output {name!r} is unfinished: its run stopped before every tile was written.",
-            path=store.path,
-            expected="an output whose tile map finished (attribute complete = true)",
-            got="complete = false (tiles missing: they would export as no-data holes)",
-            fix="rerun the same pantailor run command (it resumes and exports the COG itself), "
-            "then export again if you need another file.",
-        )
+    if whole and name not in INPUT_ARRAYS:
+        store.require_complete(name)
     if name == "pan":
         return _Source(
             shape=(1, *meta.pan_shape_yx),
@@ -182,7 +176,7 @@ def _source(store: SceneStore, name: str, *, whole: bool = True) -> _Source:
         transform=meta.ms_transform if on_ms else meta.pan_transform,
         scale=meta.dn_max if units == "normalised" else 1.0,
         step=t // meta.ratio if on_ms else t,
-        read=lambda w: np.asarray(arr[(slice(None), *w.slices)]),
+        read=lambda w: store.read_output(name, w),  # a damaged chunk: StoreError
     )
 
 
@@ -294,7 +288,7 @@ def export_cog(
     tmp, vrt, part, levels = stage_paths(out, _streamed_levels(src, opts))
     parts = timings if timings is not None else {}
     try:
-        with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024):
+        with rasterio.Env(GDAL_CACHEMAX=opts.cache_mb * 1024 * 1024), publishing(out):
             t0 = time.perf_counter()
             _write_intermediate(
                 src, tmp, profile, dtype, nodata, lambda d: _describe(d, store, array_name), levels

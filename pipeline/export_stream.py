@@ -45,6 +45,7 @@ from .export import (
     _streamed_levels,
     output_nodata,
 )
+from .files import publishing
 from .grid import TileKey
 from .overviews import rio_window, stage_paths, stage_writer
 from .overviews import to_dn as _convert
@@ -157,13 +158,14 @@ class ExportStream:
         self._queue.put(_DONE)
         self._thread.join()
         try:
-            if self._error is not None:
-                raise self._error
-            tmp, vrt, part, *levels = self._paths
-            co = _cog_creation(self.opts, self._dtype, own_overviews=bool(levels))
-            with rasterio.Env(GDAL_CACHEMAX=self.opts.cache_mb * 1024 * 1024):
-                _assemble(tmp, vrt, part, levels, co)
-            os.replace(part, self.out)
+            with publishing(self.out):  # the writer's failed stage writes too
+                if self._error is not None:
+                    raise self._error
+                tmp, vrt, part, *levels = self._paths
+                co = _cog_creation(self.opts, self._dtype, own_overviews=bool(levels))
+                with rasterio.Env(GDAL_CACHEMAX=self.opts.cache_mb * 1024 * 1024):
+                    _assemble(tmp, vrt, part, levels, co)
+                os.replace(part, self.out)
             self._finished = True
         finally:
             self._remove()

@@ -9,17 +9,19 @@ pattern (``.NAME.<tag>.<kind>...``) and the next run removes them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +167,28 @@ __all__ = [
     "write_json_atomic",
     "write_text_atomic",
 ]
+
+
+@contextlib.contextmanager
+def publishing(out: Path) -> Iterator[None]:
+    """Turn a failed write of ``out`` or its temporaries (disk full, I/O error: an ``OSError`` or
+    GDAL's error) into a :class:`~pipeline.errors.StoreError` naming ``out`` and the fix."""
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except (OSError, RasterioError, CPLE_BaseError) as exc:
+        free = shutil.disk_usage(out.parent).free if out.parent.is_dir() else 0
+        full = "No space left" in str(exc) or getattr(exc, "errno", None) == 28 or free < 2**26
+        raise StoreError(
+            "The output could not be written"
+            + (f": its disk is full ({free / 2**20:.1f} MiB free)." if full else "."),
+            path=out,
+            expected="room for the COG and its temporaries beside it",
+            got=f"{type(exc).__name__}: {exc}",
+            fix="free space on that disk (or choose another -o), then rerun: what the run "
+            "finished is kept."
+            if full
+            else "check the output folder's disk, then rerun: what the run finished is kept.",
+        ) from exc

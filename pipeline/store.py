@@ -252,6 +252,19 @@ class SceneStore:
         it and no finished tile map has marked it since (outputs of older stores count as whole)."""
         return bool(self.array(name).attrs.get("complete", True))
 
+    def require_complete(self, name: str) -> None:
+        """A :class:`StoreError` unless output ``name`` is complete (:meth:`output_complete`)."""
+        if not self.output_complete(name):
+            raise StoreError(
+                f"The output {name!r} is unfinished: its run stopped before every tile was "
+                "written.",
+                path=self.path,
+                expected="an output whose tile map finished",
+                got="tiles missing (they would export as no-data holes)",
+                fix="rerun the same pantailor run command (it resumes and exports the COG "
+                "itself), then export again if you need another file.",
+            )
+
     def units(self, name: str) -> str:
         """``"normalised"`` or ``"dn"`` for an output; inputs are always ``"dn"``."""
         return "dn" if name in INPUT_ARRAYS else str(self.array(name).attrs.get("units", "dn"))
@@ -275,7 +288,7 @@ class SceneStore:
         arr[(slice(None), *window.slices)] = np.asarray(data, dtype=arr.dtype)
 
     def read_output(self, name: str, window: Window) -> NDArray[Any]:
-        """Output pixels of ``name`` in ``window`` (PAN coordinates): ``(B, H', W')``."""
+        """Pixels of array ``name`` in ``window`` (its own grid's coordinates): ``(B, H', W')``."""
         return self._read(name, (slice(None), *window.slices))
 
 
