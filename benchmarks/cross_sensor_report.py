@@ -53,6 +53,11 @@ LABELS = {
     "the seed-spread lever)",
     "q3r2": "q3r2 (the default, rerun on the code of 2026-12-01 06:00 UTC: the held-out stops "
     "moved again since q3r, so the variants of this session are compared with this rerun)",
+    "s7tex": "s7tex (screen, stopped after qb-ge1 for CPU: the default with `SampleConfig(mode='texture')`, "
+    "4 texture strata of a seeded pool of 4x the patches)",
+    "s7cov": "s7cov (the default with `SampleConfig(mode='coverage')`: one fit patch per texture "
+    "quantile of the whole scene, spread apart; held-out patches from the low and high halves; "
+    "`--sample mode=coverage`, string value parsed as in the fix asked of the lead)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading

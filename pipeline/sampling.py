@@ -5,7 +5,9 @@ The candidate patches are the full cells of a regular patch grid over the scene
 edge cells are not candidates. :func:`sample_keys` visits the candidates in a seeded random order
 and keeps those whose no-data share is at most ``max_nodata``; in ``"texture"`` mode it scores a
 seeded pool of valid candidates by the mean gradient magnitude of their MS window and draws
-equally from ``strata`` texture quantiles (so flat water and busy town are both represented).
+equally from ``strata`` texture quantiles (so flat water and busy town are both represented); in
+``"coverage"`` mode (:mod:`pipeline.sampling_coverage`) it scores every valid candidate (up to a
+cap) and takes one fit patch per texture quantile and held-out patches spread apart from them.
 Only the visited windows are read, so this works on a large Zarr store as well as on arrays.
 
 :func:`sample_patches` reads the chosen windows into a :class:`PatchBatch` of normalised torch
@@ -27,10 +29,11 @@ from numpy.typing import NDArray
 from .errors import ConfigError, InputError
 from .grid import TileGrid, TileKey, Window
 from .infer import invalid_mask
+from .sampling_coverage import coverage_draw, pool_size, stratified_draw
 
 log = logging.getLogger(__name__)
 
-MODES = ("random", "texture")
+MODES = ("random", "texture", "coverage")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +47,8 @@ class SampleConfig:
     patch
         Patch edge in PAN pixels (a multiple of the ratio; 4 * ratio at least).
     mode
-        ``"random"`` or ``"texture"`` (stratified by MS gradient energy).
+        ``"random"``, ``"texture"`` (stratified by MS gradient energy) or ``"coverage"`` (one
+        fit patch per texture quantile of the whole scene, spread apart).
     min_patches, max_patches
         Bounds on the number of patches after applying ``fraction``.
     max_nodata
@@ -197,14 +201,14 @@ def _valid_pool(
     nodata: float | None,
 ) -> list[tuple[TileKey, float]]:
     """The first ``pool_size`` keys of ``order`` with few enough no-data pixels, and their texture
-    (0 unless ``cfg.mode == "texture"``); reads only the windows it visits."""
+    (0 in ``"random"`` mode); reads only the windows it visits."""
     pool: list[tuple[TileKey, float]] = []
     for key in order:
         ms = source.read_ms(grid.ms_window(key))
         pan = source.read_pan(grid.pan_window(key))
         if invalid_mask(pan, ms, grid.ratio, nodata).mean() > cfg.max_nodata:
             continue
-        pool.append((key, _texture(ms) if cfg.mode == "texture" else 0.0))
+        pool.append((key, _texture(ms) if cfg.mode != "random" else 0.0))
         if len(pool) >= pool_size:
             break
     return pool
@@ -252,8 +256,9 @@ def sample_keys(
     rng = np.random.default_rng(seed)
     order = [candidates[i] for i in rng.permutation(len(candidates))]
     k = _count(cfg, len(candidates))
-    pool_size = k + extra if cfg.mode == "random" else min(len(order), (k + extra) * 4)
-    pool = _valid_pool(source, grid, cfg, order, pool_size, nodata)
+    n = k + extra
+    size = {"random": n, "texture": min(len(order), n * 4)}.get(cfg.mode, pool_size(n, len(order)))
+    pool = _valid_pool(source, grid, cfg, order, size, nodata)
     if not pool:
         raise InputError(
             "No fit patch has few enough no-data pixels.",
@@ -262,9 +267,12 @@ def sample_keys(
             fix="raise --max-nodata (sample max_nodata), use a smaller --fit-patch, or check "
             "the nodata value.",
         )
-    chosen = (
-        [key for key, _ in pool] if cfg.mode == "random" else _stratified(pool, k + extra, cfg, rng)
-    )
+    if cfg.mode == "random":
+        chosen = [key for key, _ in pool]
+    elif cfg.mode == "texture":
+        chosen = stratified_draw(pool, n, cfg.strata, rng)
+    else:
+        chosen = coverage_draw(pool, k, extra, rng)
     if len(chosen) < k:
         log.warning("only %d valid fit patches (wanted %d)", len(chosen), k)
     return sorted(chosen[:k]) + sorted(chosen[k : k + extra])
@@ -281,22 +289,6 @@ def _candidates(grid: TileGrid) -> list[TileKey]:
             fix="use a smaller --fit-patch.",
         )
     return candidates
-
-
-def _stratified(
-    pool: list[tuple[TileKey, float]], k: int, cfg: SampleConfig, rng: np.random.Generator
-) -> list[TileKey]:
-    """Draw ``k`` keys round-robin from ``strata`` texture quantiles of ``pool``."""
-    ranked = sorted(pool, key=lambda kv: (kv[1], kv[0]))
-    n_strata = min(cfg.strata, len(ranked))
-    bins = np.array_split(np.arange(len(ranked)), n_strata)
-    queues = [[ranked[i][0] for i in rng.permutation(b)] for b in bins]
-    chosen: list[TileKey] = []
-    while len(chosen) < min(k, len(ranked)):
-        for q in queues:
-            if q and len(chosen) < k:
-                chosen.append(q.pop())
-    return chosen
 
 
 def read_patches(
