@@ -298,11 +298,15 @@ def _safe(key: str) -> str:
 
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["detail=1", "steps=60"]`` -> ``{"detail": 1.0, "steps": 60}`` (ints stay ints)."""
+    """``["detail=1", "steps=60", "mode=coverage"]`` -> ``{"detail": 1.0, "steps": 60, "mode":
+    "coverage"}`` (ints stay ints; what is no number stays a string)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, _, value = item.partition("=")
-        out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        try:
+            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[key] = value
     return out
 
 
