@@ -13,8 +13,9 @@ without a transpose; 8 forwards).
 
 Element ``k`` (0..7) of the group acts as: transpose the last two axes if ``k & 4``, then flip the
 last axis if ``k & 1`` and the second-to-last if ``k & 2``. Its inverse undoes the flips, then the
-transpose. Outputs are summed in the fixed order of :func:`elements` and divided by their number,
-so the result is deterministic.
+transpose. Outputs are summed pairwise in the fixed order of :func:`elements` (``((y0 + y1) + (y2 + y3))
++ ...``, at most ``log2 n + 1`` partial sums held) and divided by their number (a power of two),
+so the result is deterministic, and ``n`` equal outputs average to themselves exactly.
 
 Tiling stays exact: a tile's output pixels lie at least the receptive field away from every
 window edge that is not an image edge, and a flip or transpose of the window keeps that distance,
@@ -88,16 +89,19 @@ def tta_forward(
     if ks == (0,):
         return forward(ms, lms, pan)
     fmt = torch.channels_last if ms.is_contiguous(memory_format=torch.channels_last) else None
-    total: torch.Tensor | None = None
+    stack: list[tuple[int, torch.Tensor]] = []  # pairwise sum: (level, partial sum)
     for k in ks:
         t = [transform(x, k) for x in (ms, lms, pan)]
         if k and fmt is not None:
             t = [x.contiguous(memory_format=fmt) for x in t]
         elif k:
             t = [x.contiguous() for x in t]
-        y = inverse(forward(*t), k)
-        total = y if total is None else total + y
-    assert total is not None
+        stack.append((0, inverse(forward(*t), k)))
+        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+            (level, b), (_, a) = stack.pop(), stack.pop()
+            stack.append((level + 1, a + b))
+    (_, total), *rest = stack  # one partial sum: the counts are powers of two
+    assert not rest
     return (total / len(ks)).contiguous()
 
 
