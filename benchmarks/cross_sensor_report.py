@@ -53,6 +53,11 @@ LABELS = {
     "the seed-spread lever)",
     "q3r2": "q3r2 (the default, rerun on the code of 2026-12-01 06:00 UTC: the held-out stops "
     "moved again since q3r, so the variants of this session are compared with this rerun)",
+    "ttaf": "ttaf (the default fit, inferred under test-time flips, `--tta flips`: identity, "
+    "horizontal, vertical and both flips averaged, pipeline/tta.py; 4x the inference)",
+    "ttad4": "ttad4 (as ttaf under the 8 symmetries of the square, `--tta d4`: flips and "
+    "transposes; 8x the inference)",
+    "w32": "w32 (the default with a tailor twice as wide, `--fit width=32`)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading
