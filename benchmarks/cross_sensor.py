@@ -52,6 +52,7 @@ from pipeline.quality import (
 )
 from pipeline.sampling import SampleConfig
 from pipeline.sensors import SensorSpec
+from pipeline.tta import with_tta
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cross_sensor"
@@ -331,6 +332,8 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> None:
     fit, sample = fit_config(args), sample_config(args)
     for sc in scenes:
         runner = SceneRunner(sc, pair, fit, sample)
+        # --tta: the network rows (none, tailor; full and reduced resolution) infer under TTA
+        runner.run._backbone = with_tta(runner.run.backbone(), args.tta)
 
         def shared(runner: SceneRunner = runner) -> dict[str, Any]:
             return {m: runner.row(m) for m in SHARED_ROWS}
@@ -340,6 +343,7 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> None:
         def network(runner: SceneRunner = runner) -> dict[str, Any]:
             seeds = [runner.row("tailor", seed=s) for s in range(args.seeds)]
             rows = {"none": runner.row("none"), "tailor": median_row(seeds)}
+            rows["_tta"] = args.tta
             return {**rows, "_fit": repr(fit), **({"_sample": repr(sample)} if sample else {})}
 
         tag = f"{_safe(pair.key)}__{sc.name}"
@@ -373,6 +377,7 @@ def main() -> None:
     ap.add_argument("--loss", nargs="*", help="LossWeights overrides, e.g. detail=1")
     ap.add_argument("--fit", nargs="*", help="FitConfig overrides, e.g. steps=90")
     ap.add_argument("--sample", nargs="*", help="SampleConfig overrides, e.g. holdout=4")
+    ap.add_argument("--tta", default="none", help="test-time augmentation: none, flips, d4")
     ap.add_argument("--redo", action="store_true", help="recompute cached network rows")
     ap.add_argument("--redo-shared", action="store_true", help="recompute EXP/classical rows")
     ap.add_argument("--report", action="store_true", help="write cross_sensor.{md,json}")

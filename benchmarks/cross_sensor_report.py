@@ -57,7 +57,12 @@ LABELS = {
     "4 texture strata of a seeded pool of 4x the patches)",
     "s7cov": "s7cov (the default with `SampleConfig(mode='coverage')`: one fit patch per texture "
     "quantile of the whole scene, spread apart; held-out patches from the low and high halves; "
-    "`--sample mode=coverage`, string value parsed as in the fix asked of the lead)",
+    "`--sample mode=coverage`)",
+    "ttaf": "ttaf (the default fit, inferred under test-time flips, `--tta flips`: identity, "
+    "horizontal, vertical and both flips averaged, pipeline/tta.py; 4x the inference)",
+    "ttad4": "ttad4 (as ttaf under the 8 symmetries of the square, `--tta d4`: flips and "
+    "transposes; 8x the inference)",
+    "w32": "w32 (the default with a tailor twice as wide, `--fit width=32`)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading

@@ -254,17 +254,23 @@ def model_run(
     device: torch.device | str = "cpu",
     memory_format: torch.memory_format = torch.contiguous_format,
     context: Callable[[], AbstractContextManager[Any]] | None = None,
+    tta: str = "none",
 ) -> Run:
     """A :data:`Run` for a network ``module(ms, lms, pan)``: upsample MS to LMS, one forward.
 
     ``context`` is entered around the forward (default ``torch.inference_mode``); the tile
-    kernel passes its device policy (AMP on GPU).
+    kernel passes its device policy (AMP on GPU). ``tta``: test-time augmentation
+    (:mod:`pipeline.tta`; ``"flips"`` 4 forwards, ``"d4"`` 8, averaged; ``"none"`` one).
     """
+    from .tta import check_mode, tta_forward
+
+    check_mode(tta)
 
     def run(ms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
         ms, pan = ms.to(device), pan.to(device)
         with context() if context is not None else torch.inference_mode():
-            out = module(*model_inputs(ms, pan, ratio, upsampler, memory_format))
+            inputs = model_inputs(ms, pan, ratio, upsampler, memory_format)
+            out = tta_forward(module, *inputs, tta)
         return out
 
     return run

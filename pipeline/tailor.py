@@ -159,6 +159,17 @@ class TailoredModel(Backbone):
         """The backbone's receptive field plus the tailor's (PAN pixels each side)."""
         return int(self.backbone.receptive_field) + self.tailor.receptive_field
 
+    def forward(self, ms: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+        """``map(extract(...))``; under the backbone's test-time augmentation when it has one
+        (:class:`pipeline.tta.TTABackbone`: the whole tailored network per transform)."""
+        mode = getattr(self.backbone, "tta", "none")
+        if mode == "none":
+            return super().forward(ms, lms, pan)
+        from .tta import tta_forward
+
+        self.check_inputs(ms, lms, pan)
+        return tta_forward(super().forward, ms, lms, pan, mode)
+
     def extract(self, ms: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
         """Tailored features ``F + T(F)``, ``(N, C, H, W)``."""
         feats: torch.Tensor = self.tailor(self.backbone.extract(ms, lms, pan))
