@@ -97,7 +97,8 @@ def open_inputs(cfg: RunConfig, paths: RunPaths) -> Scene | SceneStore:
 
 
 def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
-    """A ``--nodata`` / ``--dn-max`` the store was not ingested with is refused, not ignored."""
+    """A ``--nodata`` / ``--dn-max`` the store was not ingested with, or an ingest-only option
+    (``--ms-decimate``, ``--patch``, ``--tolerance``), is refused, not ignored."""
     for key, flag in (("nodata", "--nodata"), ("dn_max", "--dn-max")):
         given, stored = cfg.ingest.get(key), getattr(store.meta, key)
         if given is not None and (stored is None or float(given) != float(stored)):
@@ -108,6 +109,17 @@ def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
                 if stored is not None
                 else f"no {flag} (the store has none)",
                 got=f"{flag} {given}",
+                fix=f"drop {flag}, or ingest the scene again with it "
+                "(pantailor ingest ... --overwrite) or run on the files.",
+            )
+    for key in ("ms_decimate", "patch", "tolerance"):  # they act at ingest only
+        if cfg.ingest.get(key) is not None:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} acts at ingest: a store input keeps its ingest settings.",
+                path=store.path,
+                expected=f"no {flag} with a scene store input",
+                got=f"{flag} {cfg.ingest[key]}",
                 fix=f"drop {flag}, or ingest the scene again with it "
                 "(pantailor ingest ... --overwrite) or run on the files.",
             )

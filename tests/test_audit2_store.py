@@ -85,3 +85,42 @@ def test_an_ingest_option_a_store_input_was_not_ingested_with_is_refused_not_ign
     assert f"{flag[0]} differs from the scene store's" in err and str(store) in err
     assert "Fix:" in err
     assert main([*argv, "--dn-max", "2047"]) == 0  # the store's own value is accepted
+
+
+@pytest.mark.parametrize(
+    "flag", [["--ms-decimate", "2"], ["--patch", "1"]], ids=["ms-decimate", "patch"]
+)
+def test_an_ingest_only_option_with_a_store_input_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    """Audit #83: ``run STORE --ms-decimate 2`` ran on the store as it was, silently."""
+    store = ingested(tmp_path)
+    capsys.readouterr()
+    argv = ["run", str(store), "--method", "brovey", "-o", str(tmp_path / "o.tif"), "--dry-run"]
+    code = main([*argv, *flag])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{flag[0]} acts at ingest" in err and str(store) in err and "Fix:" in err
+    assert main(argv) == 0
+
+
+def test_batch_wide_ingest_options_skip_a_store_row_and_reach_a_files_row(tmp_path: Path) -> None:
+    """A batch-wide ``--ms-decimate`` / ``--nodata`` meant for the files rows must not make a
+    store row fail (a store keeps its ingest); a store row's own option still reaches it."""
+    from pipeline.batch.plan import BatchConfig, run_config
+    from pipeline.batch.sources import SceneSpec
+
+    store = ingested(tmp_path)
+    pan, ms = write_pair(tmp_path / "files")
+    cfg = BatchConfig(
+        source="m.csv", out_dir=str(tmp_path), sensor="qb", method="brovey",
+        ingest={"ms_decimate": 2, "nodata": 0.0},
+    )  # fmt: skip
+    on_store = run_config(SceneSpec(id="s", inputs=(str(store),)), cfg, tmp_path / "s.tif")
+    on_files = run_config(SceneSpec(id="f", inputs=(str(pan), str(ms))), cfg, tmp_path / "f.tif")
+    own = run_config(
+        SceneSpec(id="o", inputs=(str(store),), options={"nodata": 5.0}), cfg, tmp_path / "o.tif"
+    )
+    assert dict(on_store.ingest) == {}
+    assert dict(on_files.ingest) == {"ms_decimate": 2, "nodata": 0.0}
+    assert dict(own.ingest) == {"nodata": 5.0}

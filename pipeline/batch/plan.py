@@ -185,10 +185,15 @@ def _run_config_class() -> type[RunConfig]:
 
 
 def run_config(spec: SceneSpec, cfg: BatchConfig, output: Path) -> RunConfig:
-    """The scene's :class:`RunConfig`: batch-wide settings overridden by the row's."""
+    """The scene's :class:`RunConfig`: batch-wide settings overridden by the row's (batch-wide
+    ingest options skip a row whose input is a scene store: it keeps its own)."""
     RunConfig = _run_config_class()
     opts = spec.options
-    ingest = {**cfg.ingest, **{k: opts[k] for k in INGEST_OPTIONS if k in opts}}
+    from ..store_meta import is_store_dir
+
+    store_row = len(spec.inputs) == 1 and is_store_dir(Path(spec.inputs[0]))
+    wide = {} if store_row else cfg.ingest  # a store keeps its ingest: only its row's own
+    ingest = {**wide, **{k: opts[k] for k in INGEST_OPTIONS if k in opts}}
     return RunConfig(
         inputs=spec.inputs,
         output=str(output),
