@@ -171,6 +171,14 @@ class PatchBatch:
 
 def patch_grid(pan_shape_yx: tuple[int, int], ratio: int, patch: int) -> TileGrid:
     """The grid of candidate patches (edge ``patch`` PAN pixels) over a scene."""
+    if not 4 * ratio <= patch <= 16384 or patch % ratio:
+        raise ConfigError(
+            "The fit patch edge must be a multiple of the PAN/MS ratio, 4 ratios at least.",
+            expected=f"a multiple of {ratio} in [{4 * ratio}, 16384]",
+            got=patch,
+            fix=f"use e.g. --fit-patch {max(4 * ratio, patch - patch % ratio)} "
+            "(sample patch; default 64).",
+        )
     return TileGrid(pan_shape_yx, ratio, patch)
 
 

@@ -80,3 +80,15 @@ def test_an_absurd_tile_size_is_refused_before_any_allocation(
     assert code == 2
     assert "up to 16384" in err and "1000000000" in err and "--tile 512" in err
     assert not store.exists()
+
+
+@pytest.mark.parametrize("patch", [-8, 30, 8])
+def test_a_bad_fit_patch_is_named_as_fit_patch_not_tile(patch: int) -> None:
+    """Audit #119: ``--fit-patch -8`` was refused as "the tile size", suggesting ``--tile``."""
+    from pipeline.errors import ConfigError
+    from pipeline.sampling import patch_grid
+
+    with pytest.raises(ConfigError) as err:
+        patch_grid((512, 512), 4, patch)
+    text = str(err.value)
+    assert "--fit-patch" in text and "--tile" not in text and "multiple of 4" in text
