@@ -281,6 +281,7 @@ def export_cog(
     out = Path(out_path)
     _check_out(out, overwrite)
     store = SceneStore.open(store_path)
+    store.verify_chunks()
     src = _source(store, array_name)
     dtype = _output_dtype(opts, src, out)
     nodata = output_nodata(store.meta.nodata, dtype)

@@ -79,6 +79,7 @@ def open_inputs(cfg: RunConfig, paths: RunPaths) -> Scene | SceneStore:
         load_sensor_file(cfg.sensor_file)
     if not paths.own_store:
         store = SceneStore.open(paths.store)
+        store.verify_chunks()
         if cfg.sensor and get_sensor(cfg.sensor).name != store.meta.sensor:
             raise ConfigError(
                 "The sensor does not match the store's.",

@@ -115,6 +115,7 @@ def run_ingest(state: RunState) -> None:
     if journal.stage("ingest") is not None:
         try:
             state.store = SceneStore.open(paths.store)
+            state.store.verify_chunks()  # a lost chunk: ingest again
             return
         except StoreError:
             journal.drop_stages(*dependents("ingest"), "ingest", tiles=True)

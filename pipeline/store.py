@@ -20,6 +20,7 @@ whose ``complete`` flag is unset (an interrupted ingest).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,25 @@ class SceneStore:
         it and no finished tile map has marked it since (outputs of older stores count as whole)."""
         return bool(self.array(name).attrs.get("complete", True))
 
+    def verify_chunks(self) -> None:
+        """A :class:`StoreError` if a chunk file of an input array is missing (deleted or lost
+        after the ingest wrote it; stores whose ingest wrote every chunk say so: ``all_chunks``)."""
+        for name in INPUT_ARRAYS:
+            if name not in self.array_names:
+                continue
+            arr = self.array(name)
+            if not arr.attrs.get("all_chunks"):
+                continue
+            folder = self.path / name / "c"
+            found = sum(len(files) for _, _, files in os.walk(folder))
+            if found < arr.nchunks:
+                raise _damaged(
+                    self.path,
+                    f"{arr.nchunks - found} of the {arr.nchunks} chunk files of its array "
+                    f"{name!r} are missing",
+                    None,
+                )
+
     def require_complete(self, name: str) -> None:
         """A :class:`StoreError` unless output ``name`` is complete (:meth:`output_complete`)."""
         if not self.output_complete(name):
@@ -292,13 +312,13 @@ class SceneStore:
         return self._read(name, (slice(None), *window.slices))
 
 
-def _damaged(path: Path, what: str, exc: BaseException) -> StoreError:
+def _damaged(path: Path, what: str, exc: BaseException | None) -> StoreError:
     """The error for a store whose files were damaged after it was written."""
     return StoreError(
         f"The scene store is damaged: {what}.",
         path=path,
         expected="the files pantailor wrote",
-        got=f"{type(exc).__name__}: {exc}",
+        got=f"{type(exc).__name__}: {exc}" if exc is not None else what,
         fix="ingest the scene again with pantailor ingest --overwrite (a run's own "
         "OUT.work/scene.zarr: run again with --overwrite).",
     )

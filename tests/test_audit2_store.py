@@ -124,3 +124,49 @@ def test_batch_wide_ingest_options_skip_a_store_row_and_reach_a_files_row(tmp_pa
     assert dict(on_store.ingest) == {}
     assert dict(on_files.ingest) == {"ms_decimate": 2, "nodata": 0.0}
     assert dict(own.ingest) == {"nodata": 5.0}
+
+
+def test_a_deleted_input_chunk_is_noticed_not_read_as_fill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit #74: a deleted ``pan`` chunk read back as the fill value (rc 0, a product with a
+    hole). The ingest now writes every chunk (fill-valued ones too) and says so; a store that
+    lost one is refused by ``run`` and ``export``, naming the store and the array."""
+    from pipeline.store import SceneStore
+
+    store = ingested(tmp_path)
+    SceneStore.open(store).verify_chunks()  # intact
+    chunks = sorted(p for p in (store / "pan" / "c").rglob("*") if p.is_file())
+    assert len(chunks) == SceneStore.open(store).array("pan").nchunks
+    chunks[0].unlink()
+    capsys.readouterr()
+    run = ["run", str(store), "--method", "brovey", "-o", str(tmp_path / "o.tif"), "--dry-run"]
+    for argv in (run, ["export", str(store), "ms", "-o", str(tmp_path / "ms.tif")]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err, argv
+        assert "1 of the" in err and "'pan'" in err and str(store) in err, argv
+    assert not (tmp_path / "ms.tif").exists()
+
+
+def test_an_all_nodata_chunk_is_written_too(tmp_path: Path) -> None:
+    """Zarr skips a chunk equal to the fill value unless told otherwise: the check above would
+    then call a legal all-no-data chunk lost."""
+    import numpy as np
+
+    from pipeline.scene import Scene
+    from pipeline.sensors import get_sensor
+    from pipeline.store import write_scene
+    from pipeline.synthetic import make_scene
+
+    syn = make_scene((64, 64), "qb", seed=1)
+    pan, ms = syn.pan.copy(), syn.ms.copy()
+    pan[:32, :32] = 0  # one whole PAN chunk of tile 32 is no-data (= the fill value)
+    ms[:, :8, :8] = 0
+    scene = Scene(
+        pan=pan, ms=ms, sensor=get_sensor("qb"), crs=None, nodata=0, dn_max=2047.0,
+        pan_transform=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), ms_transform=(4.0, 0.0, 0.0, 0.0, 4.0, 0.0),
+    )  # fmt: skip
+    store = write_scene(scene, tmp_path / "s.zarr", tile=32)
+    store.verify_chunks()
+    assert np.all(store.read_pan(store.grid.pan_window(next(iter(store.grid.keys())))) == 0)

@@ -179,6 +179,8 @@ def _write_arrays(
             fill_value=fill_value(dtype, meta.nodata),
             dimension_names=("y", "x") if name == "pan" else ("band", "y", "x"),
             compressors=input_codec(),
+            config={"write_empty_chunks": True},  # every chunk on disk: a lost one is noticed
+            attributes={"all_chunks": True},  # (SceneStore.verify_chunks)
         )
         _stream_copy(dst, src, step, levels.get(name))
     return levels
