@@ -12,6 +12,7 @@ names to the fields of :class:`SensorSpec`; both go through :func:`read_sensor_f
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -267,6 +268,14 @@ def read_sensor_file(path: str | Path) -> list[SensorSpec]:
 def _spec_from(name: str, body: object, path: Path) -> SensorSpec:
     """One sensor of a sensor file; errors name the file."""
     allowed = {f.name for f in fields(SensorSpec)}
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", name):
+        raise SensorError(
+            f"Sensor name {name!r} is not a name.",
+            path=path,
+            expected="a letter, then letters, digits, '_', '.' or '-' (e.g. mysat-2)",
+            got=repr(name),
+            fix="rename the sensor in the file (and in --sensor).",
+        )
     if not isinstance(body, Mapping):
         raise SensorError(f"Sensor {name!r} must be a mapping.", path=path, got=body)
     unknown = set(body) - allowed

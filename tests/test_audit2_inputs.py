@@ -92,3 +92,18 @@ def test_a_bad_fit_patch_is_named_as_fit_patch_not_tile(patch: int) -> None:
         patch_grid((512, 512), 4, patch)
     text = str(err.value)
     assert "--fit-patch" in text and "--tile" not in text and "multiple of 4" in text
+
+
+@pytest.mark.parametrize("name", ["42", "'my sat'", "'-x'"])
+def test_a_sensor_file_name_that_is_no_name_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """Audit #108: a sensor named ``42`` was registered (and ``--sensor 42`` then ran)."""
+    sensor_file = tmp_path / "mysensors.yaml"
+    sensor_file.write_text(f"{name}:\n" + "".join(f"  {k}: {v}\n" for k, v in GOOD_SENSOR.items()))
+    pan, ms = write_pair(tmp_path / "in")
+    argv = ["run", str(pan), str(ms), "--sensor", "mysat", "--sensor-file", str(sensor_file)]
+    code = main([*argv, "--method", "brovey", "-o", str(tmp_path / "o.tif"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "is not a name" in err and str(sensor_file) in err

@@ -35,6 +35,17 @@ def test_a_mirror_url_that_cannot_be_parsed_is_named(
     assert "PANTAILOR_WEIGHTS_MIRROR is not a valid URL" in err and "http://[::1" in err
 
 
+@pytest.mark.parametrize("mirror", ["ftp://host/weights", "s3://bucket/weights"])
+def test_a_mirror_with_a_scheme_that_cannot_be_fetched_is_named(
+    user: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mirror: str
+) -> None:
+    """Audit #113: an ``ftp://`` mirror was taken for a directory ("not available locally")."""
+    monkeypatch.setenv("PANTAILOR_WEIGHTS_MIRROR", mirror)
+    code, err = fetch(capsys)
+    assert code == 2
+    assert "a scheme pantailor cannot fetch from" in err and mirror in err
+
+
 def test_a_cache_that_is_a_file_is_named(
     user: Path,
     serve: list[Server],

@@ -215,7 +215,7 @@ def local_candidates(entry: WeightsEntry) -> list[tuple[str, Path]]:
 
 def _is_url(text: str) -> bool:
     try:
-        return urllib.parse.urlsplit(text).scheme in ("http", "https", "file")
+        scheme = urllib.parse.urlsplit(text).scheme
     except ValueError as exc:  # e.g. "http://[::1": a URL that cannot be parsed
         raise WeightsError(
             "PANTAILOR_WEIGHTS_MIRROR is not a valid URL.",
@@ -223,6 +223,15 @@ def _is_url(text: str) -> bool:
             got=f"{text!r} ({exc})",
             fix="correct or unset PANTAILOR_WEIGHTS_MIRROR.",
         ) from exc
+    if scheme not in ("", "http", "https", "file") and "://" in text:  # ftp://, s3://, ...
+        raise WeightsError(
+            "PANTAILOR_WEIGHTS_MIRROR uses a scheme pantailor cannot fetch from.",
+            expected="a directory, or an http://, https:// or file:// base URL",
+            got=repr(text),
+            fix="copy the weights to a directory (or an HTTP server) and point "
+            "PANTAILOR_WEIGHTS_MIRROR there.",
+        )
+    return scheme in ("http", "https", "file")
 
 
 def _download(entry: WeightsEntry, url: str, source: str) -> Path:
