@@ -42,10 +42,10 @@ def check_mode(mode: str) -> str:
     """``mode`` if it is one of :data:`MODES`, else a :class:`ConfigError` naming the fix."""
     if mode not in MODES:
         raise ConfigError(
-            "Unknown test-time augmentation mode (--tta).",
+            "Unknown test-time augmentation mode (tta).",
             expected=MODES,
             got=mode,
-            fix="use --tta none (default), flips (4 forwards) or d4 (8 forwards).",
+            fix='use tta="none" (default), "flips" (4 forwards) or "d4" (8 forwards).',
         )
     return mode
 

@@ -149,8 +149,9 @@ def test_failed_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         return block
 
     monkeypatch.setattr(export, "_convert", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StoreError, match="could not be written") as err:
         export_cog(store.path, "ms_up", tmp_path / "o.tif")
+    assert isinstance(err.value.__cause__, OSError) and "disk full" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
 
 

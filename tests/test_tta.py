@@ -165,7 +165,7 @@ def test_tiled_equals_whole_image_and_is_deterministic(mode: str) -> None:
 
 
 def test_unknown_mode_names_the_flag_and_the_choices() -> None:
-    with pytest.raises(ConfigError, match="--tta"):
+    with pytest.raises(ConfigError, match="test-time augmentation mode"):
         model_run(_identity, "poly23", R, tta="rot90")
     with pytest.raises(ConfigError, match="d4"):
         with_tta(_net(), "all")
