@@ -63,6 +63,9 @@ LABELS = {
     "ttad4": "ttad4 (as ttaf under the 8 symmetries of the square, `--tta d4`: flips and "
     "transposes; 8x the inference)",
     "w32": "w32 (the default with a tailor twice as wide, `--fit width=32`)",
+    "q3r3": "q3r3 (the default, rerun on the code of 2026-12-01 11:10 UTC, 00520ff: the fits of "
+    "q3r2 ran on the 06:00 code, before the fit-determinism change; two runs of today's code give "
+    "identical rows)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading
