@@ -257,9 +257,9 @@ class SceneStore:
         """A :class:`StoreError` if a chunk file of an input array is missing (deleted or lost
         after the ingest wrote it; stores whose ingest wrote every chunk say so: ``all_chunks``)."""
         for name in INPUT_ARRAYS:
-            if name not in self.array_names:
-                continue
-            arr = self.array(name)
+            if not (self.path / name).is_dir():  # (not the group listing: it reads every
+                continue  # member's metadata raw)
+            arr = self.array(name)  # damaged metadata: a StoreError naming the store
             if not arr.attrs.get("all_chunks"):
                 continue
             folder = self.path / name / "c"
