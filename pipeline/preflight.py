@@ -110,8 +110,7 @@ def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
                 if stored is not None
                 else f"no {flag} (the store has none)",
                 got=f"{flag} {given}",
-                fix=f"drop {flag}, or ingest the scene again with it "
-                "(pantailor ingest ... --overwrite) or run on the files.",
+                fix=_store_fix(flag),
             )
     for key in ("ms_decimate", "patch", "tolerance"):  # they act at ingest only
         if cfg.ingest.get(key) is not None:
@@ -121,9 +120,15 @@ def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
                 path=store.path,
                 expected=f"no {flag} with a scene store input",
                 got=f"{flag} {cfg.ingest[key]}",
-                fix=f"drop {flag}, or ingest the scene again with it "
-                "(pantailor ingest ... --overwrite) or run on the files.",
+                fix=_store_fix(flag),
             )
+
+
+def _store_fix(flag: str) -> str:
+    return (
+        f"drop {flag}, or ingest the scene again with it (pantailor ingest ... --overwrite) "
+        "or run on the files."
+    )
 
 
 def model_spec(cfg: RunConfig, sensor: SensorSpec, n_bands: int) -> ModelSpec:

@@ -27,7 +27,7 @@ import torch
 from numpy.typing import NDArray
 
 from .errors import ConfigError, InputError
-from .grid import TileGrid, TileKey, Window
+from .grid import MAX_TILE, TileGrid, TileKey, Window
 from .infer import invalid_mask
 from .sampling_coverage import coverage_draw, pool_size, stratified_draw
 
@@ -171,10 +171,10 @@ class PatchBatch:
 
 def patch_grid(pan_shape_yx: tuple[int, int], ratio: int, patch: int) -> TileGrid:
     """The grid of candidate patches (edge ``patch`` PAN pixels) over a scene."""
-    if not 4 * ratio <= patch <= 16384 or patch % ratio:
+    if not 4 * ratio <= patch <= MAX_TILE or patch % ratio:
         raise ConfigError(
             "The fit patch edge must be a multiple of the PAN/MS ratio, 4 ratios at least.",
-            expected=f"a multiple of {ratio} in [{4 * ratio}, 16384]",
+            expected=f"a multiple of {ratio} in [{4 * ratio}, {MAX_TILE}]",
             got=patch,
             fix=f"use e.g. --fit-patch {max(4 * ratio, patch - patch % ratio)} "
             "(sample patch; default 64).",
