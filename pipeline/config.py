@@ -44,6 +44,7 @@ def require_data(relative: str) -> Path:
 
 
 #: The :func:`pipeline.scene.open_scene` options a run may pass through ``RunConfig.ingest``.
+DEFAULT_TILE = 512  # tile edge in PAN pixels of a file input's store
 INGEST_OPTIONS = ("nodata", "dn_max", "ms_decimate", "patch", "tolerance")
 
 
@@ -69,7 +70,8 @@ class RunConfig:
     work_dir
         Where the store, journal, lock and adapter live (default ``OUT.work``).
     tile
-        Tile edge in PAN pixels for ingest (a store keeps its own).
+        Tile edge in PAN pixels for ingest; ``None``: :data:`DEFAULT_TILE`. A store input keeps
+        its own, and a different ``tile`` given with one is refused.
     overwrite, dry_run
         Start over (removing what this run's journal says it created) / only validate and plan.
     seed
@@ -102,7 +104,7 @@ class RunConfig:
     weights: str | None = None
     adapt: str = "tailor"
     work_dir: str | None = None
-    tile: int = 512
+    tile: int | None = None
     overwrite: bool = False
     dry_run: bool = False
     seed: int = 0
@@ -160,6 +162,11 @@ class RunConfig:
 
         return effective_adapt(self.method, self.adapt)
 
+    @property
+    def ingest_tile(self) -> int:
+        """The tile edge a file input is ingested with (``tile``, else :data:`DEFAULT_TILE`)."""
+        return DEFAULT_TILE if self.tile is None else self.tile
+
     def fingerprint(self) -> dict[str, Any]:
         """What makes two runs the same run (compared on resume; weights by checksum later)."""
         given = (
@@ -173,7 +180,7 @@ class RunConfig:
             "method": self.method,
             "weights": self.weights,
             "adapt": self.effective_adapt,
-            "tile": self.tile,
+            "tile": self.ingest_tile,
             "seed": self.seed,
             "sample": dict(self.sample),
             "fit": dict(self.fit),

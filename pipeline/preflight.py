@@ -94,11 +94,11 @@ def open_inputs(cfg: RunConfig, paths: RunPaths) -> Scene | SceneStore:
 
     if not cfg.sensor:
         raise ConfigError("--sensor is required for file inputs.", fix="pass e.g. --sensor wv3.")
-    return open_scene(list(cfg.inputs), cfg.sensor, rows=cfg.tile, **dict(cfg.ingest))
+    return open_scene(list(cfg.inputs), cfg.sensor, rows=cfg.ingest_tile, **dict(cfg.ingest))
 
 
 def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
-    """A ``--nodata`` / ``--dn-max`` the store was not ingested with, or an ingest-only option
+    """A ``--tile`` / ``--nodata`` / ``--dn-max`` the store was not ingested with, or an ingest-only option
     (``--ms-decimate``, ``--patch``, ``--tolerance``), is refused, not ignored."""
     for key, flag in (("nodata", "--nodata"), ("dn_max", "--dn-max")):
         given, stored = cfg.ingest.get(key), getattr(store.meta, key)
@@ -112,6 +112,14 @@ def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
                 got=f"{flag} {given}",
                 fix=_store_fix(flag),
             )
+    if cfg.tile is not None and cfg.tile != store.meta.tile:
+        raise ConfigError(
+            "--tile differs from the scene store's: a store input keeps its tiles.",
+            path=store.path,
+            expected=f"--tile {store.meta.tile} (the store's) or none",
+            got=f"--tile {cfg.tile}",
+            fix=_store_fix("--tile"),
+        )
     for key in ("ms_decimate", "patch", "tolerance"):  # they act at ingest only
         if cfg.ingest.get(key) is not None:
             flag = "--" + key.replace("_", "-")

@@ -59,7 +59,7 @@ def plan(cfg: RunConfig) -> dict[str, Any]:
     else:
         from .grid import TileGrid
 
-        grid, sensor = TileGrid(scene.pan_shape_yx, scene.ratio, cfg.tile), scene.sensor.name
+        grid, sensor = TileGrid(scene.pan_shape_yx, scene.ratio, cfg.ingest_tile), scene.sensor.name
     left = [s.name for s in stages_of(cfg, paths)] + [REPORT]
     if journal is not None:
         left = [s for s in left if journal.stage(s) is None or s not in ("ingest", "fit")]

@@ -120,7 +120,7 @@ def run_ingest(state: RunState) -> None:
         except StoreError:
             journal.drop_stages(*dependents("ingest"), "ingest", tiles=True)
     journal.creates(paths.store)
-    state.store = write_scene(state.scene, paths.store, tile=state.cfg.tile, overwrite=True)
+    state.store = write_scene(state.scene, paths.store, tile=state.cfg.ingest_tile, overwrite=True)
     journal.finish_stage("ingest", {"seconds": time.perf_counter() - t0})
     record_input_checksums(journal, state.store)
     _timed(state, "ingest", t0)

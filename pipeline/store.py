@@ -143,6 +143,8 @@ class SceneStore:
             raise _damaged(
                 self.path, f"the metadata of its array {name!r} cannot be read", exc
             ) from exc
+        if (arr is None or not hasattr(arr, "shape")) and (Path(self.path) / name).is_dir():
+            raise _damaged(self.path, f"its array folder {name!r} has no readable zarr.json", None)
         if arr is None or not hasattr(arr, "shape"):
             raise StoreError(
                 f"The store has no array {name!r}.",

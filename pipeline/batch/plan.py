@@ -83,7 +83,7 @@ class BatchConfig:
     method: str = "fusionnet"
     weights: str | None = None
     adapt: str = "tailor"
-    tile: int = 512
+    tile: int | None = None
     seed: int = 0
     sample: Mapping[str, Any] = field(default_factory=dict)
     fit: Mapping[str, Any] = field(default_factory=dict)
@@ -201,7 +201,7 @@ def run_config(spec: SceneSpec, cfg: BatchConfig, output: Path) -> RunConfig:
         method=opts.get("method", cfg.method),
         weights=opts.get("weights", cfg.weights),
         adapt=opts.get("adapt", cfg.adapt),
-        tile=cfg.tile,
+        tile=None if store_row else cfg.tile,
         seed=cfg.seed,
         sample=dict(cfg.sample),
         fit=dict(cfg.fit),
@@ -237,7 +237,7 @@ def fingerprint(run: RunConfig) -> str:
         "method": run.method,
         "weights": run.weights,
         "adapt": run.effective_adapt,
-        "tile": run.tile,
+        "tile": run.ingest_tile,
         "seed": run.seed,
         "sample": dict(run.sample),
         "fit": dict(run.fit),

@@ -35,7 +35,11 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dn-max", type=float, help="DN mapped to 1.0 (default: the sensor's)")
     p.add_argument("--ms-decimate", type=int, help="keep every K-th MS pixel (SpaceNet: 2)")
     p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
-    p.add_argument("--tile", type=int, default=512, help="tile edge in PAN pixels (default 512)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
+    )
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
     p.add_argument("--quality-tiles", type=int, default=4, help="tiles scored per scene (0: none)")

@@ -37,7 +37,11 @@ def add(
     p.add_argument("-o", "--output", required=True, help="target COG, e.g. out.tif")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_cluster_options(p)
-    p.add_argument("--tile", type=int, default=512, help="tile edge in PAN pixels (default 512)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
+    )
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
     p.add_argument("--fit-patch", type=int, help="fit patch edge in PAN pixels (default 64)")
     p.add_argument("--max-nodata", type=float, help="largest no-data share of a fit patch")

@@ -71,6 +71,16 @@ def _check_ratio(pan: Raster, ms: Raster, ratio: int) -> None:
     ok = all(abs(g - ratio) <= 1e-3 * ratio for g in got) and all(
         abs(m) <= 1e-9 * abs(ma) for m, p in ((mb, pb), (md, pd)) if p == 0
     )
+    turned = [(n, r) for n, r in (("PAN", pan), ("MS", ms)) if _rotation(r) is not None]
+    if turned != [] and not ok:
+        name, raster = turned[0]
+        raise GridMismatchError(
+            f"The {name} grid is rotated or skewed; the other is not the same way.",
+            path=raster.paths,
+            expected="north-up grids (no rotation or skew terms), or both turned alike",
+            got=f"{name} rotated by {_rotation(raster):.4g} degrees (transform {raster.transform[:6]})",
+            fix="warp the rotated raster north-up (gdalwarp -t_srs its own CRS) or both alike.",
+        )
     if not ok:
         raise GridMismatchError(
             "The MS/PAN pixel-size ratio does not match the sensor.",
@@ -80,6 +90,15 @@ def _check_ratio(pan: Raster, ms: Raster, ratio: int) -> None:
             f"MS {ms.transform[:5:4]})",
             fix="pass the sensor whose ratio matches, or resample the MS to ratio x the PAN pixel.",
         )
+
+
+def _rotation(raster: Raster) -> float | None:
+    """The angle in degrees of the grid's first axis from east where it has rotation or skew
+    terms (``b`` or ``d`` of the affine transform), else ``None``."""
+    a, b, _, d, _, _ = raster.transform[:6]
+    if b == 0 and d == 0:
+        return None
+    return math.degrees(math.atan2(d, a))
 
 
 def _origin_offset(pan: Raster, ms: Raster, ratio: int) -> tuple[float, float]:
