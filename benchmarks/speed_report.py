@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 
@@ -24,8 +25,9 @@ def markdown_classical(r: dict[str, Any]) -> str:
         f"| GDAL Brovey VRT -> GeoTIFF, uncompressed | {g['none']['wall_s']:.2f} | all cores |",
         f"| GDAL Brovey VRT -> GeoTIFF, deflate (level 6) | {g['deflate']['wall_s']:.2f} | |",
         f"| GDAL Brovey VRT -> GeoTIFF, deflate level 1 | {g['deflate1']['wall_s']:.2f} | |",
-        f"| project Brovey, stages | {b['stage']:.2f} | {st}; **{b['stage'] / g['deflate']['wall_s']:.2f}x"
-        f" GDAL deflate** (target 1.5x); {b['stage'] / g['deflate1']['wall_s']:.2f}x GDAL at the "
+        f"| project Brovey, stages | {b['stage']:.2f} | {st}; **{_brovey_ratio(x):.2f}x"
+        f" GDAL deflate** (target 1.5x; median of the same-repeat ratios); "
+        f"{b['stage'] / g['deflate1']['wall_s']:.2f}x GDAL at the "
         f"COG's level 1; start-up {b.get('start', 0):.2f} s (cluster, worker imports) excluded |",
         f"| project MTF-GLP, stages | {m['stage']:.2f} | {gt}; **{m['mp_per_s']:.2f} MP/s**; "
         f"ingest + export alone {floor:.2f} s = {mp / floor:.2f} MP/s (the ceiling with a free "
@@ -74,14 +76,27 @@ def _after_row(x: dict[str, Any], mp: float) -> list[str]:
     ]
 
 
+def _brovey_ratio(x: dict[str, Any]) -> float:
+    """Project Brovey over GDAL deflate: the median of the same-repeat ratios (else the ratio
+    of the medians)."""
+    r = x.get("brovey_ratios")
+    if r:
+        return float(statistics.median(r["deflate"]))
+    return float(x["project_brovey"]["stage"] / x["gdal_brovey"]["deflate"]["wall_s"])
+
+
 def ratios_note(x: dict[str, Any]) -> list[str]:
     """The same-repeat ratios of project Brovey to GDAL (a line for the markdown)."""
     r = x.get("brovey_ratios")
     if not r:
         return []
     fmt = lambda v: ", ".join(f"{a:.2f}x" for a in v)  # noqa: E731
+    medians = x["project_brovey"]["stage"] / x["gdal_brovey"]["deflate"]["wall_s"]
     return [
-        f"Project Brovey over GDAL, repeat by repeat: {fmt(r['deflate'])} (GDAL deflate level 6), "
+        f"Project Brovey over GDAL, repeat by repeat: {fmt(r['deflate'])} (GDAL deflate level 6; "
+        f"median {statistics.median(r['deflate']):.2f}x, the ratio the 1.5x target is read from: "
+        f"GDAL's all-core rows and the project's stages slow differently under other jobs; ratio "
+        f"of the medians {medians:.2f}x), "
         f"{fmt(r['deflate1'])} (level 1, the COG's).",
         "",
         "The project's stage time runs from the start of ingest to the finished COG (tiled, "

@@ -38,6 +38,7 @@ from .overviews import (
     level_count,
     raster_windows,
     read_ahead,
+    remove_stage,
     rio_window,
     stage_paths,
     stage_writer,
@@ -301,8 +302,7 @@ def export_cog(
             parts.update(stage=t1 - t0, assemble=time.perf_counter() - t1)
         os.replace(part, out)
     finally:
-        for p in (tmp, vrt, part, *levels):
-            p.unlink(missing_ok=True)
+        remove_stage((tmp, vrt, part, *levels))
     log.info("exported %s/%s -> %s (%s)", store.path, array_name, out, dtype)
     return out
 

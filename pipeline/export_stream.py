@@ -47,7 +47,7 @@ from .export import (
 )
 from .files import publishing
 from .grid import TileKey
-from .overviews import rio_window, stage_paths, stage_writer
+from .overviews import remove_stage, rio_window, stage_paths, stage_writer
 from .overviews import to_dn as _convert
 from .store import SceneStore
 
@@ -182,8 +182,7 @@ class ExportStream:
         self._remove()
 
     def _remove(self) -> None:
-        for p in self._paths:
-            p.unlink(missing_ok=True)
+        remove_stage(self._paths)
 
     # ------------------------------------------------------------------ writer thread
 

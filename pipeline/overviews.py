@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import threading
 import uuid
 import warnings
 import xml.etree.ElementTree as ET
@@ -271,6 +273,33 @@ def stage_paths(out: Path, n_levels: int) -> tuple[Path, Path, Path, list[Path]]
     return Path(f"{base}.stage.tif"), Path(f"{base}.stage.vrt"), Path(f"{base}.partial.tif"), levels
 
 
+def remove_stage(paths: Iterable[Path]) -> None:
+    """Remove an export's temporaries: their names go at once, their blocks are freed on a
+    background thread.
+
+    Unlinking a file of a few hundred MiB just written costs the unlinking thread about 0.3 s
+    on ext4 (freeing its extents and cached pages; 4000² x 8 uint16: the 256 MiB stage file,
+    the levels, the partial COG's name). An open descriptor keeps the file alive past the
+    unlink, so the cost moves to the descriptor's close, done here on a daemon thread (a
+    process that exits first has the kernel close it: nothing is left on disk either way).
+    """
+    held: list[int] = []
+    for p in paths:
+        try:
+            held.append(os.open(p, os.O_RDONLY))
+        except OSError:  # no such file (never written, or renamed to the output)
+            continue
+        p.unlink(missing_ok=True)
+    if held:
+        threading.Thread(target=_close_all, args=(held,), name="free-stage", daemon=True).start()
+
+
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def read_ahead(
     items: Iterable[T], job: Callable[[T], R], threads: int, ahead: int
 ) -> Iterator[tuple[T, R]]:
@@ -328,6 +357,7 @@ __all__ = [
     "level_shape",
     "raster_windows",
     "read_ahead",
+    "remove_stage",
     "rio_window",
     "stage_paths",
     "stage_writer",

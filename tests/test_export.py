@@ -199,3 +199,25 @@ def test_real_spacenet_georeferencing_survives(data_file: Any, tmp_path: Path) -
         assert got.shape == ref.shape
         native = msf.read()[:, ::2, ::2]
         np.testing.assert_array_equal(got.read()[:, ::4, ::4], native)
+
+
+def test_stage_files_go_at_once_and_are_closed(tmp_path: Path) -> None:
+    """remove_stage: names gone on return (missing ones skipped), descriptors closed after."""
+    import os
+    import threading
+
+    from pipeline.overviews import remove_stage
+
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd")
+    files = [tmp_path / ".o.tif.1234.stage.tif", tmp_path / ".o.tif.1234.ov1.tif"]
+    for f in files:
+        f.write_bytes(os.urandom(1 << 16))
+    before = len(list(fds.iterdir()))
+    remove_stage([files[0], tmp_path / "never-written.tif", files[1]])
+    assert list(tmp_path.iterdir()) == []
+    for t in threading.enumerate():
+        if t.name == "free-stage":
+            t.join(timeout=10)
+    assert len(list(fds.iterdir())) == before
