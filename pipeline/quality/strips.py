@@ -35,15 +35,18 @@ def mirror_index(n: int, n_out: int, device: torch.device) -> torch.Tensor:
     return torch.where(m >= n, 2 * n - 1 - m, m)
 
 
-def _round_u16(x: torch.Tensor) -> None:
-    """Matlab ``uint16`` in place on ``x`` (which holds ``value + 0.5``)."""
-    x.floor_().clamp_(0.0, 65535.0).nan_to_num_(nan=0.0)
+def _round_u16(x: torch.Tensor, nan: bool) -> None:
+    """Matlab ``uint16`` in place on ``x`` (which holds ``value + 0.5``); ``nan``: map NaN to 0
+    (otherwise NaN stays NaN: a pass saved where no NaN can be)."""
+    x.floor_().clamp_(0.0, 65535.0)
+    if nan:
+        x.nan_to_num_(nan=0.0)
 
 
-def _flush(strip: torch.Tensor, run: tuple[int, int] | None) -> None:
+def _flush(strip: torch.Tensor, run: tuple[int, int] | None, nan: bool) -> None:
     """Round the channels ``run`` of ``strip`` ``(k, nx, C, S, S)`` (one pass for the run)."""
     if run is not None:
-        _round_u16(strip[:, :, run[0] : run[1]])
+        _round_u16(strip[:, :, run[0] : run[1]], nan)
 
 
 def _write(
@@ -61,8 +64,17 @@ def _write(
     return out
 
 
+def _cross_moments(xb: torch.Tensor, cut: int, out: torch.Tensor) -> None:
+    """``out (n, C, C)``: cross sums of channels ``< cut`` with ``>= cut``, the diagonal, NaN
+    elsewhere (``xb (n, C, m)``)."""
+    out.fill_(float("nan"))
+    out[:, :cut, cut:] = torch.bmm(xb[:, :cut], xb[:, cut:].transpose(1, 2))
+    norm = torch.linalg.vector_norm(xb, dim=-1)  # a pass without a (n, C, m) temporary
+    torch.diagonal(out, dim1=1, dim2=2).copy_(norm.square_())
+
+
 def strip_moments(
-    groups: Sequence[Sequence[Stack]], block: int
+    groups: Sequence[Sequence[Stack]], block: int, split: Sequence[int | None] = ()
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Block means ``(nb, C_g)`` and raw second moments ``(nb, C_g, C_g)`` of each group.
 
@@ -74,12 +86,28 @@ def strip_moments(
         The stacks of a group are concatenated along channels, in order.
     block
         Block edge ``S``; blocks are numbered row-major over the mirror-completed image.
+    split
+        Per group (missing: ``None``): a channel count ``c`` where only the cross moments of
+        channels ``< c`` with channels ``>= c`` and every channel's own second moment are needed
+        (Q2n's); the other entries of that group's ``second`` are NaN. A quarter of the
+        matrix product when the two halves are equal.
 
     Returns
     -------
     list of (mean, second)
         float64, one pair per group, as :func:`pipeline.quality.fast.block_moments` gives them.
     """
+    out = _strip_moments(groups, block, split, nan=False)
+    rounded = any(r for g in groups for _, r in g)
+    if rounded and not all(bool(torch.isfinite(mean).all()) for mean, _ in out):
+        out = _strip_moments(groups, block, split, nan=True)  # NaN in a rounded stack: -> 0
+    return out
+
+
+def _strip_moments(
+    groups: Sequence[Sequence[Stack]], block: int, split: Sequence[int | None], nan: bool
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`strip_moments`; ``nan``: map NaN to 0 in the rounded stacks (an extra pass)."""
     first = groups[0][0][0]
     h, w = first.shape[-2:]
     if any(x.shape[-2:] != (h, w) for g in groups for x, _ in g):
@@ -108,16 +136,20 @@ def strip_moments(
                     run = (run[0] if run else at, at + c)
                 else:
                     dst.copy_(src)
-                    _flush(strip, run)
+                    _flush(strip, run, nan)
                     run = None
                 at += c
-        _flush(strip, run)
+        _flush(strip, run, nan)
         flat = strip.view(kk * nx, c_all, m)
         at, sl = 0, slice(y0 * nx, (y0 + kk) * nx)
         for gi, c in enumerate(sizes):
             xb = flat[:, at : at + c]
             torch.mean(xb, -1, out=means[gi][sl])
-            torch.bmm(xb, xb.transpose(1, 2), out=seconds[gi][sl])
+            cut = split[gi] if gi < len(split) else None
+            if cut is None:
+                torch.bmm(xb, xb.transpose(1, 2), out=seconds[gi][sl])
+            else:
+                _cross_moments(xb, cut, seconds[gi][sl])
             at += c
     for s2 in seconds:
         s2.div_(m)

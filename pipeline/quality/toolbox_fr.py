@@ -97,6 +97,7 @@ def toolbox_torch(
                 [(up, False), (p_lp[None], False)],
             ],
             block,
+            split=(ft.shape[0], None, None),  # Q2n: cross moments and variances only
         )
         del lp
         n = ft.shape[0]
