@@ -66,6 +66,12 @@ LABELS = {
     "q3r3": "q3r3 (the default, rerun on the code of 2026-12-01 11:10 UTC, 00520ff: the fits of "
     "q3r2 ran on the 06:00 code, before the fit-determinism change; two runs of today's code give "
     "identical rows)",
+    "augf": "augf (the default fitted on dihedral-augmented patches, `--fit augment=flips`: each "
+    "fit patch also under x-, y- and xy-flips, 4x the fit patches, no inference cost)",
+    "augr": "augr (as augf with `--fit augment=rot180`: each fit patch also rotated by 180 "
+    "degrees, 2x the fit patches; screen only)",
+    "h4r3": "h4r3 (the default with 4 held-out patches instead of 2, `--sample holdout=4`, "
+    "rerun of q3h4 on today's deterministic fit code)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading

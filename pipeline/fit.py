@@ -25,7 +25,7 @@ import torch
 
 from .backbones import Backbone, upsample
 from .errors import ConfigError
-from .fit_config import ADAPT_MODES, FitConfig, FitResult
+from .fit_config import ADAPT_MODES, AUGMENTS, FitConfig, FitResult
 from .fit_holdout import holdout_check, wald_check
 from .fit_objective import FitObjective
 from .fit_stop import _optimise, _result, _state
@@ -35,6 +35,7 @@ from .losses_rr import needs_degraded
 from .sampling import PatchBatch
 from .sensors import SensorSpec
 from .tailor import FeatureTailor, TailorSpec
+from .tta import transform
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,24 @@ def _split(patches: PatchBatch, cfg: FitConfig) -> tuple[PatchBatch, PatchBatch 
     return dataclasses.replace(patches, holdout=0), None
 
 
+def augment_patches(patches: PatchBatch, mode: str) -> PatchBatch:
+    """``patches`` followed by each of them under every non-identity element of ``mode``
+    (:data:`pipeline.fit_config.AUGMENTS`; MS, PAN and both masks transformed together, element
+    by element, patches in their order within each element). ``holdout`` is dropped: augment
+    fit patches only."""
+    ks = AUGMENTS[mode]
+    if ks == (0,):
+        return dataclasses.replace(patches, holdout=0)
+
+    def cat(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else torch.cat([transform(t, k) for k in ks]).contiguous()
+
+    ms, pan = cat(patches.ms), cat(patches.pan)
+    assert ms is not None and pan is not None
+    keys = patches.keys * len(ks)
+    return PatchBatch(ms, pan, cat(patches.valid), cat(patches.valid_ms), keys, patches.ratio)
+
+
 def fit_tailor(
     patches: PatchBatch,
     backbone: Backbone,
@@ -195,7 +214,7 @@ def fit_tailor(
     t0 = time.perf_counter()
     backbone = backbone.to(dev).eval()
     train, held = _split(patches, cfg)
-    x = _inputs(train, backbone, sensor, dev)
+    x = _inputs(augment_patches(train, cfg.augment), backbone, sensor, dev)
     feats, feats_d = _cached_features(backbone, x, cfg)
     tailor = _new_tailor(backbone, cfg, dev)
     check, wald = _tailor_check(tailor, backbone, held, sensor, cfg, dev)
@@ -330,6 +349,7 @@ __all__ = [
     "FitConfig",
     "FitResult",
     "adapt",
+    "augment_patches",
     "evaluate",
     "fit_finetune",
     "fit_tailor",

@@ -16,6 +16,9 @@ from .tailor import FeatureTailor, TailoredModel
 ADAPT_MODES = ("none", "tailor", "finetune")
 SELECT_RULES = ("loss", "holdout")
 GUARDS = ("hqnr", "wald")
+AUGMENTS = {"none": (0,), "rot180": (0, 3), "flips": (0, 1, 2, 3), "d4": tuple(range(8))}
+"""Fit-patch augmentations: the elements of the dihedral group (:func:`pipeline.tta.transform`)
+each fit patch is also fitted under (``0``: the patch as sampled)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +95,7 @@ class FitConfig:
     guard: str = "hqnr"
     wald_tol: float = 0.0
     fused: bool = True
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -118,6 +122,13 @@ class FitConfig:
             raise ConfigError("Unknown guard.", expected=GUARDS, got=self.guard)
         if self.wald_tol < 0:
             raise ConfigError("wald_tol must be >= 0.", got=self.wald_tol)
+        if self.augment not in AUGMENTS:
+            raise ConfigError(
+                "Unknown fit-patch augmentation (augment).",
+                expected=tuple(AUGMENTS),
+                got=self.augment,
+                fix='use augment="none" (default), "rot180", "flips" or "d4".',
+            )
         if self.ls_start < 0:
             raise ConfigError("ls_start must be >= 0.", got=self.ls_start)
 
@@ -207,4 +218,4 @@ class FitResult:
         return model.eval().requires_grad_(False)
 
 
-__all__ = ["ADAPT_MODES", "GUARDS", "FitConfig", "FitResult"]
+__all__ = ["ADAPT_MODES", "AUGMENTS", "GUARDS", "FitConfig", "FitResult"]
