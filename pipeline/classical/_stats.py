@@ -60,7 +60,7 @@ def _nnls(a: FloatArray, b: FloatArray) -> FloatArray:
     """
     n = a.shape[1]
     k = min(a.shape[0], n)
-    tri = np.linalg.qr(np.column_stack([a, b]), mode="r")
+    tri = np.asarray(np.linalg.qr(np.column_stack([a, b]), mode="r"))
     r, c = tri[:k, :n], tri[:k, n]
     tol = 10 * np.finfo(np.float64).eps * np.abs(r).sum(axis=0).max() * n
     x, passive = np.zeros(n), np.zeros(n, dtype=bool)

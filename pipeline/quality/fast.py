@@ -97,10 +97,13 @@ def _irfft2(spec: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     threads), ~1.5x faster than torch's MKL ``c2r``, which copies its input first (measured,
     ``docs/notes/quality.md``); float64 either way (complex64 gives float32)."""
     if spec.device.type != "cpu" or spec.requires_grad:
-        return torch.fft.irfft2(spec, s=size)
+        out: torch.Tensor = torch.fft.irfft2(spec, s=size)
+        return out
     import scipy.fft
 
-    y = scipy.fft.irfft2(spec.numpy(), s=size, workers=torch.get_num_threads(), overwrite_x=True)
+    y: NDArray[np.floating] = scipy.fft.irfft2(
+        spec.numpy(), s=size, workers=torch.get_num_threads(), overwrite_x=True
+    )
     return torch.from_numpy(y)
 
 
