@@ -275,6 +275,8 @@ class FitOutcome:
     threads
         Torch intra-op threads the fit ran with: its worker's own (a fit's result depends on
         it, so it is fixed by the cluster's configuration, never lent at run time).
+    augment
+        The fit patches' augmentation (:data:`pipeline.fit_config.AUGMENTS`; ``--augment``).
     """
 
     path: str
@@ -289,6 +291,7 @@ class FitOutcome:
     fallback: str = ""
     holdout_hqnr: dict[str, float] = field(default_factory=dict)
     threads: int = 0
+    augment: str = "none"
 
 
 @dataclass(frozen=True, kw_only=True)

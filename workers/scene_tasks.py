@@ -126,6 +126,7 @@ def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
             k: float(result.holdout[k]) for k in ("initial", "kept") if k in result.holdout
         },
         threads=torch.get_num_threads(),
+        augment=str(getattr(fit_config(job.adapt, job.fit), "augment", "none")),
     )
 
 

@@ -85,6 +85,20 @@ def add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
 
 
+#: ``--augment`` choices: the keys of :data:`pipeline.fit_config.AUGMENTS` (not imported here:
+#: it imports torch, which ``--help`` should not wait for; a test holds them equal).
+AUGMENT_CHOICES = ("none", "rot180", "flips", "d4")
+
+
+def fit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The given fit options (``--steps``, ``--augment``) as :class:`pipeline.fit.FitConfig`
+    fields; what is not given is left out, so a run's identity only holds what was chosen."""
+    fit: dict[str, Any] = {"steps": args.steps} if args.steps else {}
+    if args.augment is not None:
+        fit["augment"] = args.augment
+    return fit
+
+
 def ingest_options(args: argparse.Namespace) -> dict[str, Any]:
     """The given ingest options as :func:`pipeline.scene.open_scene` keywords."""
     names = {"nodata": "nodata", "dn_max": "dn_max", "ms_decimate": "ms_decimate", "patch": "patch"}

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._base import Subparsers, add_cluster_options, cluster_from
+from ._base import AUGMENT_CHOICES, Subparsers, add_cluster_options, cluster_from, fit_options
 
 METHODS = ["fusionnet", "pnn", "pannet", "dicnn", "brovey", "gsa", "mtf-glp", "mtf-glp-hpm"]
 
@@ -41,6 +41,13 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
         help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
     )
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
+    p.add_argument(
+        "--augment",
+        choices=AUGMENT_CHOICES,
+        help="fit the tailor on its patches also rotated/flipped (default none; rot180: 2x the "
+        "fit's per-step cost, the best cross-sensor label measured, "
+        "benchmarks/results/cross_sensor_flip.md)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
     p.add_argument("--quality-tiles", type=int, default=4, help="tiles scored per scene (0: none)")
     add_cluster_options(p)
@@ -87,7 +94,7 @@ def _config(args: argparse.Namespace) -> Any:
         adapt=args.adapt,
         tile=args.tile,
         seed=args.seed,
-        fit={"steps": args.steps} if args.steps else {},
+        fit=fit_options(args),
         quality_tiles=args.quality_tiles,
         ingest=ingest,
         scenes_in_flight=args.scenes_in_flight,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from ._base import (
+    AUGMENT_CHOICES,
     Subparsers,
     add_cluster_options,
     add_ingest_options,
     cluster_from,
+    fit_options,
     ingest_options,
     print_summary,
     progress_printer,
@@ -43,6 +45,13 @@ def add(
         help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
     )
     p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
+    p.add_argument(
+        "--augment",
+        choices=AUGMENT_CHOICES,
+        help="fit the tailor on its patches also rotated/flipped (default none; rot180: 2x the "
+        "fit's per-step cost, the best cross-sensor label measured, "
+        "benchmarks/results/cross_sensor_flip.md)",
+    )
     p.add_argument("--fit-patch", type=int, help="fit patch edge in PAN pixels (default 64)")
     p.add_argument("--max-nodata", type=float, help="largest no-data share of a fit patch")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
@@ -85,7 +94,7 @@ def cmd(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         seed=args.seed,
-        fit={"steps": args.steps} if args.steps else {},
+        fit=fit_options(args),
         sample={k: v for k, v in sample.items() if v is not None},
         ingest=ingest_options(args),
         clip=args.clip,
