@@ -69,7 +69,7 @@ LABELS = {
     "augf": "augf (the default fitted on dihedral-augmented patches, `--fit augment=flips`: each "
     "fit patch also under x-, y- and xy-flips, 4x the fit patches, no inference cost)",
     "augr": "augr (as augf with `--fit augment=rot180`: each fit patch also rotated by 180 "
-    "degrees, 2x the fit patches; screen only)",
+    "degrees, 2x the fit patches; all 24 scenes: 14 from the screens, 10 added on the merged code)",
     "h4r3": "h4r3 (the default with 4 held-out patches instead of 2, `--sample holdout=4`, "
     "rerun of q3h4 on today's deterministic fit code)",
 }
