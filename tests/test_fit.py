@@ -20,11 +20,16 @@ SENSOR = get_sensor("ge1")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def patches() -> PatchBatch:
+def ge1_patches() -> PatchBatch:
+    """Three 32-px fit patches of a seeded synthetic GeoEye-1 scene (no held-out ones)."""
     s = make_scene((96, 128), SENSOR, seed=3)
     cfg = SampleConfig(patch=32, fraction=0.5, min_patches=3, max_patches=3, holdout=0)
     return sample_patches((s.pan, s.ms), cfg, 0, ratio=4, dn_max=SENSOR.dn_max)
+
+
+@pytest.fixture(scope="module")
+def patches() -> PatchBatch:
+    return ge1_patches()
 
 
 def _backbone(seed: int = 0):

@@ -13,20 +13,16 @@ from pipeline.errors import ConfigError
 from pipeline.fit import FitConfig, augment_patches, fit_tailor
 from pipeline.fit_config import AUGMENTS
 from pipeline.sampling import PatchBatch, SampleConfig, sample_patches
-from pipeline.sensors import get_sensor
 from pipeline.synthetic import make_scene
 from pipeline.tta import transform
-
-SENSOR = get_sensor("ge1")
+from tests.test_fit import SENSOR, ge1_patches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def patches() -> PatchBatch:
-    s = make_scene((96, 128), SENSOR, seed=3)
-    cfg = SampleConfig(patch=32, fraction=0.5, min_patches=3, max_patches=3, holdout=0)
-    return sample_patches((s.pan, s.ms), cfg, 0, ratio=4, dn_max=SENSOR.dn_max)
+    return ge1_patches()
 
 
 def _backbone() -> torch.nn.Module:

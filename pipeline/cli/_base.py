@@ -90,6 +90,23 @@ def add_ingest_options(p: argparse.ArgumentParser) -> None:
 AUGMENT_CHOICES = ("none", "rot180", "flips", "d4")
 
 
+def add_tile_fit_options(p: argparse.ArgumentParser) -> None:
+    """``--tile``, ``--steps`` and ``--augment`` (``run`` and ``batch``)."""
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
+    )
+    p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
+    p.add_argument(
+        "--augment",
+        choices=AUGMENT_CHOICES,
+        help="fit the tailor on its patches also rotated/flipped (default none; rot180: 2x the "
+        "fit's per-step cost, the best cross-sensor label measured, "
+        "benchmarks/results/cross_sensor_flip.md)",
+    )
+
+
 def fit_options(args: argparse.Namespace) -> dict[str, Any]:
     """The given fit options (``--steps``, ``--augment``) as :class:`pipeline.fit.FitConfig`
     fields; what is not given is left out, so a run's identity only holds what was chosen."""

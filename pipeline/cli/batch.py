@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._base import AUGMENT_CHOICES, Subparsers, add_cluster_options, cluster_from, fit_options
+from ._base import Subparsers, add_cluster_options, add_tile_fit_options, cluster_from, fit_options
 
 METHODS = ["fusionnet", "pnn", "pannet", "dicnn", "brovey", "gsa", "mtf-glp", "mtf-glp-hpm"]
 
@@ -35,19 +35,7 @@ def add(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dn-max", type=float, help="DN mapped to 1.0 (default: the sensor's)")
     p.add_argument("--ms-decimate", type=int, help="keep every K-th MS pixel (SpaceNet: 2)")
     p.add_argument("--patch", type=int, help="patch index for containers holding N patches")
-    p.add_argument(
-        "--tile",
-        type=int,
-        help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
-    )
-    p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
-    p.add_argument(
-        "--augment",
-        choices=AUGMENT_CHOICES,
-        help="fit the tailor on its patches also rotated/flipped (default none; rot180: 2x the "
-        "fit's per-step cost, the best cross-sensor label measured, "
-        "benchmarks/results/cross_sensor_flip.md)",
-    )
+    add_tile_fit_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
     p.add_argument("--quality-tiles", type=int, default=4, help="tiles scored per scene (0: none)")
     add_cluster_options(p)

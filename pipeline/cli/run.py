@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ._base import (
-    AUGMENT_CHOICES,
     Subparsers,
     add_cluster_options,
     add_ingest_options,
+    add_tile_fit_options,
     cluster_from,
     fit_options,
     ingest_options,
@@ -39,19 +39,7 @@ def add(
     p.add_argument("-o", "--output", required=True, help="target COG, e.g. out.tif")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_cluster_options(p)
-    p.add_argument(
-        "--tile",
-        type=int,
-        help="tile edge in PAN pixels of file inputs (default 512; a store keeps its own)",
-    )
-    p.add_argument("--steps", type=int, help="fit step budget (default: pipeline.fit's)")
-    p.add_argument(
-        "--augment",
-        choices=AUGMENT_CHOICES,
-        help="fit the tailor on its patches also rotated/flipped (default none; rot180: 2x the "
-        "fit's per-step cost, the best cross-sensor label measured, "
-        "benchmarks/results/cross_sensor_flip.md)",
-    )
+    add_tile_fit_options(p)
     p.add_argument("--fit-patch", type=int, help="fit patch edge in PAN pixels (default 64)")
     p.add_argument("--max-nodata", type=float, help="largest no-data share of a fit patch")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and fit (default 0)")
