@@ -98,8 +98,9 @@ def open_inputs(cfg: RunConfig, paths: RunPaths) -> Scene | SceneStore:
 
 
 def _check_store_ingest(cfg: RunConfig, store: SceneStore) -> None:
-    """A ``--tile`` / ``--nodata`` / ``--dn-max`` the store was not ingested with, or an ingest-only option
-    (``--ms-decimate``, ``--patch``, ``--tolerance``), is refused, not ignored."""
+    """A ``--tile`` / ``--nodata`` / ``--dn-max`` the store was not ingested with, or an
+    ingest-only option (``--ms-decimate``, ``--patch``, ``--tolerance``), is refused, not
+    ignored."""
     for key, flag in (("nodata", "--nodata"), ("dn_max", "--dn-max")):
         given, stored = cfg.ingest.get(key), getattr(store.meta, key)
         if given is not None and (stored is None or float(given) != float(stored)):

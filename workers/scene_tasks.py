@@ -51,12 +51,12 @@ def fit_calls() -> int:
     return len(FIT_CALLS)
 
 
-def _run_fit(job: FitJob, patches: Any, backbone: Any, device: Any) -> tuple[Any, Any]:
-    """Fit; returns ``(FitResult, fine-tuned module or None for a tailor)``."""
+def _run_fit(job: FitJob, cfg: Any, patches: Any, backbone: Any, device: Any) -> tuple[Any, Any]:
+    """Fit with ``cfg`` (``fit_config(job.adapt, job.fit)``); returns ``(FitResult, fine-tuned
+    module or None for a tailor)``."""
     from pipeline.fit import fit_finetune, fit_tailor
     from pipeline.sensors import get_sensor
 
-    cfg = fit_config(job.adapt, job.fit)
     sensor = get_sensor(job.model.sensor)
     if fitted_mode(job.adapt).artefact == "tailor":
         return fit_tailor(patches, backbone, sensor, cfg, device), None
@@ -107,7 +107,8 @@ def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
     loaded = current_cache().get(job.model.base())
     patches = patches.to(loaded.device)
     t1 = time.perf_counter()
-    result, module = _run_fit(job, patches, loaded.backbone, loaded.device)
+    cfg = fit_config(job.adapt, job.fit)
+    result, module = _run_fit(job, cfg, patches, loaded.backbone, loaded.device)
     t2 = time.perf_counter()
     _save_atomic(job, result, module, loaded.backbone)
     t3 = time.perf_counter()
@@ -126,7 +127,7 @@ def fit_adapter(job: FitJob, patches: PatchBatch | None = None) -> FitOutcome:
             k: float(result.holdout[k]) for k in ("initial", "kept") if k in result.holdout
         },
         threads=torch.get_num_threads(),
-        augment=str(getattr(fit_config(job.adapt, job.fit), "augment", "none")),
+        augment=cfg.augment if module is None else "none",  # a fine-tune ignores it
     )
 
 

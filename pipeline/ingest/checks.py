@@ -71,14 +71,14 @@ def _check_ratio(pan: Raster, ms: Raster, ratio: int) -> None:
     ok = all(abs(g - ratio) <= 1e-3 * ratio for g in got) and all(
         abs(m) <= 1e-9 * abs(ma) for m, p in ((mb, pb), (md, pd)) if p == 0
     )
-    turned = [(n, r) for n, r in (("PAN", pan), ("MS", ms)) if _rotation(r) is not None]
+    turned = [(n, r, a) for n, r in (("PAN", pan), ("MS", ms)) if (a := _rotation(r)) is not None]
     if turned != [] and not ok:
-        name, raster = turned[0]
+        name, raster, angle = turned[0]
         raise GridMismatchError(
             f"The {name} grid is rotated or skewed; the other is not the same way.",
             path=raster.paths,
             expected="north-up grids (no rotation or skew terms), or both turned alike",
-            got=f"{name} rotated by {_rotation(raster):.4g} degrees (transform {raster.transform[:6]})",
+            got=f"{name} rotated by {angle:.4g} degrees (transform {raster.transform[:6]})",
             fix="warp the rotated raster north-up (gdalwarp -t_srs its own CRS) or both alike.",
         )
     if not ok:
