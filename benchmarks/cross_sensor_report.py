@@ -72,6 +72,8 @@ LABELS = {
     "degrees, 2x the fit patches; all 24 scenes: 14 from the screens, 10 added on the merged code)",
     "h4r3": "h4r3 (the default with 4 held-out patches instead of 2, `--sample holdout=4`, "
     "rerun of q3h4 on today's deterministic fit code)",
+    "augh": "augh (augr and h4r3 together: `--fit augment=rot180 --sample holdout=4`; each fit "
+    "patch also rotated by 180 degrees, 4 held-out patches)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading

@@ -15,7 +15,7 @@ Usage::
     python benchmarks/fit_speed.py               # ~3-5 min on an idle 2-core CPU
     python benchmarks/fit_speed.py --runs 1 --quick
 
-Writes ``benchmarks/results/fit_speed.{md,json}``.
+Writes ``benchmarks/results/fit_speed.{md,json}`` (``--out NAME``: ``NAME.{md,json}``).
 """
 
 from __future__ import annotations
@@ -142,6 +142,14 @@ def variants(quick: bool, threads: int) -> list[Variant]:
         ),
         Variant("steps 30, lr 6e-3, check every 10", rep(d, steps=30, lr=6e-3, check_every=10), s),
         Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
+        Variant("augment rot180 (2x the fit patches)", rep(d, augment="rot180"), s),
+        Variant("augment rot180, 4 held-out", rep(d, augment="rot180"), rep(s, holdout=4)),
+        Variant(
+            "augment rot180, 4 held-out, steps 40",
+            rep(d, augment="rot180", steps=40),
+            rep(s, holdout=4),
+        ),
+        Variant("augment flips (4x the fit patches)", rep(d, augment="flips"), s),
     ]
     return out[:5] if quick else out
 
@@ -277,10 +285,10 @@ def forward_seconds(case: tuple[Any, ...], runs: int, channels_last: bool = Fals
     return statistics.median(times[1:])
 
 
-def write(results: dict[str, Any]) -> None:
-    """Results as JSON and a markdown table."""
+def write(results: dict[str, Any], out: str = "fit_speed") -> None:
+    """Results as JSON and a markdown table (``results/OUT.{json,md}``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fit_speed.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (RESULTS / f"{out}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     m = results["machine"]
     lines = [
         "# Fit + infer speed of the feature tailor (512 x 512 x 8)",
@@ -312,7 +320,7 @@ def write(results: dict[str, Any]) -> None:
         )
     lines += ["", "## Profile of one default fit (20 steps)", "", "```", results["profile"], "```"]
     lines += ["", NOTES.read_text()]
-    (RESULTS / "fit_speed.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -322,9 +330,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only the first three variants")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the JSON")
+    ap.add_argument("--out", default="fit_speed", help="writes results/OUT.{md,json}")
     args = ap.parse_args()
     if args.report_only:
-        write(json.loads((RESULTS / "fit_speed.json").read_text()))
+        write(json.loads((RESULTS / f"{args.out}.json").read_text()), args.out)
         return
     torch.set_num_threads(args.threads)
     case = load_case()
@@ -347,8 +356,8 @@ def main() -> None:
         results["variants"].append(r)
     results["naive_step_s"] = naive_step_seconds(case)
     results["profile"] = profile_default(case)
-    write(results)
-    print(f"wrote {RESULTS / 'fit_speed.md'}")
+    write(results, args.out)
+    print(f"wrote {RESULTS / (args.out + '.md')}")
 
 
 if __name__ == "__main__":
