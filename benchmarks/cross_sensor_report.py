@@ -74,6 +74,11 @@ LABELS = {
     "rerun of q3h4 on today's deterministic fit code)",
     "augh": "augh (augr and h4r3 together: `--fit augment=rot180 --sample holdout=4`; each fit "
     "patch also rotated by 180 degrees, 4 held-out patches)",
+    "p8h4": "p8h4 (8 distinct fit patches instead of 4 on small scenes, 4 held out: `--sample "
+    "min_patches=8 holdout=4`; the same 2x fit batch as rot180, from more of the scene)",
+    "p8r": "p8r (the default since 2026-12-01 17:15 UTC: p8h4 and rot180 together, `--fit "
+    "augment=rot180 --sample min_patches=8 holdout=4`; 8 fit patches on every scene, each also "
+    "rotated by 180 degrees, 4 held out)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading

@@ -132,7 +132,7 @@ def variants(quick: bool, threads: int) -> list[Variant]:
             prev,
             rep(s, holdout=0),
         ),
-        Variant("no held-out check (fits on all 6 patches)", rep(d, check_every=0), s),
+        Variant("no held-out check (fits on all patches)", rep(d, check_every=0), s),
         Variant("held-out check every 10 steps", rep(d, check_every=10), s),
         Variant("steps 40", rep(d, steps=40), s),
         Variant("steps 40, check every 10", rep(d, steps=40, check_every=10), s),
@@ -142,14 +142,15 @@ def variants(quick: bool, threads: int) -> list[Variant]:
         ),
         Variant("steps 30, lr 6e-3, check every 10", rep(d, steps=30, lr=6e-3, check_every=10), s),
         Variant("LS start (16 CG) + 30 steps, lr 1e-3", rep(d, ls_start=16, steps=30, lr=1e-3), s),
-        Variant("augment rot180 (2x the fit patches)", rep(d, augment="rot180"), s),
-        Variant("augment rot180, 4 held-out", rep(d, augment="rot180"), rep(s, holdout=4)),
         Variant(
-            "augment rot180, 4 held-out, steps 40",
-            rep(d, augment="rot180", steps=40),
-            rep(s, holdout=4),
+            "before 2026-12-01 17:15: no augmentation, 4-8 fit + 2 held-out patches",
+            rep(d, augment="none"),
+            rep(s, min_patches=4, holdout=2),
         ),
-        Variant("augment flips (4x the fit patches)", rep(d, augment="flips"), s),
+        Variant("rot180, 4-8 fit + 2 held-out patches", d, rep(s, min_patches=4, holdout=2)),
+        Variant("no augmentation (8 fit + 4 held-out patches)", rep(d, augment="none"), s),
+        Variant("flips instead of rot180 (4x the fit patches)", rep(d, augment="flips"), s),
+        Variant("default at 40 steps", rep(d, steps=40), s),
     ]
     return out[:5] if quick else out
 

@@ -75,6 +75,11 @@ class FitConfig:
         the UQI windows as matrix products) on channels-last cached features; ``False``: the
         plain functions of :mod:`pipeline.losses` on contiguous features, the reference the
         fused path is tested against (same values to float rounding, about 1.8x slower).
+    augment
+        The fit patches are also fitted under these elements of :data:`AUGMENTS`: ``"rot180"``
+        (default: each patch also turned by 180 degrees, 2x the per-step cost; the best
+        cross-sensor label, ``benchmarks/results/cross_sensor.md``), ``"none"``, ``"flips"``
+        (4x), ``"d4"`` (8x). Held-out patches are scored as sampled; ``finetune`` ignores it.
     """
 
     adapt: str = "tailor"
@@ -95,7 +100,7 @@ class FitConfig:
     guard: str = "hqnr"
     wald_tol: float = 0.0
     fused: bool = True
-    augment: str = "none"
+    augment: str = "rot180"
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_MODES:
@@ -127,7 +132,7 @@ class FitConfig:
                 "Unknown fit-patch augmentation (augment).",
                 expected=tuple(AUGMENTS),
                 got=self.augment,
-                fix='use augment="none" (default), "rot180", "flips" or "d4".',
+                fix='use augment="rot180" (default), "none", "flips" or "d4".',
             )
         if self.ls_start < 0:
             raise ConfigError("ls_start must be >= 0.", got=self.ls_start)

@@ -50,7 +50,9 @@ class SampleConfig:
         ``"random"``, ``"texture"`` (stratified by MS gradient energy) or ``"coverage"`` (one
         fit patch per texture quantile of the whole scene, spread apart).
     min_patches, max_patches
-        Bounds on the number of patches after applying ``fraction``.
+        Bounds on the number of fit patches after applying ``fraction`` (default 8 and 8: a
+        small scene is fitted on as many patches as a large one; measured on the cross-sensor
+        pairs, ``benchmarks/results/cross_sensor.md``, label p8r).
     max_nodata
         Largest no-data share (0..1) a patch may hold.
     strata
@@ -64,11 +66,11 @@ class SampleConfig:
     fraction: float = 0.05
     patch: int = 64
     mode: str = "random"
-    min_patches: int = 4
+    min_patches: int = 8
     max_patches: int = 8
     max_nodata: float = 0.0
     strata: int = 4
-    holdout: int = 2
+    holdout: int = 4
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:

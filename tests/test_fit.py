@@ -59,7 +59,8 @@ def test_fit_is_deterministic(patches: PatchBatch) -> None:
 def test_cached_features_give_the_losses_of_the_full_model(patches: PatchBatch) -> None:
     """The losses computed on cached features equal those of the assembled model's forward."""
     bb = _backbone()
-    res = fit_tailor(patches, bb, SENSOR, FitConfig(steps=8, lr=1e-2, patience=100))
+    cfg = FitConfig(steps=8, lr=1e-2, patience=100, augment="none")  # losses of these patches
+    res = fit_tailor(patches, bb, SENSOR, cfg)
     model = res.model(bb)
     assert isinstance(model, TailoredModel)
     again = evaluate(patches, model, SENSOR)
@@ -103,7 +104,7 @@ def test_none_reports_losses_without_fitting(patches: PatchBatch) -> None:
     assert model is bb and res.steps == 0 and res.losses["total"] > 0
     s = res.summary()
     assert s["adapt"] == "none" and "fit_seconds" in s
-    tail = fit_tailor(patches, bb, SENSOR, FitConfig(steps=0))
+    tail = fit_tailor(patches, bb, SENSOR, FitConfig(steps=0, augment="none"))  # same batch
     assert tail.initial_losses["total"] == pytest.approx(res.losses["total"], rel=1e-5)
 
 

@@ -106,7 +106,9 @@ def test_nodata_patches_are_never_drawn() -> None:
 
 def test_coverage_batch_has_its_held_out_patches() -> None:
     pan, ms, _ = _ranked_scene()
-    cfg = SampleConfig(patch=P, fraction=0.01, min_patches=4, max_patches=4, mode="coverage")
+    cfg = SampleConfig(
+        patch=P, fraction=0.01, min_patches=4, max_patches=4, mode="coverage", holdout=2
+    )
     batch = sample_patches((pan, ms), cfg, seed=2, ratio=R, dn_max=2047.0)
     assert len(batch) == 6 and batch.holdout == 2
     fit, held = batch.split()

@@ -101,9 +101,9 @@ def add_tile_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--augment",
         choices=AUGMENT_CHOICES,
-        help="fit the tailor on its patches also rotated/flipped (default none; rot180: 2x the "
-        "fit's per-step cost, the best cross-sensor label measured, "
-        "benchmarks/results/cross_sensor_flip.md)",
+        help="fit the tailor on its patches also rotated/flipped (default rot180: each patch "
+        "also turned by 180 degrees, 2x the fit's per-step cost, the best cross-sensor label "
+        "measured, benchmarks/results/cross_sensor.md; none: the patches as sampled)",
     )
 
 
