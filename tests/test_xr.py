@@ -62,11 +62,14 @@ def test_the_tailor_fit_reads_only_the_sampled_windows() -> None:
     pan = rioxarray.open_rasterio(demo.PAN_FILE, chunks={"y": 32, "x": 128})  # 8 x 4 chunks
     ms = rioxarray.open_rasterio(demo.MS_FILE, chunks={"y": 16, "x": 64})
     reads = Reads()
-    out = pxr.pansharpen(reads.wrap(pan, "pan"), reads.wrap(ms, "ms"), sensor=SENSOR, tile=128)
+    small = {"min_patches": 4, "max_patches": 4, "holdout": 2}  # default: 12 of the 32 patches
+    out = pxr.pansharpen(
+        reads.wrap(pan, "pan"), reads.wrap(ms, "ms"), sensor=SENSOR, tile=128, sample=small
+    )
     assert out.attrs["pantailor_adapt"] == "tailor" and out.attrs["pantailor_fit_steps"] > 0
     pan_read = {c for c in reads.chunks if c[0] == "pan"}
-    # 4 sampled 64-pixel patches on the 64-pixel patch grid touch at most 4 x 4 of the 32 chunks
-    assert 0 < len(pan_read) <= 16
+    # 6 sampled 64-pixel patches on the 64-pixel patch grid touch 2 of the 32 chunks (32 x 128) each
+    assert 0 < len(pan_read) <= 12
     n = len(reads.chunks)
     first_row = out.isel(y=slice(0, 10)).values  # the first tile row: its chunks plus halo only
     assert first_row.shape == (4, 10, 512)
