@@ -79,6 +79,8 @@ LABELS = {
     "p8r": "p8r (the default since 2026-12-01 17:15 UTC: p8h4 and rot180 together, `--fit "
     "augment=rot180 --sample min_patches=8 holdout=4`; 8 fit patches on every scene, each also "
     "rotated by 180 degrees, 4 held out)",
+    "p8rn": "p8rn (screen, SpaceNet and Landsat-8 only: p8r with `--sample max_nodata=0.25`, fit "
+    "patches up to a quarter no-data)",
 }
 CONTROL_TOL = 0.005
 NOTES = """## Reading
