@@ -106,6 +106,8 @@ def end_to_end(
     steps: int,
     speculate: int = 4,
     e2e_extra: bool = False,
+    fit: dict[str, Any] | None = None,
+    sample: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     run_dir = tmp / f"e2e-{time.monotonic_ns()}"
     run_dir.mkdir()
@@ -116,7 +118,8 @@ def end_to_end(
     ingest = time.perf_counter() - t0
     cfg = RunConfig(
         inputs=(str(store.path),), output=str(run_dir / "o.tif"), weights=weights,
-        quality_tiles=0, fit={"steps": steps}, speculate=speculate,
+        quality_tiles=0, fit={"steps": steps, **(fit or {})}, sample=dict(sample or {}),
+        speculate=speculate,
     )  # fmt: skip
     summary = run_scene(cfg, cluster=cluster)
     t = summary["timings"]
