@@ -10,6 +10,7 @@ export; ``benchmarks/engine.py``'s harness), both settings alternated ``--repeat
 Usage::
 
     python benchmarks/fit_default_e2e.py --size 2048 --repeats 3   # ~5 min on 2 idle cores
+    python benchmarks/fit_default_e2e.py --size 2048 --repeats 3 --speculate 8 16
 
 Writes ``benchmarks/results/fit_default_e2e.{md,json}``.
 """
@@ -33,13 +34,15 @@ from pipeline.report import environment
 from pipeline.synthetic import make_scene
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {
     "before (4-8 fit patches as sampled, 2 held out)": (
         {"augment": "none"},
         {"min_patches": 4, "holdout": 2},
+        4,
     ),
-    "default (8 fit patches, also turned 180 degrees, 4 held out)": ({}, {}),
+    "default (8 fit patches, also turned 180 degrees, 4 held out)": ({}, {}, 4),
 }
+SPECULATE = "default, --speculate {n} (tiles extracted per spare thread during the fit)"
 KEYS = ("ingest", "sample", "fit", "infer", "export", "e2e")
 
 
@@ -52,7 +55,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"Machine: {env.get('cpu_count')} CPUs, {env.get('platform')}, torch {env.get('torch')}; "
         f"{res['date']}; load {res['load']}. Medians of {a['repeats']} alternated repeats. "
         f"Command: `python benchmarks/fit_default_e2e.py --size {a['size']} --repeats "
-        f"{a['repeats']}`.",
+        f"{a['repeats']}"
+        + (f" --speculate {' '.join(map(str, a['speculate']))}" if a.get("speculate") else "")
+        + "`.",
         "",
         "| setting | " + " | ".join(f"{k} s" for k in KEYS) + " |",
         "|---|" + "---|" * len(KEYS),
@@ -65,6 +70,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"Same-repeat ratios default / before (median): fit **x{r['fit']:.2f}**, end to end "
         f"**x{r['e2e']:.3f}** (per repeat: {', '.join(f'{x:.3f}' for x in r['e2e_each'])}).",
     ]
+    for name, x in r.get("speculate_e2e_over_default", {}).items():
+        lines.append(f"- {name}: end to end x{x:.3f} of the default's (same-repeat median)")
     return "\n".join(lines) + "\n"
 
 
@@ -74,23 +81,34 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--speculate", type=int, nargs="*", default=[], help="also the default at these counts"
+    )
     args = ap.parse_args()
+    settings = dict(SETTINGS)
+    for n in args.speculate:
+        settings[SPECULATE.format(n=n)] = ({}, {}, n)
     load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in SETTINGS}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in settings}
     try:
         weights = weights_path(tmp, shipped=True)
         syn = make_scene((args.size, args.size), "wv3", seed=0)
         for _ in range(args.repeats):
-            for name, (fit, sample) in SETTINGS.items():
+            for name, (fit, sample, spec) in settings.items():
                 out = end_to_end(
-                    syn, tmp, args.tile, weights, _cluster(2, 1), 60, fit=fit, sample=sample
+                    syn, tmp, args.tile, weights, _cluster(2, 1), 60, spec, fit=fit, sample=sample
                 )
                 print(name, {k: round(out[k], 2) for k in KEYS}, flush=True)
                 runs[name].append(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     before, after = (runs[k] for k in SETTINGS)
+    spec_each = {
+        k: statistics.median(b["e2e"] / a["e2e"] for a, b in zip(after, v, strict=True))
+        for k, v in runs.items()
+        if k not in SETTINGS
+    }
     each = {k: [b[k] / a[k] for a, b in zip(before, after, strict=True)] for k in ("fit", "e2e")}
     res = {
         "args": vars(args),
@@ -105,6 +123,7 @@ def main() -> None:
             "fit": statistics.median(each["fit"]),
             "e2e": statistics.median(each["e2e"]),
             "e2e_each": each["e2e"],
+            "speculate_e2e_over_default": spec_each,
         },
     }
     RESULTS.mkdir(exist_ok=True)

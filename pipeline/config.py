@@ -95,6 +95,8 @@ class RunConfig:
         While a tailor is fitted, tiles per spare worker thread whose backbone features are
         extracted meanwhile (:mod:`workers.speculate`; about 50 MB each for FusionNet at tile
         512); 0 turns it off. The product is the same either way (not part of the run's identity).
+        Default 8 since the default fit doubled: 2048² end to end x0.93 of 4's (16: x0.94;
+        ``benchmarks/results/fit_default_e2e.md``).
     """
 
     inputs: tuple[str, ...]
@@ -115,7 +117,7 @@ class RunConfig:
     sensor_file: str | None = None
     clip: bool = True
     adapter_file: str | None = None
-    speculate: int = 4
+    speculate: int = 8
 
     def __post_init__(self) -> None:
         from .methods import adapt_mode, method

@@ -46,9 +46,9 @@ def add(
     p.add_argument(
         "--speculate",
         type=int,
-        default=4,
+        default=8,
         help="tiles per spare worker thread whose features are extracted while the tailor is "
-        "fitted (default 4; 0: off; same products either way)",
+        "fitted (default 8; 0: off; same products either way)",
     )
     p.add_argument("--work-dir", help="work dir (default OUT.work next to OUT.tif)")
     p.add_argument("--overwrite", action="store_true", help="start over, replacing outputs")
