@@ -110,10 +110,11 @@ def main() -> None:
         if k not in SETTINGS
     }
     each = {k: [b[k] / a[k] for a, b in zip(before, after, strict=True)] for k in ("fit", "e2e")}
+    env = environment()
     res = {
         "args": vars(args),
-        "date": environment().get("date", ""),
-        "environment": environment(),
+        "date": env.get("date", ""),
+        "environment": env,
         "load": f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         "runs": runs,
         "median_s": {

@@ -43,8 +43,10 @@ def require_data(relative: str) -> Path:
     return path
 
 
+#: Tile edge in PAN pixels of a file input's store (``RunConfig.tile`` ``None``).
+DEFAULT_TILE = 512
+
 #: The :func:`pipeline.scene.open_scene` options a run may pass through ``RunConfig.ingest``.
-DEFAULT_TILE = 512  # tile edge in PAN pixels of a file input's store
 INGEST_OPTIONS = ("nodata", "dn_max", "ms_decimate", "patch", "tolerance")
 
 

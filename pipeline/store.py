@@ -143,9 +143,10 @@ class SceneStore:
             raise _damaged(
                 self.path, f"the metadata of its array {name!r} cannot be read", exc
             ) from exc
-        if (arr is None or not hasattr(arr, "shape")) and (Path(self.path) / name).is_dir():
-            raise _damaged(self.path, f"its array folder {name!r} has no readable zarr.json", None)
         if arr is None or not hasattr(arr, "shape"):
+            if (Path(self.path) / name).is_dir():
+                folder = f"its array folder {name!r} has no readable zarr.json"
+                raise _damaged(self.path, folder, None)
             raise StoreError(
                 f"The store has no array {name!r}.",
                 path=self.path,

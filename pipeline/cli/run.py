@@ -20,6 +20,7 @@ from ._base import (
 def add(
     sub: Subparsers,
 ) -> argparse.ArgumentParser:
+    from ..config import RunConfig
     from ..methods import ADAPTS, METHODS
 
     p = sub.add_parser(
@@ -46,9 +47,9 @@ def add(
     p.add_argument(
         "--speculate",
         type=int,
-        default=8,
+        default=RunConfig.speculate,
         help="tiles per spare worker thread whose features are extracted while the tailor is "
-        "fitted (default 8; 0: off; same products either way)",
+        f"fitted (default {RunConfig.speculate}; 0: off; same products either way)",
     )
     p.add_argument("--work-dir", help="work dir (default OUT.work next to OUT.tif)")
     p.add_argument("--overwrite", action="store_true", help="start over, replacing outputs")
